@@ -1,0 +1,55 @@
+//! The data every invocation's store carries: WASI state, the resource table, the memory
+//! ceiling, and the per-invocation state of plugins.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::budget::MemoryCeiling;
+
+/// Store data of one invocation.
+pub struct InvocationCtx {
+    pub(crate) component_id: Arc<str>,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) memory: MemoryCeiling,
+    pub(crate) extensions: Extensions,
+}
+
+impl InvocationCtx {
+    /// The component this invocation runs, as the workload named it.
+    pub fn component_id(&self) -> &str {
+        &self.component_id
+    }
+
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    pub fn extensions(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+}
+
+impl WasiView for InvocationCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Per-invocation state of plugins, one value per type, so no plugin reaches into another's.
+#[derive(Default)]
+pub struct Extensions(HashMap<TypeId, Box<dyn Any + Send>>);
+
+impl Extensions {
+    pub fn insert<T: Any + Send>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
+        self.0.get_mut(&TypeId::of::<T>()).and_then(|value| value.downcast_mut())
+    }
+}

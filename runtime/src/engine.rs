@@ -1,0 +1,125 @@
+//! The shared wasmtime engine: configuration, the epoch ticker, and the compiled-component cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How the engine is built. The defaults suit a 2-core, 24 GiB machine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `None` allocates instances on demand (slower instantiation, no up-front reservation).
+    pub pooling: Option<PoolingLimits>,
+    /// How often the epoch advances: the granularity of deadlines and of guest yields.
+    pub epoch_tick: Duration,
+    /// Compile fuel metering in, so that budgets may carry fuel (costs ~20% on call-heavy code).
+    pub fuel_metering: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { pooling: Some(PoolingLimits::default()), epoch_tick: Duration::from_millis(10), fuel_metering: false }
+    }
+}
+
+/// Pool sizes for the pooling instance allocator.
+#[derive(Clone, Debug)]
+pub struct PoolingLimits {
+    /// Concurrent component instances across the engine (one per in-flight invocation).
+    pub component_instances: u32,
+    /// Concurrent core instances; a Rust `wasm32-wasip2` component uses about four.
+    pub core_instances: u32,
+    /// Concurrent linear memories and tables.
+    pub memories: u32,
+    pub tables: u32,
+    /// The largest linear memory any instance may grow to; budgets may only lower it.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for PoolingLimits {
+    fn default() -> Self {
+        Self {
+            component_instances: 1000,
+            core_instances: 4000,
+            memories: 2000,
+            tables: 4000,
+            max_memory_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A wasmtime engine with an epoch ticker and a cache of compiled components by content digest.
+/// Cloning shares both.
+#[derive(Clone)]
+pub struct Engine {
+    inner: wasmtime::Engine,
+    config: Arc<EngineConfig>,
+    compiled: Arc<Mutex<HashMap<[u8; 32], Component>>>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        let mut wasm = wasmtime::Config::new();
+        wasm.wasm_component_model(true);
+        wasm.epoch_interruption(true);
+        wasm.consume_fuel(config.fuel_metering);
+        if let Some(limits) = &config.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(limits.component_instances)
+                .total_core_instances(limits.core_instances)
+                .total_memories(limits.memories)
+                .total_tables(limits.tables)
+                .total_stacks(limits.component_instances)
+                .max_memory_size(limits.max_memory_bytes);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let inner = wasmtime::Engine::new(&wasm).map_err(anyhow::Error::from).context("configuring the wasmtime engine")?;
+        spawn_epoch_ticker(&inner, config.epoch_tick);
+        Ok(Self { inner, config: Arc::new(config), compiled: Default::default() })
+    }
+
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Compiles `bytes` once per distinct content; later calls with the same bytes are a lookup.
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<(Component, [u8; 32])> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(component) = self.compiled.lock().unwrap().get(&digest) {
+            return Ok((component.clone(), digest));
+        }
+        // Compile outside the lock: compilation takes milliseconds to seconds.
+        let component = Component::new(&self.inner, bytes)?;
+        self.compiled.lock().unwrap().insert(digest, component.clone());
+        Ok((component, digest))
+    }
+
+    /// How many distinct components are compiled and cached.
+    pub fn cached_components(&self) -> usize {
+        self.compiled.lock().unwrap().len()
+    }
+}
+
+/// Advances the epoch until the engine is dropped. A thread, not a tokio task, so that ticks keep
+/// coming while guests hog the runtime's worker threads.
+fn spawn_epoch_ticker(engine: &wasmtime::Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("trellis-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

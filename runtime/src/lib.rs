@@ -1,0 +1,41 @@
+//! The Trellis runtime: runs WebAssembly components with wasmtime and knows nothing of NATS.
+//!
+//! A [`Runtime`] owns one [`Engine`], the registered [`Plugin`]s and the running
+//! [`Workload`]s. Each component import is satisfied, in order, by the WASI baseline, an enabled
+//! plugin, an export of another component on this runtime (linked in-process by composition),
+//! or the embedder's [`ImportFallback`]; an import nobody satisfies fails the start. Every
+//! invocation gets a fresh instance and runs under a [`Budget`].
+//!
+//! The embedder (the lattice host) drives it through the [`Host`] trait.
+
+mod budget;
+mod component;
+mod ctx;
+mod engine;
+mod error;
+mod host;
+mod interface;
+mod linking;
+mod plugin;
+mod running;
+mod service;
+mod wasi;
+mod workload;
+
+pub use budget::{Budget, BudgetExceeded};
+pub use component::{ComponentSource, LoadedComponent};
+pub use ctx::{Extensions, InvocationCtx};
+pub use engine::{Engine, EngineConfig, PoolingLimits};
+pub use error::{InvokeError, StartError, StopError};
+pub use host::{Heartbeat, Host, Runtime, RuntimeBuilder};
+pub use interface::InterfaceName;
+pub use linking::{ImportFallback, ImportRoute, LinkTable};
+pub use plugin::{Binding, Plugin};
+pub use running::ComponentHandle;
+pub use wasi::{Volume, VolumeKind, VolumeMount, WasiGrants};
+pub use workload::{
+    ComponentState, HostInterface, Workload, WorkloadComponent, WorkloadService, WorkloadState,
+    WorkloadStatus,
+};
+
+pub use wasmtime::component::Val;

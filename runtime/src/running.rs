@@ -1,0 +1,261 @@
+//! A component that serves invocations: its current linking, its concurrency limit, and the
+//! per-invocation store (fresh instance, budget applied, plugins prepared).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Func, InstancePre, Val};
+use wasmtime::Store;
+
+use crate::budget::{self, Budget, BudgetExceeded};
+use crate::component::LoadedComponent;
+use crate::ctx::{Extensions, InvocationCtx};
+use crate::engine::Engine;
+use crate::error::InvokeError;
+use crate::linking::ImportRoute;
+use crate::plugin::Plugin;
+use crate::wasi::{self, ResolvedMount, WasiGrants};
+
+/// How long an invocation waits for a free instance when its budget has no deadline.
+const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(30);
+
+/// One linking of a component: what each import resolved to, and the code that results.
+pub(crate) struct Linked {
+    pub pre: InstancePre<InvocationCtx>,
+    pub component: Component,
+    /// The bytes that were compiled (the composition, when exporters were plugged in).
+    pub bytes: Arc<[u8]>,
+    pub routes: Vec<(String, ImportRoute)>,
+    /// Plugins bound for this linking, in resolution order.
+    pub plugins: Vec<Arc<dyn Plugin>>,
+}
+
+impl Linked {
+    /// Components plugged in by composition.
+    pub fn in_process_targets(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().filter_map(|(_, route)| match route {
+            ImportRoute::InProcess(target) => Some(target.as_str()),
+            _ => None,
+        })
+    }
+}
+
+pub(crate) struct RunningComponent {
+    pub id: Arc<str>,
+    pub workload: String,
+    pub loaded: LoadedComponent,
+    pub linked: RwLock<Arc<Linked>>,
+    pub max_instances: u32,
+    permits: Semaphore,
+    pub budget: Budget,
+    grants: WasiGrants,
+    mounts: Vec<ResolvedMount>,
+    engine: Engine,
+}
+
+/// A cloneable handle for invoking a running component (given to plugins and embedders).
+#[derive(Clone)]
+pub struct ComponentHandle(pub(crate) Arc<RunningComponent>);
+
+impl ComponentHandle {
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// Calls `instance`.`function` (use `""` for a root function) on a fresh instance.
+    pub async fn invoke(
+        &self,
+        instance: &str,
+        function: &str,
+        params: &[Val],
+        overrides: Option<&Budget>,
+    ) -> Result<Vec<Val>, InvokeError> {
+        self.0.invoke(instance, function, params, overrides).await
+    }
+
+    /// A fresh store and instance-pre for plugins that drive exports with typed bindings. The
+    /// caller must hold the returned permit for as long as the instance is in use.
+    pub async fn new_instance_store(
+        &self,
+        overrides: Option<&Budget>,
+    ) -> Result<(Store<InvocationCtx>, InstancePre<InvocationCtx>, tokio::sync::SemaphorePermit<'_>), InvokeError> {
+        let budget = overrides.map_or(self.0.budget, |o| self.0.budget.overridden_by(o));
+        let permit = self.0.acquire(&budget).await?;
+        let linked = self.0.current();
+        let store = self.0.new_store(&linked, &budget).map_err(|e| self.0.bad_call(e))?;
+        Ok((store, linked.pre.clone(), permit))
+    }
+}
+
+impl RunningComponent {
+    pub fn new(
+        id: &str,
+        workload: &str,
+        loaded: LoadedComponent,
+        linked: Linked,
+        max_instances: u32,
+        budget: Budget,
+        grants: WasiGrants,
+        mounts: Vec<ResolvedMount>,
+        engine: Engine,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            workload: workload.to_string(),
+            loaded,
+            linked: RwLock::new(Arc::new(linked)),
+            max_instances,
+            permits: Semaphore::new(max_instances.max(1) as usize),
+            budget,
+            grants,
+            mounts,
+            engine,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Linked> {
+        self.linked.read().unwrap().clone()
+    }
+
+    /// Swaps in a new linking; invocations already running finish on the old one.
+    pub fn relinked(&self, linked: Linked) -> Arc<Linked> {
+        std::mem::replace(&mut *self.linked.write().unwrap(), Arc::new(linked))
+    }
+
+    async fn acquire(&self, budget: &Budget) -> Result<tokio::sync::SemaphorePermit<'_>, InvokeError> {
+        let wait = budget.wall_time.unwrap_or(DEFAULT_QUEUE_WAIT);
+        match tokio::time::timeout(wait, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(self.bad_call(anyhow::anyhow!("component is stopping"))),
+            Err(_) => Err(InvokeError::Busy {
+                component: self.id.to_string(),
+                max_instances: self.max_instances,
+                waited: wait,
+            }),
+        }
+    }
+
+    fn new_store(&self, linked: &Linked, budget: &Budget) -> anyhow::Result<Store<InvocationCtx>> {
+        let mut extensions = Extensions::default();
+        for plugin in &linked.plugins {
+            plugin
+                .prepare(&self.id, &mut extensions)
+                .with_context(|| format!("plugin `{}` preparing the invocation", plugin.id()))?;
+        }
+        let ctx = InvocationCtx {
+            component_id: self.id.clone(),
+            wasi: wasi::build_ctx(&self.grants, &self.mounts)?,
+            table: Default::default(),
+            memory: Default::default(),
+            extensions,
+        };
+        let mut store = Store::new(self.engine.wasmtime(), ctx);
+        budget::apply(&mut store, budget, self.engine.config().fuel_metering);
+        Ok(store)
+    }
+
+    pub async fn invoke(
+        &self,
+        instance: &str,
+        function: &str,
+        params: &[Val],
+        overrides: Option<&Budget>,
+    ) -> Result<Vec<Val>, InvokeError> {
+        let budget = overrides.map_or(self.budget, |o| self.budget.overridden_by(o));
+        let _permit = self.acquire(&budget).await?;
+        let linked = self.current();
+        let mut store = self.new_store(&linked, &budget).map_err(|e| self.bad_call(e))?;
+        let call = async {
+            let guest = linked.pre.instantiate_async(&mut store).await?;
+            let func = self.lookup(&linked, &mut store, &guest, instance, function)?;
+            let mut results = vec![Val::Bool(false); func.ty(&store).results().len()];
+            func.call_async(&mut store, params, &mut results).await?;
+            Ok::<_, wasmtime::Error>(results)
+        };
+        let outcome = match budget.wall_time {
+            // Epochs stop guest code; this also stops a call parked in a host function.
+            Some(limit) => tokio::time::timeout(limit, call)
+                .await
+                .unwrap_or_else(|_| Err(wasmtime::Error::new(BudgetExceeded::DeadlineExceeded(limit)))),
+            None => call.await,
+        };
+        outcome.map_err(|error| self.invoke_error(error, &store, &budget, &linked))
+    }
+
+    fn lookup(
+        &self,
+        linked: &Linked,
+        store: &mut Store<InvocationCtx>,
+        guest: &wasmtime::component::Instance,
+        instance: &str,
+        function: &str,
+    ) -> wasmtime::Result<Func> {
+        let no_such_export = || {
+            wasmtime::Error::new(InvokeError::NoSuchExport {
+                component: self.id.to_string(),
+                instance: instance.to_string(),
+                function: function.to_string(),
+            })
+        };
+        let parent = match instance {
+            "" => None,
+            name => Some(linked.component.get_export_index(None, name).ok_or_else(no_such_export)?),
+        };
+        let index = linked
+            .component
+            .get_export_index(parent.as_ref(), function)
+            .ok_or_else(no_such_export)?;
+        guest.get_func(store, index).ok_or_else(no_such_export)
+    }
+
+    fn bad_call(&self, error: anyhow::Error) -> InvokeError {
+        InvokeError::BadCall { component: self.id.to_string(), message: format!("{error:#}") }
+    }
+
+    fn invoke_error(
+        &self,
+        error: wasmtime::Error,
+        store: &Store<InvocationCtx>,
+        budget: &Budget,
+        linked: &Linked,
+    ) -> InvokeError {
+        let component = self.id.to_string();
+        if let Some(exceeded) = budget::classify(&error, store.data().memory.hit.as_ref(), budget) {
+            return InvokeError::Budget { component, exceeded };
+        }
+        if let Some(typed) = error.downcast_ref::<InvokeError>() {
+            return match typed {
+                InvokeError::NoSuchExport { component, instance, function } => InvokeError::NoSuchExport {
+                    component: component.clone(),
+                    instance: instance.clone(),
+                    function: function.clone(),
+                },
+                other => InvokeError::BadCall { component, message: other.to_string() },
+            };
+        }
+        let message = trap_message(&error);
+        match self.trapping_exporter(&error, linked) {
+            Some(exporter) => InvokeError::LinkedTrap { component, exporter, message },
+            None if error.downcast_ref::<wasmtime::Trap>().is_some() => InvokeError::Trap { component, message },
+            None => InvokeError::BadCall { component, message },
+        }
+    }
+
+    /// Which plugged-in exporter the innermost wasm frame of a trap belongs to, if any.
+    fn trapping_exporter(&self, error: &wasmtime::Error, linked: &Linked) -> Option<String> {
+        let backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>()?;
+        let frame = backtrace.frames().first()?;
+        let module = frame.module().name()?;
+        linked.in_process_targets().find(|target| module.contains(target)).map(str::to_string)
+    }
+}
+
+/// The trap and its cause in one line.
+fn trap_message(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("{trap}: {}", error.root_cause()),
+        None => format!("{error:#}"),
+    }
+}

@@ -1,0 +1,44 @@
+//! Shared test harness: builds the guest components under `tests/components` (once per test
+//! process; cargo makes it a no-op when nothing changed) and finds them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use trellis_runtime::ComponentSource;
+
+/// Root of the guest component workspace.
+pub fn components_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("components")
+}
+
+/// Builds the guest components (once per process) and returns the path of `name`.wasm.
+pub fn component_path(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(components_dir().join("build.sh"))
+            // The outer cargo's settings are for the host target, not the guests.
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("running tests/components/build.sh");
+        assert!(status.success(), "building guest components failed");
+    });
+    let path = components_dir().join("target/wasm32-wasip2/release").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// The bytes of a guest component, as a runtime source.
+pub fn component(name: &str) -> ComponentSource {
+    let bytes = std::fs::read(component_path(name)).expect("reading component");
+    ComponentSource::Bytes(Arc::from(bytes))
+}
+
+/// A `file://` reference to a guest component.
+pub fn component_ref(name: &str) -> String {
+    format!("file://{}", component_path(name).display())
+}
