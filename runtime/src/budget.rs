@@ -67,7 +67,10 @@ impl ResourceLimiter for MemoryCeiling {
     ) -> wasmtime::Result<bool> {
         match self.limit {
             Some(limit) if desired > limit => {
-                let exceeded = BudgetExceeded::MemoryLimit { limit, requested: desired };
+                let exceeded = BudgetExceeded::MemoryLimit {
+                    limit,
+                    requested: desired,
+                };
                 self.hit = Some(exceeded.clone());
                 Err(wasmtime::Error::new(exceeded))
             }
@@ -93,7 +96,9 @@ pub(crate) fn apply(store: &mut Store<InvocationCtx>, budget: &Budget, fuel_mete
         // Unlimited unless asked; yield now and then so fuel-metered loops stay cooperative.
         let fuel = budget.fuel.unwrap_or(u64::MAX);
         store.set_fuel(fuel).expect("fuel metering is enabled");
-        store.fuel_async_yield_interval(Some(1_000_000)).expect("fuel metering is enabled");
+        store
+            .fuel_async_yield_interval(Some(1_000_000))
+            .expect("fuel metering is enabled");
     }
     cooperate(store, budget.wall_time);
 }
@@ -104,9 +109,9 @@ pub(crate) fn cooperate<T: 'static>(store: &mut Store<T>, wall_time: Option<Dura
     let started = Instant::now();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| match wall_time {
-        Some(limit) if started.elapsed() >= limit => {
-            Err(wasmtime::Error::new(BudgetExceeded::DeadlineExceeded(limit)))
-        }
+        Some(limit) if started.elapsed() >= limit => Err(wasmtime::Error::new(
+            BudgetExceeded::DeadlineExceeded(limit),
+        )),
         _ => Ok(UpdateDeadline::Yield(1)),
     });
 }

@@ -93,7 +93,13 @@ impl LoadedComponent {
         if !root.is_empty() {
             exports.push((String::new(), root));
         }
-        Ok(Self { bytes, component, digest, imports, exports })
+        Ok(Self {
+            bytes,
+            component,
+            digest,
+            imports,
+            exports,
+        })
     }
 
     pub fn digest_hex(&self) -> String {

@@ -36,7 +36,10 @@ impl InvocationCtx {
 
 impl WasiView for InvocationCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -50,6 +53,8 @@ impl Extensions {
     }
 
     pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
-        self.0.get_mut(&TypeId::of::<T>()).and_then(|value| value.downcast_mut())
+        self.0
+            .get_mut(&TypeId::of::<T>())
+            .and_then(|value| value.downcast_mut())
     }
 }

@@ -22,7 +22,11 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { pooling: Some(PoolingLimits::default()), epoch_tick: Duration::from_millis(10), fuel_metering: false }
+        Self {
+            pooling: Some(PoolingLimits::default()),
+            epoch_tick: Duration::from_millis(10),
+            fuel_metering: false,
+        }
     }
 }
 
@@ -77,9 +81,15 @@ impl Engine {
                 .max_memory_size(limits.max_memory_bytes);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
-        let inner = wasmtime::Engine::new(&wasm).map_err(anyhow::Error::from).context("configuring the wasmtime engine")?;
+        let inner = wasmtime::Engine::new(&wasm)
+            .map_err(anyhow::Error::from)
+            .context("configuring the wasmtime engine")?;
         spawn_epoch_ticker(&inner, config.epoch_tick);
-        Ok(Self { inner, config: Arc::new(config), compiled: Default::default() })
+        Ok(Self {
+            inner,
+            config: Arc::new(config),
+            compiled: Default::default(),
+        })
     }
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
@@ -98,7 +108,10 @@ impl Engine {
         }
         // Compile outside the lock: compilation takes milliseconds to seconds.
         let component = Component::new(&self.inner, bytes)?;
-        self.compiled.lock().unwrap().insert(digest, component.clone());
+        self.compiled
+            .lock()
+            .unwrap()
+            .insert(digest, component.clone());
         Ok((component, digest))
     }
 

@@ -88,5 +88,8 @@ pub enum StopError {
         "workload `{workload}` is linked in-process by running components {dependents:?}; \
          stop them first or force the stop"
     )]
-    HasDependents { workload: String, dependents: Vec<String> },
+    HasDependents {
+        workload: String,
+        dependents: Vec<String>,
+    },
 }

@@ -67,7 +67,10 @@ impl RuntimeBuilder {
     pub async fn build(self) -> anyhow::Result<Runtime> {
         let engine = Engine::new(self.engine)?;
         for plugin in &self.plugins {
-            plugin.start().await.map_err(|e| e.context(format!("starting plugin `{}`", plugin.id())))?;
+            plugin
+                .start()
+                .await
+                .map_err(|e| e.context(format!("starting plugin `{}`", plugin.id())))?;
         }
         Ok(Runtime(Arc::new(Inner {
             engine,
@@ -115,7 +118,14 @@ impl Runtime {
     }
 
     pub async fn component(&self, id: &str) -> Option<ComponentHandle> {
-        self.0.state.lock().await.components.get(id).cloned().map(ComponentHandle)
+        self.0
+            .state
+            .lock()
+            .await
+            .components
+            .get(id)
+            .cloned()
+            .map(ComponentHandle)
     }
 
     /// Invokes an export of a running component on a fresh instance.
@@ -142,7 +152,12 @@ impl Runtime {
 
     /// Routes `source`'s imports of `interface` (`ns:pkg/iface`) to `target` and re-links
     /// `source` if it runs here: in-process when `target` runs here too, else the fallback.
-    pub async fn set_link(&self, source: &str, interface: &str, target: &str) -> Result<(), StartError> {
+    pub async fn set_link(
+        &self,
+        source: &str,
+        interface: &str,
+        target: &str,
+    ) -> Result<(), StartError> {
         let mut state = self.0.state.lock().await;
         state.links.set(source, interface, target);
         self.relink_with_dependents(&state, source)
@@ -156,7 +171,15 @@ impl Runtime {
 
     /// Stops every workload and then every plugin.
     pub async fn shutdown(&self) {
-        let ids: Vec<String> = self.0.state.lock().await.workloads.keys().cloned().collect();
+        let ids: Vec<String> = self
+            .0
+            .state
+            .lock()
+            .await
+            .workloads
+            .keys()
+            .cloned()
+            .collect();
         for id in ids {
             let _ = self.workload_stop(&id, true).await;
         }
@@ -169,9 +192,17 @@ impl Runtime {
 
     /// Re-links `id` (if it runs here) and, recursively, every component composed with it.
     fn relink_with_dependents(&self, state: &State, id: &str) -> Result<(), StartError> {
-        let Some(component) = state.components.get(id) else { return Ok(()) };
+        let Some(component) = state.components.get(id) else {
+            return Ok(());
+        };
         let members = self.workload_members(state, &component.workload);
-        let linked = self.link(state, id, &component.loaded, &members, &component.current().plugins)?;
+        let linked = self.link(
+            state,
+            id,
+            &component.loaded,
+            &members,
+            &component.current().plugins,
+        )?;
         component.relinked(linked);
         for dependent in dependents(state, &[id.to_string()]) {
             self.relink_with_dependents(state, &dependent)?;
@@ -186,7 +217,12 @@ impl Runtime {
             .map(|w| {
                 w.component_ids
                     .iter()
-                    .filter_map(|id| state.components.get(id).map(|c| (id.clone(), c.loaded.clone())))
+                    .filter_map(|id| {
+                        state
+                            .components
+                            .get(id)
+                            .map(|c| (id.clone(), c.loaded.clone()))
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -203,7 +239,10 @@ impl Runtime {
         bound_plugins: &[Arc<dyn Plugin>],
     ) -> Result<Linked, StartError> {
         let engine = &self.0.engine;
-        let load_error = |source: anyhow::Error| StartError::Load { component: id.to_string(), source };
+        let load_error = |source: anyhow::Error| StartError::Load {
+            component: id.to_string(),
+            source,
+        };
 
         // In-process targets first: they change which component we compile.
         let mut plugs: Vec<Plug> = Vec::new();
@@ -212,11 +251,17 @@ impl Runtime {
             if let Some(target) = self.in_process_target(state, id, import, members) {
                 let bytes = match state.components.get(&target) {
                     Some(running) => running.current().bytes.clone(),
-                    None => return Err(StartError::Invalid(format!("`{target}` is not linked yet"))),
+                    None => {
+                        return Err(StartError::Invalid(format!("`{target}` is not linked yet")));
+                    }
                 };
                 match plugs.iter_mut().find(|plug| plug.id == target) {
                     Some(plug) => plug.imports.push(import.clone()),
-                    None => plugs.push(Plug { id: target.clone(), bytes, imports: vec![import.clone()] }),
+                    None => plugs.push(Plug {
+                        id: target.clone(),
+                        bytes,
+                        imports: vec![import.clone()],
+                    }),
                 }
                 routes.push((import.clone(), ImportRoute::InProcess(target)));
             }
@@ -224,7 +269,9 @@ impl Runtime {
         let (component, bytes) = if plugs.is_empty() {
             (loaded.component.clone(), loaded.bytes.clone())
         } else {
-            let composed: Arc<[u8]> = linking::compose(&loaded.bytes, &plugs).map_err(load_error)?.into();
+            let composed: Arc<[u8]> = linking::compose(&loaded.bytes, &plugs)
+                .map_err(load_error)?
+                .into();
             let (component, _) = engine.compile(&composed).map_err(load_error)?;
             (component, composed)
         };
@@ -243,14 +290,17 @@ impl Runtime {
             let route = match &name {
                 Some(name) if wasi::is_baseline(name) => {
                     if !wasi_linked {
-                        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| load_error(e.into()))?;
+                        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                            .map_err(|e| load_error(e.into()))?;
                         wasi_linked = true;
                     }
                     ImportRoute::Wasi
                 }
                 Some(name) if let Some(plugin) = self.plugin_for(name, bound_plugins) => {
                     plugin.add_to_linker(&mut linker, name).map_err(|e| {
-                        load_error(e.context(format!("plugin `{}` linking `{import}`", plugin.id())))
+                        load_error(
+                            e.context(format!("plugin `{}` linking `{import}`", plugin.id())),
+                        )
                     })?;
                     if !plugins.iter().any(|p| Arc::ptr_eq(p, &plugin)) {
                         plugins.push(plugin.clone());
@@ -261,11 +311,18 @@ impl Runtime {
                     let linked = match &self.0.fallback {
                         Some(fallback) => fallback
                             .link(engine.wasmtime(), &mut linker, id, import, item)
-                            .map_err(|e| load_error(e.context(format!("linking `{import}` through the fallback"))))?,
+                            .map_err(|e| {
+                                load_error(
+                                    e.context(format!("linking `{import}` through the fallback")),
+                                )
+                            })?,
                         None => false,
                     };
                     if !linked {
-                        return Err(StartError::UnresolvedImport { component: id.to_string(), import: import.clone() });
+                        return Err(StartError::UnresolvedImport {
+                            component: id.to_string(),
+                            import: import.clone(),
+                        });
                     }
                     ImportRoute::Fallback
                 }
@@ -274,15 +331,34 @@ impl Runtime {
                 routes.push((import.clone(), route));
             }
         }
-        let pre = linker.instantiate_pre(&component).map_err(|e| load_error(e.into()))?;
-        Ok(Linked { pre, component, bytes, routes, plugins })
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_error(e.into()))?;
+        Ok(Linked {
+            pre,
+            component,
+            bytes,
+            routes,
+            plugins,
+        })
     }
 
     /// The first enabled plugin implementing `import`. On a re-link, only plugins the
     /// component is already bound to are considered, so bindings never change under it.
-    fn plugin_for(&self, import: &InterfaceName, bound: &[Arc<dyn Plugin>]) -> Option<Arc<dyn Plugin>> {
-        let candidates = if bound.is_empty() { &self.0.plugins[..] } else { bound };
-        candidates.iter().find(|p| p.imports().iter().any(|pattern| pattern.covers(import))).cloned()
+    fn plugin_for(
+        &self,
+        import: &InterfaceName,
+        bound: &[Arc<dyn Plugin>],
+    ) -> Option<Arc<dyn Plugin>> {
+        let candidates = if bound.is_empty() {
+            &self.0.plugins[..]
+        } else {
+            bound
+        };
+        candidates
+            .iter()
+            .find(|p| p.imports().iter().any(|pattern| pattern.covers(import)))
+            .cloned()
     }
 
     /// The component on this runtime that `id`'s `import` should be composed with, if any: the
@@ -300,8 +376,13 @@ impl Runtime {
         }
         if let Some(target) = state.links.target(id, &name) {
             let exports = |c: &LoadedComponent| c.exports_instance(import);
-            let here = state.components.get(target).is_some_and(|c| exports(&c.loaded))
-                || members.iter().any(|(member, c)| member == target && exports(c));
+            let here = state
+                .components
+                .get(target)
+                .is_some_and(|c| exports(&c.loaded))
+                || members
+                    .iter()
+                    .any(|(member, c)| member == target && exports(c));
             return here.then(|| target.to_string());
         }
         members
@@ -312,8 +393,11 @@ impl Runtime {
 
     fn status_of(state: &State, id: &str) -> Option<WorkloadStatus> {
         let workload = state.workloads.get(id)?;
-        let mut components: BTreeMap<String, ComponentState> =
-            workload.component_ids.iter().map(|c| (c.clone(), ComponentState::Running)).collect();
+        let mut components: BTreeMap<String, ComponentState> = workload
+            .component_ids
+            .iter()
+            .map(|c| (c.clone(), ComponentState::Running))
+            .collect();
         let mut overall = WorkloadState::Running;
         if let Some((service_id, service)) = &workload.service {
             let service_state = service.state();
@@ -324,17 +408,30 @@ impl Runtime {
             };
             components.insert(service_id.clone(), service_state);
         }
-        Some(WorkloadStatus { id: id.to_string(), state: overall, components })
+        Some(WorkloadStatus {
+            id: id.to_string(),
+            state: overall,
+            components,
+        })
     }
 
-    async fn start_locked(&self, state: &mut State, workload: Workload) -> Result<WorkloadStatus, StartError> {
+    async fn start_locked(
+        &self,
+        state: &mut State,
+        workload: Workload,
+    ) -> Result<WorkloadStatus, StartError> {
         let workload_id = workload.id();
         if state.workloads.contains_key(&workload_id) {
             return Err(StartError::WorkloadExists(workload_id));
         }
         for component in &workload.components {
             if state.components.contains_key(&component.id)
-                || workload.components.iter().filter(|c| c.id == component.id).count() > 1
+                || workload
+                    .components
+                    .iter()
+                    .filter(|c| c.id == component.id)
+                    .count()
+                    > 1
             {
                 return Err(StartError::ComponentExists(component.id.clone()));
             }
@@ -345,22 +442,38 @@ impl Runtime {
                 )));
             }
         }
-        let volumes = MaterializedVolumes::create(&workload.volumes).map_err(|e| StartError::Invalid(format!("{e:#}")))?;
+        let volumes = MaterializedVolumes::create(&workload.volumes)
+            .map_err(|e| StartError::Invalid(format!("{e:#}")))?;
 
         let mut members = Vec::new();
         for component in &workload.components {
-            let load_error = |source| StartError::Load { component: component.id.clone(), source };
+            let load_error = |source| StartError::Load {
+                component: component.id.clone(),
+                source,
+            };
             let bytes = component.source.read().await.map_err(load_error)?;
-            members.push((component.id.clone(), LoadedComponent::compile(&self.0.engine, bytes).map_err(load_error)?));
+            members.push((
+                component.id.clone(),
+                LoadedComponent::compile(&self.0.engine, bytes).map_err(load_error)?,
+            ));
         }
 
         // Link exporters before their importers; what never becomes linkable is a cycle.
         state.workloads.insert(
             workload_id.clone(),
-            RunningWorkload { component_ids: Vec::new(), service: None, _volumes: MaterializedVolumes::default() },
+            RunningWorkload {
+                component_ids: Vec::new(),
+                service: None,
+                _volumes: MaterializedVolumes::default(),
+            },
         );
-        let result = self.link_members(state, &workload, &workload_id, &members, &volumes).await;
-        let running = state.workloads.get_mut(&workload_id).expect("inserted above");
+        let result = self
+            .link_members(state, &workload, &workload_id, &members, &volumes)
+            .await;
+        let running = state
+            .workloads
+            .get_mut(&workload_id)
+            .expect("inserted above");
         running._volumes = volumes;
         if let Err(error) = result {
             self.remove_workload(state, &workload_id).await;
@@ -378,7 +491,10 @@ impl Runtime {
                 Ok(handle) => running.service = Some((service.id.clone(), handle)),
                 Err(source) => {
                     self.remove_workload(state, &workload_id).await;
-                    return Err(StartError::Load { component: service.id.clone(), source });
+                    return Err(StartError::Load {
+                        component: service.id.clone(),
+                        source,
+                    });
                 }
             }
         }
@@ -398,19 +514,28 @@ impl Runtime {
         while !pending.is_empty() {
             let ready = pending.iter().position(|&i| {
                 let (id, loaded) = &members[i];
-                loaded.imports.iter().all(|import| match self.in_process_target(state, id, import, members) {
-                    Some(target) => state.components.contains_key(&target),
-                    None => true,
+                loaded.imports.iter().all(|import| {
+                    match self.in_process_target(state, id, import, members) {
+                        Some(target) => state.components.contains_key(&target),
+                        None => true,
+                    }
                 })
             });
             let Some(position) = ready else {
-                return Err(StartError::LinkCycle(pending.iter().map(|&i| members[i].0.clone()).collect()));
+                return Err(StartError::LinkCycle(
+                    pending.iter().map(|&i| members[i].0.clone()).collect(),
+                ));
             };
             let index = pending.remove(position);
             let (id, loaded) = &members[index];
             let spec = &workload.components[index];
             let linked = self.link(state, id, loaded, members, &[])?;
-            let mounts = volumes.resolve(&spec.mounts).map_err(|source| StartError::Load { component: id.clone(), source })?;
+            let mounts = volumes
+                .resolve(&spec.mounts)
+                .map_err(|source| StartError::Load {
+                    component: id.clone(),
+                    source,
+                })?;
             let plugins = linked.plugins.clone();
             let running = Arc::new(RunningComponent::new(
                 id,
@@ -424,27 +549,52 @@ impl Runtime {
                 self.0.engine.clone(),
             ));
             state.components.insert(id.clone(), running.clone());
-            state.workloads.get_mut(workload_id).expect("registered").component_ids.push(id.clone());
+            state
+                .workloads
+                .get_mut(workload_id)
+                .expect("registered")
+                .component_ids
+                .push(id.clone());
             self.bind(workload, &running, &plugins).await?;
         }
         Ok(())
     }
 
     /// Binds `running` to every plugin it imports from or whose consumed exports it has.
-    async fn bind(&self, workload: &Workload, running: &Arc<RunningComponent>, imported_from: &[Arc<dyn Plugin>]) -> Result<(), StartError> {
+    async fn bind(
+        &self,
+        workload: &Workload,
+        running: &Arc<RunningComponent>,
+        imported_from: &[Arc<dyn Plugin>],
+    ) -> Result<(), StartError> {
         let linked = running.current();
-        let import_names: Vec<InterfaceName> =
-            linked.routes.iter().filter_map(|(name, _)| InterfaceName::parse(name)).collect();
-        let export_names: Vec<InterfaceName> =
-            running.loaded.exports.iter().filter_map(|(name, _)| InterfaceName::parse(name)).collect();
+        let import_names: Vec<InterfaceName> = linked
+            .routes
+            .iter()
+            .filter_map(|(name, _)| InterfaceName::parse(name))
+            .collect();
+        let export_names: Vec<InterfaceName> = running
+            .loaded
+            .exports
+            .iter()
+            .filter_map(|(name, _)| InterfaceName::parse(name))
+            .collect();
         for plugin in &self.0.plugins {
-            let imports: Vec<InterfaceName> = if imported_from.iter().any(|p| Arc::ptr_eq(p, plugin)) {
-                import_names.iter().filter(|i| plugin.imports().iter().any(|p| p.covers(i))).cloned().collect()
-            } else {
-                Vec::new()
-            };
-            let exports: Vec<InterfaceName> =
-                export_names.iter().filter(|e| plugin.exports().iter().any(|p| p.covers(e))).cloned().collect();
+            let imports: Vec<InterfaceName> =
+                if imported_from.iter().any(|p| Arc::ptr_eq(p, plugin)) {
+                    import_names
+                        .iter()
+                        .filter(|i| plugin.imports().iter().any(|p| p.covers(i)))
+                        .cloned()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+            let exports: Vec<InterfaceName> = export_names
+                .iter()
+                .filter(|e| plugin.exports().iter().any(|p| p.covers(e)))
+                .cloned()
+                .collect();
             if imports.is_empty() && exports.is_empty() {
                 continue;
             }
@@ -452,8 +602,9 @@ impl Runtime {
                 .host_interfaces
                 .iter()
                 .filter(|hi| {
-                    InterfaceName::parse(&hi.interface)
-                        .is_some_and(|pattern| imports.iter().chain(&exports).any(|i| pattern.covers(i)))
+                    InterfaceName::parse(&hi.interface).is_some_and(|pattern| {
+                        imports.iter().chain(&exports).any(|i| pattern.covers(i))
+                    })
                 })
                 .flat_map(|hi| hi.config.clone())
                 .collect();
@@ -465,18 +616,23 @@ impl Runtime {
                 config,
                 component: ComponentHandle(running.clone()),
             };
-            plugin.bind(&binding).await.map_err(|reason| StartError::BindingRefused {
-                component: running.id.to_string(),
-                plugin: plugin.id().to_string(),
-                reason,
-            })?;
+            plugin
+                .bind(&binding)
+                .await
+                .map_err(|reason| StartError::BindingRefused {
+                    component: running.id.to_string(),
+                    plugin: plugin.id().to_string(),
+                    reason,
+                })?;
         }
         Ok(())
     }
 
     /// Unbinds and forgets every component and the service of a workload.
     async fn remove_workload(&self, state: &mut State, workload_id: &str) {
-        let Some(workload) = state.workloads.remove(workload_id) else { return };
+        let Some(workload) = state.workloads.remove(workload_id) else {
+            return;
+        };
         if let Some((_, service)) = workload.service {
             service.stop();
         }
@@ -496,7 +652,11 @@ fn dependents(state: &State, targets: &[String]) -> Vec<String> {
         .components
         .values()
         .filter(|c| !targets.contains(&c.id.to_string()))
-        .filter(|c| c.current().in_process_targets().any(|t| targets.iter().any(|x| x == t)))
+        .filter(|c| {
+            c.current()
+                .in_process_targets()
+                .any(|t| targets.iter().any(|x| x == t))
+        })
         .map(|c| c.id.to_string())
         .collect()
 }
@@ -508,7 +668,11 @@ impl Host for Runtime {
         Heartbeat {
             uptime: self.0.started.elapsed(),
             plugins: self.0.plugins.iter().map(|p| p.id().to_string()).collect(),
-            workloads: state.workloads.keys().filter_map(|id| Self::status_of(&state, id)).collect(),
+            workloads: state
+                .workloads
+                .keys()
+                .filter_map(|id| Self::status_of(&state, id))
+                .collect(),
         }
     }
 
@@ -529,7 +693,10 @@ impl Host for Runtime {
         };
         let dependents = dependents(&state, &members);
         if !dependents.is_empty() && !force {
-            return Err(StopError::HasDependents { workload: workload_id.to_string(), dependents });
+            return Err(StopError::HasDependents {
+                workload: workload_id.to_string(),
+                dependents,
+            });
         }
         self.remove_workload(&mut state, workload_id).await;
         for dependent in dependents {

@@ -20,7 +20,10 @@ impl InterfaceName {
         };
         let (namespace, rest) = path.split_once(':')?;
         let (package, interface) = rest.split_once('/')?;
-        if [namespace, package, interface].iter().any(|part| part.is_empty()) {
+        if [namespace, package, interface]
+            .iter()
+            .any(|part| part.is_empty())
+        {
             return None;
         }
         Some(Self {
@@ -64,8 +67,16 @@ mod tests {
         let import = InterfaceName::parse("wasi:keyvalue/store@0.2.0-draft").unwrap();
         assert_eq!(import.unversioned(), "wasi:keyvalue/store");
         assert_eq!(import.to_string(), "wasi:keyvalue/store@0.2.0-draft");
-        assert!(InterfaceName::parse("wasi:keyvalue/store").unwrap().covers(&import));
-        assert!(!InterfaceName::parse("wasi:keyvalue/store@0.1.0").unwrap().covers(&import));
+        assert!(
+            InterfaceName::parse("wasi:keyvalue/store")
+                .unwrap()
+                .covers(&import)
+        );
+        assert!(
+            !InterfaceName::parse("wasi:keyvalue/store@0.1.0")
+                .unwrap()
+                .covers(&import)
+        );
         assert!(InterfaceName::parse("run").is_none());
         assert!(InterfaceName::parse(":x/y").is_none());
     }

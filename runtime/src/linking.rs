@@ -56,15 +56,21 @@ pub struct LinkTable {
 impl LinkTable {
     /// Routes `source`'s imports of `interface` (`ns:pkg/iface`, no version) to `target`.
     pub fn set(&mut self, source: &str, interface: &str, target: &str) {
-        self.links.insert((source.to_string(), interface.to_string()), target.to_string());
+        self.links.insert(
+            (source.to_string(), interface.to_string()),
+            target.to_string(),
+        );
     }
 
     pub fn remove(&mut self, source: &str, interface: &str) -> Option<String> {
-        self.links.remove(&(source.to_string(), interface.to_string()))
+        self.links
+            .remove(&(source.to_string(), interface.to_string()))
     }
 
     pub fn target(&self, source: &str, interface: &InterfaceName) -> Option<&str> {
-        self.links.get(&(source.to_string(), interface.unversioned())).map(String::as_str)
+        self.links
+            .get(&(source.to_string(), interface.unversioned()))
+            .map(String::as_str)
     }
 }
 
@@ -81,14 +87,24 @@ pub(crate) struct Plug {
 /// exports.
 pub(crate) fn compose(importer: &[u8], plugs: &[Plug]) -> anyhow::Result<Vec<u8>> {
     let mut graph = CompositionGraph::new();
-    let socket = Package::from_bytes("trellis:importer", None, importer.to_vec(), graph.types_mut())
-        .context("reading the importer for composition")?;
+    let socket = Package::from_bytes(
+        "trellis:importer",
+        None,
+        importer.to_vec(),
+        graph.types_mut(),
+    )
+    .context("reading the importer for composition")?;
     let socket = graph.register_package(socket)?;
     let instance = graph.instantiate(socket);
     let mut plugged_exports = Vec::new();
     for (index, plug) in plugs.iter().enumerate() {
-        let package = Package::from_bytes(&format!("trellis:plug{index}"), None, plug.bytes.to_vec(), graph.types_mut())
-            .with_context(|| format!("reading exporter `{}` for composition", plug.id))?;
+        let package = Package::from_bytes(
+            &format!("trellis:plug{index}"),
+            None,
+            plug.bytes.to_vec(),
+            graph.types_mut(),
+        )
+        .with_context(|| format!("reading exporter `{}` for composition", plug.id))?;
         let package = graph.register_package(package)?;
         let plug_instance = graph.instantiate(package);
         for import in &plug.imports {
@@ -115,5 +131,7 @@ pub(crate) fn compose(importer: &[u8], plugs: &[Plug]) -> anyhow::Result<Vec<u8>
         let export = graph.alias_instance_export(instance, name)?;
         graph.export(export, name)?;
     }
-    graph.encode(EncodeOptions::default()).context("encoding the composition")
+    graph
+        .encode(EncodeOptions::default())
+        .context("encoding the composition")
 }

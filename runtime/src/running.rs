@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Func, InstancePre, Val};
 use wasmtime::Store;
+use wasmtime::component::{Component, Func, InstancePre, Val};
 
 use crate::budget::{self, Budget, BudgetExceeded};
 use crate::component::LoadedComponent;
@@ -80,11 +80,21 @@ impl ComponentHandle {
     pub async fn new_instance_store(
         &self,
         overrides: Option<&Budget>,
-    ) -> Result<(Store<InvocationCtx>, InstancePre<InvocationCtx>, tokio::sync::SemaphorePermit<'_>), InvokeError> {
+    ) -> Result<
+        (
+            Store<InvocationCtx>,
+            InstancePre<InvocationCtx>,
+            tokio::sync::SemaphorePermit<'_>,
+        ),
+        InvokeError,
+    > {
         let budget = overrides.map_or(self.0.budget, |o| self.0.budget.overridden_by(o));
         let permit = self.0.acquire(&budget).await?;
         let linked = self.0.current();
-        let store = self.0.new_store(&linked, &budget).map_err(|e| self.0.bad_call(e))?;
+        let store = self
+            .0
+            .new_store(&linked, &budget)
+            .map_err(|e| self.0.bad_call(e))?;
         Ok((store, linked.pre.clone(), permit))
     }
 }
@@ -124,7 +134,10 @@ impl RunningComponent {
         std::mem::replace(&mut *self.linked.write().unwrap(), Arc::new(linked))
     }
 
-    async fn acquire(&self, budget: &Budget) -> Result<tokio::sync::SemaphorePermit<'_>, InvokeError> {
+    async fn acquire(
+        &self,
+        budget: &Budget,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, InvokeError> {
         let wait = budget.wall_time.unwrap_or(DEFAULT_QUEUE_WAIT);
         match tokio::time::timeout(wait, self.permits.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
@@ -166,7 +179,9 @@ impl RunningComponent {
         let budget = overrides.map_or(self.budget, |o| self.budget.overridden_by(o));
         let _permit = self.acquire(&budget).await?;
         let linked = self.current();
-        let mut store = self.new_store(&linked, &budget).map_err(|e| self.bad_call(e))?;
+        let mut store = self
+            .new_store(&linked, &budget)
+            .map_err(|e| self.bad_call(e))?;
         let call = async {
             let guest = linked.pre.instantiate_async(&mut store).await?;
             let func = self.lookup(&linked, &mut store, &guest, instance, function)?;
@@ -176,9 +191,11 @@ impl RunningComponent {
         };
         let outcome = match budget.wall_time {
             // Epochs stop guest code; this also stops a call parked in a host function.
-            Some(limit) => tokio::time::timeout(limit, call)
-                .await
-                .unwrap_or_else(|_| Err(wasmtime::Error::new(BudgetExceeded::DeadlineExceeded(limit)))),
+            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                Err(wasmtime::Error::new(BudgetExceeded::DeadlineExceeded(
+                    limit,
+                )))
+            }),
             None => call.await,
         };
         outcome.map_err(|error| self.invoke_error(error, &store, &budget, &linked))
@@ -201,7 +218,12 @@ impl RunningComponent {
         };
         let parent = match instance {
             "" => None,
-            name => Some(linked.component.get_export_index(None, name).ok_or_else(no_such_export)?),
+            name => Some(
+                linked
+                    .component
+                    .get_export_index(None, name)
+                    .ok_or_else(no_such_export)?,
+            ),
         };
         let index = linked
             .component
@@ -211,7 +233,10 @@ impl RunningComponent {
     }
 
     fn bad_call(&self, error: anyhow::Error) -> InvokeError {
-        InvokeError::BadCall { component: self.id.to_string(), message: format!("{error:#}") }
+        InvokeError::BadCall {
+            component: self.id.to_string(),
+            message: format!("{error:#}"),
+        }
     }
 
     fn invoke_error(
@@ -223,32 +248,70 @@ impl RunningComponent {
     ) -> InvokeError {
         let component = self.id.to_string();
         if let Some(exceeded) = budget::classify(&error, store.data().memory.hit.as_ref(), budget) {
-            return InvokeError::Budget { component, exceeded };
+            return InvokeError::Budget {
+                component,
+                exceeded,
+            };
         }
         if let Some(typed) = error.downcast_ref::<InvokeError>() {
             return match typed {
-                InvokeError::NoSuchExport { component, instance, function } => InvokeError::NoSuchExport {
+                InvokeError::NoSuchExport {
+                    component,
+                    instance,
+                    function,
+                } => InvokeError::NoSuchExport {
                     component: component.clone(),
                     instance: instance.clone(),
                     function: function.clone(),
                 },
-                other => InvokeError::BadCall { component, message: other.to_string() },
+                other => InvokeError::BadCall {
+                    component,
+                    message: other.to_string(),
+                },
             };
         }
         let message = trap_message(&error);
         match self.trapping_exporter(&error, linked) {
-            Some(exporter) => InvokeError::LinkedTrap { component, exporter, message },
-            None if error.downcast_ref::<wasmtime::Trap>().is_some() => InvokeError::Trap { component, message },
+            Some(exporter) => InvokeError::LinkedTrap {
+                component,
+                exporter,
+                message,
+            },
+            None if error.downcast_ref::<wasmtime::Trap>().is_some() => {
+                InvokeError::Trap { component, message }
+            }
             None => InvokeError::BadCall { component, message },
         }
     }
 
-    /// Which plugged-in exporter the innermost wasm frame of a trap belongs to, if any.
+    /// Which composed-in exporter a trap happened in, if any. Frames run innermost first; a
+    /// frame without a module is a fused adapter, i.e. a crossing between components. The frame
+    /// just inside the innermost crossing is the exporter's entry point, whose name (as
+    /// wit-component emits it) is `{interface}#{function}`; when that name is missing, every
+    /// candidate exporter is named.
     fn trapping_exporter(&self, error: &wasmtime::Error, linked: &Linked) -> Option<String> {
         let backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>()?;
-        let frame = backtrace.frames().first()?;
-        let module = frame.module().name()?;
-        linked.in_process_targets().find(|target| module.contains(target)).map(str::to_string)
+        let frames = backtrace.frames();
+        let crossing = frames
+            .iter()
+            .position(|frame| frame.module().name().is_none() && frame.func_name().is_none())?;
+        let entry = crossing.checked_sub(1).and_then(|i| frames[i].func_name());
+        let entered = entry
+            .and_then(|name| name.split_once('#'))
+            .map(|(interface, _)| interface);
+        let mut targets = linked
+            .routes
+            .iter()
+            .filter_map(|(import, route)| match route {
+                ImportRoute::InProcess(target) => Some((import.as_str(), target.as_str())),
+                _ => None,
+            });
+        if let Some((_, target)) = targets.clone().find(|(import, _)| Some(*import) == entered) {
+            return Some(target.to_string());
+        }
+        let mut names: Vec<&str> = targets.by_ref().map(|(_, target)| target).collect();
+        names.dedup();
+        (!names.is_empty()).then(|| names.join(" or "))
     }
 }
 

@@ -16,7 +16,11 @@ use crate::wasi::{self, ResolvedMount, WasiGrants};
 use crate::workload::ComponentState;
 
 /// Services have no deadline; memory is still capped.
-const SERVICE_BUDGET: Budget = Budget { wall_time: None, fuel: None, memory_bytes: Some(256 << 20) };
+const SERVICE_BUDGET: Budget = Budget {
+    wall_time: None,
+    fuel: None,
+    memory_bytes: Some(256 << 20),
+};
 
 pub(crate) struct ServiceHandle {
     state: Arc<Mutex<ComponentState>>,
@@ -112,14 +116,24 @@ fn run_core_module(
     grants: &WasiGrants,
     mounts: &[ResolvedMount],
 ) -> anyhow::Result<ServiceRun> {
-    let module = wasmtime::Module::new(engine.wasmtime(), bytes).map_err(anyhow::Error::from).context("loading core module")?;
+    let module = wasmtime::Module::new(engine.wasmtime(), bytes)
+        .map_err(anyhow::Error::from)
+        .context("loading core module")?;
     if !module.exports().any(|export| export.name() == "_start") {
         bail!("core module has no `_start` export; only WASI commands can run as services");
     }
     let mut linker = wasmtime::Linker::<P1Ctx>::new(engine.wasmtime());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |ctx| &mut ctx.wasi)?;
-    let pre = linker.instantiate_pre(&module).map_err(anyhow::Error::from).context("linking core module")?;
-    let mut store = Store::new(engine.wasmtime(), P1Ctx { wasi: wasi::build_p1_ctx(grants, mounts)? });
+    let pre = linker
+        .instantiate_pre(&module)
+        .map_err(anyhow::Error::from)
+        .context("linking core module")?;
+    let mut store = Store::new(
+        engine.wasmtime(),
+        P1Ctx {
+            wasi: wasi::build_p1_ctx(grants, mounts)?,
+        },
+    );
     budget::cooperate(&mut store, None);
     if engine.config().fuel_metering {
         store.set_fuel(u64::MAX)?;

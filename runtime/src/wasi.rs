@@ -93,7 +93,13 @@ fn base_builder(grants: &WasiGrants, mounts: &[ResolvedMount]) -> anyhow::Result
         builder
             .preopened_dir(&mount.host_path, &mount.guest_path, dir_perms, file_perms)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("mounting {} at {}", mount.host_path.display(), mount.guest_path))?;
+            .with_context(|| {
+                format!(
+                    "mounting {} at {}",
+                    mount.host_path.display(),
+                    mount.guest_path
+                )
+            })?;
     }
     Ok(builder)
 }
@@ -111,14 +117,21 @@ impl MaterializedVolumes {
         for volume in volumes {
             let path = match &volume.kind {
                 VolumeKind::HostPath(path) => {
-                    anyhow::ensure!(path.is_dir(), "volume `{}`: {} is not a directory", volume.name, path.display());
+                    anyhow::ensure!(
+                        path.is_dir(),
+                        "volume `{}`: {} is not a directory",
+                        volume.name,
+                        path.display()
+                    );
                     path.clone()
                 }
                 VolumeKind::EmptyDir => {
                     let dir = tempfile::Builder::new()
                         .prefix("trellis-emptydir-")
                         .tempdir()
-                        .with_context(|| format!("creating empty dir for volume `{}`", volume.name))?;
+                        .with_context(|| {
+                            format!("creating empty dir for volume `{}`", volume.name)
+                        })?;
                     let path = dir.path().to_path_buf();
                     made._empty_dirs.push(dir);
                     path
@@ -133,9 +146,12 @@ impl MaterializedVolumes {
         mounts
             .iter()
             .map(|mount| {
-                let host_path = self
-                    .host_path(&mount.volume)
-                    .with_context(|| format!("mount at {} names unknown volume `{}`", mount.guest_path, mount.volume))?;
+                let host_path = self.host_path(&mount.volume).with_context(|| {
+                    format!(
+                        "mount at {} names unknown volume `{}`",
+                        mount.guest_path, mount.volume
+                    )
+                })?;
                 Ok(ResolvedMount {
                     host_path: host_path.to_path_buf(),
                     guest_path: mount.guest_path.clone(),
@@ -146,6 +162,9 @@ impl MaterializedVolumes {
     }
 
     pub fn host_path(&self, volume: &str) -> Option<&Path> {
-        self.paths.iter().find(|(name, _)| name == volume).map(|(_, path)| path.as_path())
+        self.paths
+            .iter()
+            .find(|(name, _)| name == volume)
+            .map(|(_, path)| path.as_path())
     }
 }

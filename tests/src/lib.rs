@@ -27,7 +27,9 @@ pub fn component_path(name: &str) -> PathBuf {
             .expect("running tests/components/build.sh");
         assert!(status.success(), "building guest components failed");
     });
-    let path = components_dir().join("target/wasm32-wasip2/release").join(format!("{name}.wasm"));
+    let path = components_dir()
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
