@@ -1,1 +1,122 @@
-fn main() {}
+//! `trellis`: the command line. `trellis host` joins a lattice and runs until SIGINT/SIGTERM
+//! or a `host.stop` request, then stops gracefully.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use trellis_host::{HostConfig, LatticeHost};
+
+#[derive(Parser)]
+#[command(
+    name = "trellis",
+    version,
+    about = "Run WebAssembly components on a wasmCloud lattice"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Join a lattice as a host.
+    Host(HostArgs),
+}
+
+#[derive(clap::Args)]
+struct HostArgs {
+    /// NATS server to join the lattice through.
+    #[arg(
+        long,
+        env = "TRELLIS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// Lattice name.
+    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
+    lattice: String,
+    /// A host label `key=value` (repeatable; `hostcore.*` keys are reserved).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// nkeys server seed (`SN…`) giving the host ID; a fresh one is made when absent.
+    #[arg(long, env = "TRELLIS_HOST_SEED", hide_env_values = true)]
+    host_seed: Option<String>,
+    /// Friendly name; random `adjective-noun-NNNN` when absent.
+    #[arg(long, env = "TRELLIS_HOST_NAME")]
+    name: Option<String>,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "TRELLIS_HEARTBEAT_SECS", default_value_t = 30)]
+    heartbeat_secs: u64,
+}
+
+fn parse_label(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{raw}`")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Host(args) = Cli::parse().command;
+    match run_host(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("trellis host: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_host(args: HostArgs) -> anyhow::Result<()> {
+    let config = HostConfig {
+        nats_url: args.nats_url,
+        lattice: args.lattice,
+        labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        host_seed: args.host_seed,
+        name: args.name,
+        heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
+        ..HostConfig::default()
+    };
+    let host = LatticeHost::start(config).await?;
+    let deadline = tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!("received {signal}, stopping");
+            None
+        }
+        request = host.stop_requested() => request.timeout,
+    };
+    host.stop(deadline).await
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGTERM: {error}");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

@@ -1,0 +1,373 @@
+//! Component lifecycle on this host: scale (start, rescale, stop) and update, run through the
+//! runtime's `Host` API. Every change goes through one lifecycle lock, in arrival order, and
+//! ends in exactly one outcome event per affected reference.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::json;
+use trellis_runtime::{
+    ComponentSource, Host as _, LoadedComponent, StartError, Workload, WorkloadComponent,
+};
+
+use crate::state::HostState;
+use crate::types::{
+    Annotations, ComponentDescription, ScaleComponentCommand, UpdateComponentCommand,
+};
+
+/// Workload namespace of lattice components on the runtime.
+const NAMESPACE: &str = "lattice";
+
+/// Why a component could not be started or updated.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    #[error(
+        "unsupported component reference `{0}`: this host only loads file:// references so far"
+    )]
+    UnsupportedReference(String),
+    #[error("{}", missing_config_message(.0))]
+    MissingConfig(Vec<String>),
+    #[error("loading `{reference}`: {reason}")]
+    Load { reference: String, reason: String },
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+fn missing_config_message(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|name| format!("Config {name} does not exist"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Refuses references this host cannot load (anything but `file:///path`).
+pub fn check_reference(reference: &str) -> Result<(), ComponentError> {
+    match reference.strip_prefix("file://") {
+        Some(path) if path.starts_with('/') => Ok(()),
+        _ => Err(ComponentError::UnsupportedReference(reference.to_string())),
+    }
+}
+
+/// A component running here, as the lattice sees it.
+#[derive(Clone)]
+pub struct RunningComponent {
+    pub image_ref: String,
+    pub annotations: Annotations,
+    pub max_instances: u32,
+    pub config: Vec<String>,
+    /// The code it runs, kept so a rescale never re-reads (or re-fetches) the reference.
+    bytes: Arc<[u8]>,
+}
+
+/// The components running here and the lock that orders their lifecycle changes.
+#[derive(Default)]
+pub struct Components {
+    lifecycle: tokio::sync::Mutex<()>,
+    table: RwLock<BTreeMap<String, RunningComponent>>,
+}
+
+impl Components {
+    pub fn get(&self, id: &str) -> Option<RunningComponent> {
+        self.table.read().unwrap().get(id).cloned()
+    }
+
+    pub fn describe(&self) -> Vec<ComponentDescription> {
+        self.table
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(id, c)| ComponentDescription {
+                id: id.clone(),
+                image_ref: c.image_ref.clone(),
+                annotations: c.annotations.clone(),
+                revision: 0,
+                max_instances: c.max_instances,
+                limits: None,
+            })
+            .collect()
+    }
+
+    /// Stops every component (host shutdown).
+    pub async fn stop_all(&self, state: &HostState) {
+        let _order = self.lifecycle.lock().await;
+        let ids: Vec<String> = self.table.read().unwrap().keys().cloned().collect();
+        for id in ids {
+            stop_workload(state, &id).await;
+        }
+    }
+
+    fn set(&self, id: &str, running: Option<RunningComponent>) {
+        let mut table = self.table.write().unwrap();
+        match running {
+            Some(running) => table.insert(id.to_string(), running),
+            None => table.remove(id),
+        };
+    }
+}
+
+/// Carries out a scale command (the ack was already sent) and publishes its outcome.
+pub async fn scale(state: &HostState, command: ScaleComponentCommand) {
+    let components = &state.components;
+    let _order = components.lifecycle.lock().await;
+    let id = command.component_id.as_str();
+    let requested = command.annotations.clone().unwrap_or_default();
+    match (components.get(id), command.max_instances) {
+        (None, 0) => scaled(state, id, &command.component_ref, &requested, 0).await,
+        (Some(current), 0) => {
+            stop_workload(state, id).await;
+            scaled(state, id, &current.image_ref, &current.annotations, 0).await;
+        }
+        (None, count) => {
+            let reference = &command.component_ref;
+            let started = async {
+                check_reference(reference)?;
+                check_config(state, &command.config)?;
+                let bytes = read(reference).await?;
+                start(
+                    state,
+                    id,
+                    reference,
+                    bytes,
+                    count,
+                    requested.clone(),
+                    command.config.clone(),
+                )
+                .await
+            };
+            match started.await {
+                Ok(()) => scaled(state, id, reference, &requested, count).await,
+                Err(error) => scale_failed(state, id, reference, &requested, count, &error).await,
+            }
+        }
+        (Some(current), count) => {
+            let unchanged = current.max_instances == count
+                && current.config == command.config
+                && current.annotations == requested;
+            let rescaled = async {
+                if !unchanged {
+                    check_config(state, &command.config)?;
+                    stop_workload(state, id).await;
+                    if let Err(error) = start(
+                        state,
+                        id,
+                        &current.image_ref,
+                        current.bytes.clone(),
+                        count,
+                        requested.clone(),
+                        command.config.clone(),
+                    )
+                    .await
+                    {
+                        restore(state, id, &current).await;
+                        return Err(error);
+                    }
+                }
+                Ok(())
+            };
+            match rescaled.await {
+                Ok(()) => scaled(state, id, &current.image_ref, &requested, count).await,
+                Err(error) => {
+                    scale_failed(state, id, &current.image_ref, &requested, count, &error).await;
+                    return;
+                }
+            }
+            if command.allow_update && command.component_ref != current.image_ref {
+                update_locked(state, id, &command.component_ref, command.annotations).await;
+            }
+        }
+    }
+}
+
+/// Carries out an update (the ack was already sent): compiles the new code first, then swaps
+/// it in. Calls already running finish on the old code.
+pub async fn update(state: &HostState, command: UpdateComponentCommand) {
+    let _order = state.components.lifecycle.lock().await;
+    update_locked(
+        state,
+        &command.component_id,
+        &command.new_component_ref,
+        command.annotations,
+    )
+    .await;
+}
+
+async fn update_locked(
+    state: &HostState,
+    id: &str,
+    reference: &str,
+    annotations: Option<Annotations>,
+) {
+    let Some(current) = state.components.get(id) else {
+        return;
+    };
+    let annotations = annotations.unwrap_or_default();
+    let count = current.max_instances;
+    let swapped = async {
+        check_reference(reference)?;
+        let bytes = read(reference).await?;
+        precompile(state, reference, bytes.clone()).await?;
+        stop_workload(state, id).await;
+        if let Err(error) = start(
+            state,
+            id,
+            reference,
+            bytes,
+            count,
+            annotations.clone(),
+            current.config.clone(),
+        )
+        .await
+        {
+            restore(state, id, &current).await;
+            return Err(error);
+        }
+        Ok(())
+    };
+    match swapped.await {
+        Ok(()) => {
+            scaled(state, id, reference, &annotations, count).await;
+            scaled(state, id, &current.image_ref, &current.annotations, 0).await;
+        }
+        Err(error) => scale_failed(state, id, reference, &annotations, count, &error).await,
+    }
+}
+
+fn check_config(state: &HostState, names: &[String]) -> Result<(), ComponentError> {
+    let missing = state.config.missing(names);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ComponentError::MissingConfig(missing))
+    }
+}
+
+async fn read(reference: &str) -> Result<Arc<[u8]>, ComponentError> {
+    let load_error = |e: anyhow::Error| ComponentError::Load {
+        reference: reference.to_string(),
+        reason: format!("{e:#}"),
+    };
+    ComponentSource::from_reference(reference)
+        .map_err(load_error)?
+        .read()
+        .await
+        .map_err(load_error)
+}
+
+/// Compiles `bytes` (cached by the engine) so a broken artifact fails before anything stops.
+async fn precompile(
+    state: &HostState,
+    reference: &str,
+    bytes: Arc<[u8]>,
+) -> Result<(), ComponentError> {
+    let engine = state.runtime.engine().clone();
+    let compiled = tokio::task::spawn_blocking(move || LoadedComponent::compile(&engine, bytes))
+        .await
+        .map_err(|e| anyhow::anyhow!("compile task failed: {e}"))
+        .and_then(|r| r);
+    compiled.map(drop).map_err(|e| ComponentError::Load {
+        reference: reference.to_string(),
+        reason: format!("{e:#}"),
+    })
+}
+
+async fn start(
+    state: &HostState,
+    id: &str,
+    reference: &str,
+    bytes: Arc<[u8]>,
+    max_instances: u32,
+    annotations: Annotations,
+    config: Vec<String>,
+) -> Result<(), ComponentError> {
+    let mut component = WorkloadComponent::new(id, ComponentSource::Bytes(bytes.clone()));
+    component.max_instances = max_instances;
+    state
+        .runtime
+        .workload_start(Workload {
+            namespace: NAMESPACE.into(),
+            name: id.into(),
+            annotations: annotations.clone(),
+            components: vec![component],
+            ..Default::default()
+        })
+        .await?;
+    if let Err(error) = state.links.ensure_spec(id, reference).await {
+        tracing::warn!(component = id, "recording the component spec: {error}");
+    }
+    state.components.set(
+        id,
+        Some(RunningComponent {
+            image_ref: reference.to_string(),
+            annotations,
+            max_instances,
+            config,
+            bytes,
+        }),
+    );
+    Ok(())
+}
+
+/// Brings back `previous` after a failed swap; the old code is known to start.
+async fn restore(state: &HostState, id: &str, previous: &RunningComponent) {
+    let restarted = start(
+        state,
+        id,
+        &previous.image_ref,
+        previous.bytes.clone(),
+        previous.max_instances,
+        previous.annotations.clone(),
+        previous.config.clone(),
+    );
+    if let Err(error) = restarted.await {
+        tracing::error!(
+            component = id,
+            "could not restore the previous instance set: {error}"
+        );
+    }
+}
+
+async fn stop_workload(state: &HostState, id: &str) {
+    let workload = format!("{NAMESPACE}/{id}");
+    if let Err(error) = state.runtime.workload_stop(&workload, true).await {
+        tracing::warn!(component = id, "stopping: {error}");
+    }
+    state.components.set(id, None);
+}
+
+async fn scaled(
+    state: &HostState,
+    id: &str,
+    image_ref: &str,
+    annotations: &Annotations,
+    count: u32,
+) {
+    let data = json!({
+        "annotations": annotations,
+        "host_id": state.host_id,
+        "image_ref": image_ref,
+        "max_instances": count,
+        "component_id": id,
+    });
+    state.events.publish("component_scaled", data).await;
+}
+
+async fn scale_failed(
+    state: &HostState,
+    id: &str,
+    image_ref: &str,
+    annotations: &Annotations,
+    count: u32,
+    error: &ComponentError,
+) {
+    tracing::warn!(component = id, image_ref, "scale failed: {error}");
+    let data = json!({
+        "annotations": annotations,
+        "host_id": state.host_id,
+        "image_ref": image_ref,
+        "max_instances": count,
+        "component_id": id,
+        "error": error.to_string(),
+    });
+    state.events.publish("component_scale_failed", data).await;
+}

@@ -1,0 +1,100 @@
+//! Host operations: ping, inventory, stop, labels and registry credentials.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{CtlError, Reply, decode};
+use crate::ctl::subjects::Operation;
+use crate::identity::is_reserved_label;
+use crate::inventory;
+use crate::state::{HostState, StopRequest};
+use crate::types::{HostLabel, HostLabelIdentifier, StopHostCommand};
+
+pub fn ping(state: &HostState) -> Result<Reply, CtlError> {
+    Reply::with(inventory::summary(state))
+}
+
+pub fn get(state: &HostState) -> Result<Reply, CtlError> {
+    Reply::with(inventory::inventory(state))
+}
+
+/// Asks the host to stop; the reply goes out before the shutdown starts.
+pub fn stop(state: &HostState, operation: &Operation, payload: &[u8]) -> Result<Reply, CtlError> {
+    let command = if payload.iter().all(u8::is_ascii_whitespace) {
+        StopHostCommand::default()
+    } else {
+        decode::<StopHostCommand>(operation, payload)?
+    };
+    if !command.host_id.is_empty() && command.host_id != state.host_id {
+        return Err(CtlError::Refused(format!(
+            "stop request for host `{}` reached host `{}`",
+            command.host_id, state.host_id
+        )));
+    }
+    state.stop.send_replace(Some(StopRequest {
+        timeout: command.timeout.map(Duration::from_millis),
+    }));
+    Ok(Reply::note("successfully handled stop host"))
+}
+
+pub async fn label_put(
+    state: &Arc<HostState>,
+    operation: &Operation<'_>,
+    payload: &[u8],
+) -> Result<Reply, CtlError> {
+    let label: HostLabel = decode(operation, payload)?;
+    if is_reserved_label(&label.key) {
+        return Err(CtlError::Refused(format!(
+            "label `{}` is reserved: keys starting with `hostcore.` are set by the host",
+            label.key
+        )));
+    }
+    let labels = {
+        let mut labels = state.labels.write().unwrap();
+        labels.insert(label.key, label.value);
+        labels.clone()
+    };
+    labels_changed(state, labels).await;
+    Ok(Reply::ok())
+}
+
+pub async fn label_del(
+    state: &Arc<HostState>,
+    operation: &Operation<'_>,
+    payload: &[u8],
+) -> Result<Reply, CtlError> {
+    let label: HostLabelIdentifier = decode(operation, payload)?;
+    if is_reserved_label(&label.key) {
+        return Err(CtlError::Refused(format!(
+            "label `{}` is reserved: keys starting with `hostcore.` are set by the host",
+            label.key
+        )));
+    }
+    let labels = {
+        let mut labels = state.labels.write().unwrap();
+        labels.remove(&label.key).map(|_| labels.clone())
+    };
+    match labels {
+        Some(labels) => {
+            labels_changed(state, labels).await;
+            Ok(Reply::ok())
+        }
+        None => Ok(Reply::note(format!("no label `{}` to delete", label.key))),
+    }
+}
+
+/// Accepts registry credentials without storing them: this host fetches no registry artifacts.
+pub fn registry_put(operation: &Operation, payload: &[u8]) -> Result<Reply, CtlError> {
+    decode::<BTreeMap<String, Value>>(operation, payload)?;
+    Ok(Reply::note(
+        "registry credentials ignored: this host only loads file:// references",
+    ))
+}
+
+async fn labels_changed(state: &HostState, labels: BTreeMap<String, String>) {
+    let data = json!({ "host_id": state.host_id, "labels": labels });
+    state.events.publish("labels_changed", data).await;
+}

@@ -1,0 +1,218 @@
+//! The control interface server: subscribes the `wasmbus.ctl.v1.{lattice}` subjects, hands each
+//! request to its operation (one small function per operation, grouped by area) and replies
+//! with the `{success, message, response}` envelope.
+
+mod components;
+mod host;
+mod lattice;
+mod providers;
+pub mod subjects;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::components::ComponentError;
+use crate::state::HostState;
+use crate::store::{LinkError, StoreError};
+use crate::types::CtlResponse;
+use subjects::Operation;
+
+/// What an operation answers.
+pub enum Reply {
+    /// `success: true`, with an optional note and payload.
+    Done {
+        message: String,
+        response: Option<Value>,
+    },
+    /// No reply at all (an auction this host does not bid in).
+    Silent,
+}
+
+impl Reply {
+    pub fn ok() -> Self {
+        Self::note("")
+    }
+
+    pub fn note(message: impl Into<String>) -> Self {
+        Self::Done {
+            message: message.into(),
+            response: None,
+        }
+    }
+
+    pub fn with(response: impl Serialize) -> Result<Self, CtlError> {
+        Ok(Self::Done {
+            message: String::new(),
+            response: Some(serde_json::to_value(response).map_err(CtlError::Encode)?),
+        })
+    }
+}
+
+/// Why a control request failed; the text becomes the reply's `message`.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("unsupported subject `{0}`")]
+    UnsupportedSubject(String),
+    #[error("invalid {operation} request: {reason}")]
+    BadRequest {
+        operation: &'static str,
+        reason: String,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("encoding the reply: {0}")]
+    Encode(serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+}
+
+/// Decodes a JSON request body; the error names the operation and what is wrong.
+pub fn decode<T: DeserializeOwned>(operation: &Operation, payload: &[u8]) -> Result<T, CtlError> {
+    let bad = |reason: String| CtlError::BadRequest {
+        operation: operation.name(),
+        reason,
+    };
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("empty payload, expected a JSON object".into()));
+    }
+    serde_json::from_slice(payload).map_err(|e| bad(e.to_string()))
+}
+
+/// Subscribes every control subject, reports that on `ready`, then serves requests until
+/// `closing` turns true and waits (up to `drain`) for the requests already being handled.
+pub async fn serve(
+    state: Arc<HostState>,
+    nats: async_nats::Client,
+    mut closing: watch::Receiver<bool>,
+    drain: Duration,
+    ready: oneshot::Sender<Result<(), String>>,
+) {
+    let mut streams = Vec::new();
+    for subscription in subjects::subscriptions(&state.lattice, &state.host_id) {
+        let subscribed = match subscription.queue_group {
+            Some(group) => nats.queue_subscribe(subscription.subject, group).await,
+            None => nats.subscribe(subscription.subject).await,
+        };
+        match subscribed {
+            Ok(subscriber) => streams.push(subscriber),
+            Err(error) => {
+                let _ = ready.send(Err(error.to_string()));
+                return;
+            }
+        }
+    }
+    // The server must know every subscription before the host announces itself.
+    if let Err(error) = nats.flush().await {
+        let _ = ready.send(Err(error.to_string()));
+        return;
+    }
+    let _ = ready.send(Ok(()));
+    let mut requests = futures::stream::select_all(streams);
+    let mut handling = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = closing.wait_for(|closing| *closing) => break,
+            Some(_) = handling.join_next(), if !handling.is_empty() => {}
+            message = requests.next() => {
+                let Some(message) = message else { break };
+                let state = state.clone();
+                let nats = nats.clone();
+                handling.spawn(async move {
+                    let body = respond(&state, &message.subject, &message.payload).await;
+                    if let (Some(reply), Some(body)) = (message.reply, body) {
+                        if let Err(error) = nats.publish(reply, body).await {
+                            tracing::warn!(subject = %message.subject, "replying: {error}");
+                        }
+                    }
+                });
+            }
+        }
+    }
+    drop(requests);
+    let finished = async { while handling.join_next().await.is_some() {} };
+    if tokio::time::timeout(drain, finished).await.is_err() {
+        tracing::warn!("control requests still running after {drain:?}; abandoning them");
+    }
+}
+
+/// Handles one request and renders the reply body (`None`: stay silent).
+async fn respond(state: &Arc<HostState>, subject: &str, payload: &[u8]) -> Option<Bytes> {
+    let outcome = match subjects::parse(subject, &state.lattice, &state.host_id) {
+        Some(operation) => dispatch(state, &operation, payload).await,
+        None => Err(CtlError::UnsupportedSubject(subject.to_string())),
+    };
+    let envelope = match outcome {
+        Ok(Reply::Silent) => return None,
+        Ok(Reply::Done { message, response }) => CtlResponse {
+            success: true,
+            message,
+            response,
+        },
+        Err(error) => {
+            tracing::debug!(subject, "control request failed: {error}");
+            CtlResponse {
+                success: false,
+                message: error.to_string(),
+                response: None,
+            }
+        }
+    };
+    match serde_json::to_vec(&envelope) {
+        Ok(body) => Some(body.into()),
+        Err(error) => {
+            tracing::error!(subject, "encoding a control reply: {error}");
+            None
+        }
+    }
+}
+
+async fn dispatch(
+    state: &Arc<HostState>,
+    operation: &Operation<'_>,
+    payload: &[u8],
+) -> Result<Reply, CtlError> {
+    use Operation::*;
+    match operation {
+        HostPing => host::ping(state),
+        HostGet => host::get(state),
+        HostStop => host::stop(state, operation, payload),
+        LabelPut => host::label_put(state, operation, payload).await,
+        LabelDel => host::label_del(state, operation, payload).await,
+        RegistryPut => host::registry_put(operation, payload),
+        ComponentScale => components::scale(state, operation, payload),
+        ComponentUpdate => components::update(state, operation, payload),
+        ComponentAuction => components::auction(state, operation, payload),
+        ProviderStart => providers::start(operation, payload),
+        ProviderStop => providers::stop(operation, payload),
+        ProviderAuction => providers::auction(operation, payload),
+        LinkPut => lattice::link_put(state, operation, payload).await,
+        LinkDel => lattice::link_del(state, operation, payload).await,
+        LinkGet => lattice::link_get(state),
+        ClaimsGet => lattice::claims_get(),
+        ConfigPut(name) => lattice::config_put(state, operation, name, payload).await,
+        ConfigGet(name) => lattice::config_get(state, name),
+        ConfigDel(name) => lattice::config_del(state, name).await,
+    }
+}
+
+/// Whether every constraint equals one of `labels` (auction placement).
+fn constraints_match(
+    constraints: &std::collections::BTreeMap<String, String>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    constraints
+        .iter()
+        .all(|(key, value)| labels.get(key) == Some(value))
+}

@@ -1,0 +1,235 @@
+//! The Trellis lattice host: joins a wasmCloud NATS lattice and behaves on the wire like a
+//! wasmCloud 1.x host: it answers the control interface, publishes CloudEvents, shares links and
+//! configuration through JetStream KV, and runs components on the Trellis runtime.
+//!
+//! [`LatticeHost::start`] brings a host up from a [`HostConfig`]; [`LatticeHost::stop`] takes it
+//! down gracefully. The `trellis host` command is a thin CLI over these two.
+
+mod components;
+mod ctl;
+mod events;
+mod identity;
+mod inventory;
+mod state;
+mod store;
+mod types;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use trellis_runtime::Runtime;
+
+pub use identity::{IdentityError, builtin_labels, friendly_name};
+pub use state::StopRequest;
+pub use store::StoreError;
+
+use crate::components::Components;
+use crate::events::Events;
+use crate::identity::Identity;
+use crate::state::HostState;
+use crate::store::{ConfigStore, LinkStore};
+
+/// How a host is configured.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    pub nats_url: String,
+    pub lattice: String,
+    /// Merged over the built-in `hostcore.*` labels (which cannot be overridden).
+    pub labels: BTreeMap<String, String>,
+    /// An nkeys server seed (`SN…`); a fresh key is made when absent.
+    pub host_seed: Option<String>,
+    /// Friendly name; a random `adjective-noun-NNNN` when absent.
+    pub name: Option<String>,
+    pub heartbeat_interval: Duration,
+    /// How long a graceful stop waits for running control requests and components.
+    pub stop_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            lattice: "default".into(),
+            labels: BTreeMap::new(),
+            host_seed: None,
+            name: None,
+            heartbeat_interval: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(
+        "invalid lattice name `{0}`: use only letters, digits, `-` and `_` (it becomes a NATS \
+         subject token and part of KV bucket names)"
+    )]
+    InvalidLattice(String),
+    #[error("label `{0}` is reserved: keys starting with `hostcore.` are set by the host")]
+    ReservedLabel(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("lattice state (JetStream KV; is JetStream enabled on the server?): {0}")]
+    Store(#[from] StoreError),
+    #[error("subscribing to the control interface: {0}")]
+    Subscribe(String),
+    #[error("starting the runtime: {0:#}")]
+    Runtime(anyhow::Error),
+}
+
+/// A running lattice host.
+pub struct LatticeHost {
+    state: Arc<HostState>,
+    nats: async_nats::Client,
+    closing: watch::Sender<bool>,
+    ctl: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
+    stop_timeout: Duration,
+}
+
+impl LatticeHost {
+    /// Connects, opens the lattice buckets, subscribes the control interface, then announces
+    /// the host (`host_started`, first `host_heartbeat`).
+    pub async fn start(config: HostConfig) -> Result<Self, HostError> {
+        if config.lattice.is_empty()
+            || !config
+                .lattice
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(HostError::InvalidLattice(config.lattice));
+        }
+        if let Some(key) = config
+            .labels
+            .keys()
+            .find(|k| identity::is_reserved_label(k))
+        {
+            return Err(HostError::ReservedLabel(key.clone()));
+        }
+        let identity = Identity::new(config.host_seed.as_deref(), config.name)?;
+        let host_id = identity.host_id();
+        let nats = async_nats::ConnectOptions::new()
+            .name("wasmbus")
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&config.nats_url)
+            .await
+            .map_err(|e| HostError::Connect {
+                url: config.nats_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let links = LinkStore::open(&js, &config.lattice).await?;
+        let store_config = ConfigStore::open(&js, &config.lattice).await?;
+        let runtime = Runtime::builder()
+            .build()
+            .await
+            .map_err(HostError::Runtime)?;
+        let mut labels = config.labels;
+        labels.extend(builtin_labels());
+        let state = Arc::new(HostState {
+            events: Events::new(nats.clone(), &config.lattice, &host_id),
+            identity,
+            host_id,
+            lattice: config.lattice,
+            nats_url: config.nats_url,
+            started: Instant::now(),
+            labels: RwLock::new(labels),
+            runtime,
+            components: Components::default(),
+            links,
+            config: store_config,
+            stop: watch::Sender::new(None),
+        });
+
+        let (closing, closing_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let ctl = tokio::spawn({
+            let (state, nats, drain) = (state.clone(), nats.clone(), config.stop_timeout);
+            async move {
+                ctl::serve(state, nats, closing_rx, drain, ready_tx).await;
+            }
+        });
+        match ready_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return Err(HostError::Subscribe(reason)),
+            Err(_) => return Err(HostError::Subscribe("control task ended".into())),
+        }
+
+        let started = serde_json::json!({
+            "friendly_name": state.identity.friendly_name,
+            "labels": state.labels(),
+            "uptime_seconds": 0,
+            "version": state.identity.version,
+        });
+        state.events.publish("host_started", started).await;
+        let heartbeat = tokio::spawn(inventory::heartbeat(
+            state.clone(),
+            config.heartbeat_interval,
+        ));
+        tracing::info!(host_id = %state.host_id, name = %state.identity.friendly_name, lattice = %state.lattice, "host started");
+        Ok(Self {
+            state,
+            nats,
+            closing,
+            ctl,
+            heartbeat,
+            stop_timeout: config.stop_timeout,
+        })
+    }
+
+    /// The host ID (`N…`).
+    pub fn host_id(&self) -> &str {
+        &self.state.host_id
+    }
+
+    pub fn friendly_name(&self) -> &str {
+        &self.state.identity.friendly_name
+    }
+
+    /// The runtime the host's components run on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.state.runtime
+    }
+
+    /// Resolves when a `host.stop` request arrives.
+    pub async fn stop_requested(&self) -> StopRequest {
+        let mut requests = self.state.stop.subscribe();
+        match requests.wait_for(Option::is_some).await {
+            Ok(request) => request.unwrap_or(StopRequest { timeout: None }),
+            // The sender lives in the state we hold, so this cannot close.
+            Err(_) => StopRequest { timeout: None },
+        }
+    }
+
+    /// Stops gracefully: stops taking requests and lets running ones finish (bounded by the
+    /// stop timeout, or `deadline` if shorter), stops every component, publishes
+    /// `host_stopped` and drains the NATS connection.
+    pub async fn stop(self, deadline: Option<Duration>) -> anyhow::Result<()> {
+        let budget = deadline.map_or(self.stop_timeout, |d| d.min(self.stop_timeout));
+        self.heartbeat.abort();
+        self.closing.send_replace(true);
+        if tokio::time::timeout(budget, self.ctl).await.is_err() {
+            tracing::warn!("control interface did not stop within {budget:?}");
+        }
+        let stopped = async {
+            self.state.components.stop_all(&self.state).await;
+            self.state.runtime.shutdown().await;
+        };
+        if tokio::time::timeout(budget, stopped).await.is_err() {
+            tracing::warn!("components did not stop within {budget:?}");
+        }
+        let data = serde_json::json!({ "labels": self.state.labels() });
+        self.state.events.publish("host_stopped", data).await;
+        self.nats.flush().await?;
+        self.nats.drain().await?;
+        tracing::info!(host_id = %self.state.host_id, "host stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! Everything a running host knows, shared by the control handlers, the heartbeat and the
+//! lifecycle tasks.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use trellis_runtime::Runtime;
+
+use crate::components::Components;
+use crate::events::Events;
+use crate::identity::Identity;
+use crate::store::{ConfigStore, LinkStore};
+
+/// A request to stop the host, with the time it may take (from `host.stop`'s `timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopRequest {
+    pub timeout: Option<Duration>,
+}
+
+pub struct HostState {
+    pub identity: Identity,
+    pub host_id: String,
+    pub lattice: String,
+    pub nats_url: String,
+    pub started: Instant,
+    pub labels: RwLock<BTreeMap<String, String>>,
+    pub runtime: Runtime,
+    pub components: Components,
+    pub links: LinkStore,
+    pub config: ConfigStore,
+    pub events: Events,
+    pub stop: watch::Sender<Option<StopRequest>>,
+}
+
+impl HostState {
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.labels.read().unwrap().clone()
+    }
+}

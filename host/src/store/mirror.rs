@@ -1,0 +1,134 @@
+//! A JetStream KV bucket with an in-memory mirror of its decoded values.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt as _;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+use super::StoreError;
+
+/// A bucket and the decoded values of the keys under `prefix` (mirror keys omit the prefix).
+pub struct KvMirror<T> {
+    pub kv: kv::Store,
+    prefix: &'static str,
+    values: Arc<RwLock<BTreeMap<String, T>>>,
+    watch: JoinHandle<()>,
+}
+
+impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
+    /// Opens (or creates) `bucket`, starts watching it, then loads every key.
+    pub async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        prefix: &'static str,
+    ) -> Result<Self, StoreError> {
+        let bucket_error = |reason: String| StoreError::Bucket {
+            bucket: bucket.to_string(),
+            reason,
+        };
+        let kv = match js.get_key_value(bucket).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.to_string(),
+                    history: 1,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| bucket_error(e.to_string()))?,
+        };
+        let values = Arc::new(RwLock::new(BTreeMap::new()));
+        // Watch first so nothing written while loading is missed; applying a value twice is
+        // harmless because entries carry whole values.
+        let mut updates = kv
+            .watch_all()
+            .await
+            .map_err(|e| bucket_error(e.to_string()))?;
+        let mut keys = kv.keys().await.map_err(|e| bucket_error(e.to_string()))?;
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| bucket_error(e.to_string()))?;
+            if let Some(value) = kv.get(&key).await.map_err(|e| StoreError::Read {
+                key: key.clone(),
+                reason: e.to_string(),
+            })? {
+                apply(&values, prefix, &key, Some(&value));
+            }
+        }
+        let mirror = values.clone();
+        let watch = tokio::spawn(async move {
+            while let Some(entry) = updates.next().await {
+                match entry {
+                    Ok(entry) => {
+                        let value = matches!(entry.operation, kv::Operation::Put)
+                            .then_some(&entry.value[..]);
+                        apply(&mirror, prefix, &entry.key, value);
+                    }
+                    Err(error) => tracing::warn!("watching lattice state: {error}"),
+                }
+            }
+        });
+        Ok(Self {
+            kv,
+            prefix,
+            values,
+            watch,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<T> {
+        self.values.read().unwrap().get(name).cloned()
+    }
+
+    pub fn values(&self) -> Vec<T> {
+        self.values.read().unwrap().values().cloned().collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.read().unwrap().contains_key(name)
+    }
+
+    /// Records a write this host just made, so its own answers do not wait for the watch.
+    pub fn remember(&self, name: &str, value: Option<T>) {
+        let mut values = self.values.write().unwrap();
+        match value {
+            Some(value) => values.insert(name.to_string(), value),
+            None => values.remove(name),
+        };
+    }
+
+    /// The bucket key of mirror entry `name`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+impl<T> Drop for KvMirror<T> {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
+}
+
+/// Applies one bucket entry (`None` = deleted) to the mirror; undecodable values are skipped.
+fn apply<T: DeserializeOwned>(
+    values: &RwLock<BTreeMap<String, T>>,
+    prefix: &str,
+    key: &str,
+    value: Option<&[u8]>,
+) {
+    let Some(name) = key.strip_prefix(prefix) else {
+        return;
+    };
+    let mut values = values.write().unwrap();
+    match value.map(serde_json::from_slice::<T>) {
+        Some(Ok(value)) => {
+            values.insert(name.to_string(), value);
+        }
+        Some(Err(error)) => tracing::warn!(key, "ignoring undecodable lattice state: {error}"),
+        None => {
+            values.remove(name);
+        }
+    }
+}
