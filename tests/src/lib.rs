@@ -1,5 +1,8 @@
 //! Shared test harness: builds the guest components under `tests/components` (once per test
-//! process; cargo makes it a no-op when nothing changed) and finds them.
+//! process; cargo makes it a no-op when nothing changed) and finds them; [`nats`] starts a real
+//! NATS server for the lattice tests.
+
+pub mod nats;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
