@@ -529,9 +529,10 @@ async fn two_hosts_share_config_and_links_and_answer_only_their_own_subjects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auctions_bid_only_when_constraints_match() {
     let server = NatsServer::start();
-    let (client, _nc) = connect(&server).await;
+    let (client, nc) = connect(&server).await;
     let host = start_host(&server, &[("zone", "a")]).await;
     let reference = component_ref("exporter");
+    let mut events = Events::subscribe(&nc).await;
 
     let bids = client
         .perform_component_auction(
@@ -559,6 +560,21 @@ async fn auctions_bid_only_when_constraints_match() {
         .await
         .unwrap();
     assert!(none.is_empty());
+    // Once `adder` runs here, the host no longer bids for it.
+    let ack = client
+        .scale_component(host.host_id(), &reference, "adder", 1, None, vec![], false)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    events
+        .next("component_scaled", |d| d["component_id"] == "adder")
+        .await;
+    let running = client
+        .perform_component_auction(&reference, "adder", BTreeMap::new())
+        .await
+        .unwrap();
+    assert!(running.is_empty());
+
     let providers = client
         .perform_provider_auction("ghcr.io/acme/p:1", "p", BTreeMap::new())
         .await

@@ -131,10 +131,10 @@ pub async fn serve(
                 let nats = nats.clone();
                 handling.spawn(async move {
                     let body = respond(&state, &message.subject, &message.payload).await;
-                    if let (Some(reply), Some(body)) = (message.reply, body) {
-                        if let Err(error) = nats.publish(reply, body).await {
-                            tracing::warn!(subject = %message.subject, "replying: {error}");
-                        }
+                    if let (Some(reply), Some(body)) = (message.reply, body)
+                        && let Err(error) = nats.publish(reply, body).await
+                    {
+                        tracing::warn!(subject = %message.subject, "replying: {error}");
                     }
                 });
             }
