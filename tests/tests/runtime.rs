@@ -986,3 +986,35 @@ async fn same_bytes_compile_once_and_heartbeat_reports_workloads() {
         Err(StopError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn loaded_components_report_imports_and_exports_by_wit_name() {
+    let engine = trellis_runtime::Engine::new(EngineConfig::default()).unwrap();
+    let bytes = std::fs::read(trellis_tests::component_path("importer")).unwrap();
+    let loaded = trellis_runtime::LoadedComponent::compile(&engine, bytes.into()).unwrap();
+    assert!(
+        loaded
+            .imports
+            .iter()
+            .any(|i| i == "trellis:example/adder@0.1.0"),
+        "{:?}",
+        loaded.imports
+    );
+    assert!(loaded.imports.iter().any(|i| i == GREETER));
+    let (name, functions) = loaded
+        .exports
+        .iter()
+        .find(|(name, _)| name == FRONT)
+        .expect("exports front");
+    assert_eq!(name, FRONT);
+    assert!(
+        functions.iter().any(|f| f == "checked-div"),
+        "{functions:?}"
+    );
+
+    let core = wat::parse_str("(module)").unwrap();
+    let error = trellis_runtime::LoadedComponent::compile(&engine, core.into())
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("found a core module"), "{error}");
+}

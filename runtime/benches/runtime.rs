@@ -1,0 +1,209 @@
+//! Runtime benchmarks: in-process call latency (composed vs. a dynamic `Val` forwarder),
+//! per-invocation instantiation (pooling vs. on-demand), and compile time (cold vs. cached).
+//!
+//! Run with `cargo bench -p trellis-runtime --bench runtime`; see BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use trellis_runtime::{
+    Engine, EngineConfig, Host, ImportFallback, InvocationCtx, Runtime, Val, Workload,
+    WorkloadComponent,
+};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker, ResourceType};
+
+const FRONT: &str = "trellis:example/front@0.1.0";
+const ADDER: &str = "trellis:example/adder@0.1.0";
+
+fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn start(runtime: &Runtime, name: &str, components: &[(&str, &str)]) {
+    let components = components
+        .iter()
+        .map(|(id, guest)| WorkloadComponent::new(*id, trellis_tests::component(guest)))
+        .collect();
+    let workload = Workload {
+        namespace: "bench".into(),
+        name: name.into(),
+        components,
+        ..Default::default()
+    };
+    runtime.workload_start(workload).await.unwrap();
+}
+
+/// The exporter, instantiated lazily into the importer's store by [`DynamicForwarder`].
+struct ExporterInstance(wasmtime::component::Instance);
+
+/// The alternative to composition, as the prototype and wash do it: every imported function
+/// is a dynamic host function that forwards `Val`s to an exporter instance in the same store.
+struct DynamicForwarder {
+    exporter: Vec<u8>,
+}
+
+impl ImportFallback for DynamicForwarder {
+    fn link(
+        &self,
+        engine: &wasmtime::Engine,
+        linker: &mut Linker<InvocationCtx>,
+        _component_id: &str,
+        import: &str,
+        ty: &ComponentItem,
+    ) -> anyhow::Result<bool> {
+        let ComponentItem::ComponentInstance(instance_ty) = ty else {
+            return Ok(false);
+        };
+        let component = Component::new(engine, &self.exporter)?;
+        let mut exporter_linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut exporter_linker)?;
+        let exporter = exporter_linker.instantiate_pre(&component)?;
+        let Some((_, parent)) = component.get_export(None, import) else {
+            return Ok(false);
+        };
+        let mut instance = linker.instance(import)?;
+        for (name, item) in instance_ty.exports(engine) {
+            match item {
+                // The benchmark does not call the resource; it only has to link.
+                ComponentItem::Resource(_) => {
+                    instance.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?
+                }
+                ComponentItem::ComponentFunc(_) => {
+                    let (_, index) = component.get_export(Some(&parent), name).unwrap();
+                    let pre = exporter.clone();
+                    instance.func_new_async(name, move |mut store, _ty, params, results| {
+                        let pre = pre.clone();
+                        Box::new(async move {
+                            let exporter =
+                                match store.data_mut().extensions().get_mut::<ExporterInstance>() {
+                                    Some(ExporterInstance(instance)) => *instance,
+                                    None => {
+                                        let instance = pre.instantiate_async(&mut store).await?;
+                                        store
+                                            .data_mut()
+                                            .extensions()
+                                            .insert(ExporterInstance(instance));
+                                        instance
+                                    }
+                                };
+                            let func = exporter.get_func(&mut store, index).unwrap();
+                            func.call_async(&mut store, params, results).await
+                        })
+                    })?
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Per-call latency of importer → exporter calls, looping inside the guest so the host's
+/// invocation overhead is spread over `iters` calls.
+fn in_process_calls(c: &mut Criterion) {
+    let rt = tokio();
+    let composed = rt.block_on(async {
+        let runtime = Runtime::builder().build().await.unwrap();
+        start(
+            &runtime,
+            "composed",
+            &[("c-importer", "importer"), ("c-exporter", "exporter")],
+        )
+        .await;
+        runtime
+    });
+    let dynamic = rt.block_on(async {
+        let exporter = std::fs::read(trellis_tests::component_path("exporter")).unwrap();
+        let runtime = Runtime::builder()
+            .fallback(Arc::new(DynamicForwarder { exporter }))
+            .build()
+            .await
+            .unwrap();
+        start(&runtime, "dynamic", &[("d-importer", "importer")]).await;
+        runtime
+    });
+    let mut group = c.benchmark_group("in-process call");
+    group.measurement_time(Duration::from_secs(3));
+    let cases: [(&str, &str, Vec<Val>); 3] = [
+        ("add u32", "bench-add", vec![]),
+        ("echo 1 KiB string", "bench-echo", vec![Val::U32(1024)]),
+        ("echo 1 KiB list<u8>", "bench-bytes", vec![Val::U32(1024)]),
+    ];
+    for (label, function, extra) in &cases {
+        for (path, runtime, id) in [
+            ("composed", &composed, "c-importer"),
+            ("dynamic Val", &dynamic, "d-importer"),
+        ] {
+            group.bench_function(format!("{label} / {path}"), |b| {
+                b.iter_custom(|iters| {
+                    let mut params = vec![Val::U32(iters as u32)];
+                    params.extend(extra.iter().cloned());
+                    rt.block_on(async {
+                        let started = Instant::now();
+                        runtime
+                            .invoke(id, FRONT, function, &params, None)
+                            .await
+                            .unwrap();
+                        started.elapsed()
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// New store + instantiate + one call: what every invocation pays.
+fn instantiation(c: &mut Criterion) {
+    let rt = tokio();
+    let mut group = c.benchmark_group("invocation (new store + instantiate + add)");
+    for (label, config) in [
+        ("pooling", EngineConfig::default()),
+        (
+            "on-demand",
+            EngineConfig {
+                pooling: None,
+                ..EngineConfig::default()
+            },
+        ),
+    ] {
+        let runtime = rt.block_on(async {
+            let runtime = Runtime::builder().engine(config).build().await.unwrap();
+            start(&runtime, label, &[("exporter", "exporter")]).await;
+            runtime
+        });
+        group.bench_function(label, |b| {
+            b.to_async(&rt).iter(|| {
+                runtime.invoke("exporter", ADDER, "add", &[Val::U32(1), Val::U32(2)], None)
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Compiling the importer on a fresh engine vs. finding it in the digest cache.
+fn compile(c: &mut Criterion) {
+    let bytes = std::fs::read(trellis_tests::component_path("importer")).unwrap();
+    let mut group = c.benchmark_group("compile importer");
+    group.sample_size(10);
+    group.bench_function("cold", |b| {
+        b.iter_batched(
+            || Engine::new(EngineConfig::default()).unwrap(),
+            |engine| engine.compile(&bytes).unwrap(),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.compile(&bytes).unwrap();
+    group.bench_function("cached", |b| b.iter(|| engine.compile(&bytes).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, in_process_calls, instantiation, compile);
+criterion_main!(benches);
