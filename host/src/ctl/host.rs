@@ -46,12 +46,7 @@ pub async fn label_put(
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
     let label: HostLabel = decode(operation, payload)?;
-    if is_reserved_label(&label.key) {
-        return Err(CtlError::Refused(format!(
-            "label `{}` is reserved: keys starting with `hostcore.` are set by the host",
-            label.key
-        )));
-    }
+    refuse_reserved(&label.key)?;
     let labels = {
         let mut labels = state.labels.write().unwrap();
         labels.insert(label.key, label.value);
@@ -67,12 +62,7 @@ pub async fn label_del(
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
     let label: HostLabelIdentifier = decode(operation, payload)?;
-    if is_reserved_label(&label.key) {
-        return Err(CtlError::Refused(format!(
-            "label `{}` is reserved: keys starting with `hostcore.` are set by the host",
-            label.key
-        )));
-    }
+    refuse_reserved(&label.key)?;
     let labels = {
         let mut labels = state.labels.write().unwrap();
         labels.remove(&label.key).map(|_| labels.clone())
@@ -97,4 +87,14 @@ pub fn registry_put(operation: &Operation, payload: &[u8]) -> Result<Reply, CtlE
 async fn labels_changed(state: &HostState, labels: BTreeMap<String, String>) {
     let data = json!({ "host_id": state.host_id, "labels": labels });
     state.events.publish("labels_changed", data).await;
+}
+
+/// Labels under `hostcore.` describe the machine; only the host sets them.
+fn refuse_reserved(key: &str) -> Result<(), CtlError> {
+    if is_reserved_label(key) {
+        return Err(CtlError::Refused(format!(
+            "label `{key}` is reserved: keys starting with `hostcore.` are set by the host"
+        )));
+    }
+    Ok(())
 }
