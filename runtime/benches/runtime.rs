@@ -184,7 +184,48 @@ fn instantiation(c: &mut Criterion) {
             })
         });
     }
+    // The same work on bare wasmtime (default WASI context, no budget, no permit): the floor.
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let bytes = std::fs::read(trellis_tests::component_path("exporter")).unwrap();
+    let (component, _) = engine.compile(&bytes).unwrap();
+    let mut linker = Linker::<Bare>::new(engine.wasmtime());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let (_, adder) = component.get_export(None, ADDER).unwrap();
+    let (_, add) = component.get_export(Some(&adder), "add").unwrap();
+    group.bench_function("bare wasmtime, pooling", |b| {
+        b.to_async(&rt).iter(|| async {
+            let ctx = Bare {
+                wasi: wasmtime_wasi::WasiCtx::builder().build(),
+                table: Default::default(),
+            };
+            let mut store = wasmtime::Store::new(engine.wasmtime(), ctx);
+            store.set_epoch_deadline(u64::MAX / 2);
+            let instance = pre.instantiate_async(&mut store).await.unwrap();
+            let func = instance.get_func(&mut store, add).unwrap();
+            let mut results = [Val::U32(0)];
+            func.call_async(&mut store, &[Val::U32(1), Val::U32(2)], &mut results)
+                .await
+                .unwrap();
+            results
+        })
+    });
     group.finish();
+}
+
+/// Store data for the bare-wasmtime floor in [`instantiation`].
+struct Bare {
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for Bare {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
 }
 
 /// Compiling the importer on a fresh engine vs. finding it in the digest cache.
