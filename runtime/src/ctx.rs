@@ -32,6 +32,12 @@ impl InvocationCtx {
     pub fn extensions(&mut self) -> &mut Extensions {
         &mut self.extensions
     }
+
+    /// The resource table and the plugins' state at once, for host functions that need both
+    /// (e.g. a plugin's resources live in the table and its context in [`Extensions`]).
+    pub fn table_and_extensions(&mut self) -> (&mut ResourceTable, &mut Extensions) {
+        (&mut self.table, &mut self.extensions)
+    }
 }
 
 impl WasiView for InvocationCtx {

@@ -1,0 +1,378 @@
+//! The built-in provider plugins driven through `trellis_runtime::Runtime` by real guest
+//! components (tests/components): logging, config, key-value (memory and NATS JetStream),
+//! blobstore, outgoing HTTP and the HTTP server, over real sockets on loopback.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use trellis_providers::{ConfigPlugin, KeyvaluePlugin, LoggingPlugin};
+use trellis_runtime::{
+    Host, HostInterface, Plugin, Runtime, StartError, Val, Workload, WorkloadComponent,
+};
+use trellis_tests::component;
+use trellis_tests::nats::NatsServer;
+
+const LOG_PROBE: &str = "trellis:providers/log-probe@0.1.0";
+const CONFIG_PROBE: &str = "trellis:providers/config-probe@0.1.0";
+const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
+
+async fn runtime_with(plugins: Vec<Arc<dyn Plugin>>) -> Runtime {
+    let mut builder = Runtime::builder();
+    for plugin in plugins {
+        builder = builder.plugin(plugin);
+    }
+    builder.build().await.expect("building the runtime")
+}
+
+/// A workload of one component, with config for the plugin serving `interface`.
+fn single(id: &str, guest: &str, interface: &str, config: &[(&str, &str)]) -> Workload {
+    Workload {
+        namespace: "providers".into(),
+        name: id.into(),
+        components: vec![WorkloadComponent::new(id, component(guest))],
+        host_interfaces: vec![HostInterface {
+            interface: interface.into(),
+            config: map(config),
+        }],
+        ..Default::default()
+    }
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn string(value: &str) -> Val {
+    Val::String(value.into())
+}
+
+/// The `ok` payload of a `result` value; panics with the `err` payload.
+fn ok(value: &Val) -> Option<&Val> {
+    match value {
+        Val::Result(Ok(payload)) => payload.as_deref(),
+        Val::Result(Err(error)) => panic!("guest returned an error: {error:?}"),
+        other => panic!("not a result: {other:?}"),
+    }
+}
+
+fn err_text(value: &Val) -> String {
+    match value {
+        Val::Result(Err(Some(error))) => match &**error {
+            Val::String(text) => text.clone(),
+            other => panic!("error is not a string: {other:?}"),
+        },
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn strings(value: &Val) -> Vec<String> {
+    match value {
+        Val::List(items) => items
+            .iter()
+            .map(|item| match item {
+                Val::String(s) => s.clone(),
+                other => panic!("not a string: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not a list: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// logging
+
+/// One captured `tracing` event: level and its fields as text.
+#[derive(Debug, Clone)]
+struct Captured {
+    level: tracing::Level,
+    target: String,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(Captured {
+            level: *event.metadata().level(),
+            target: event.metadata().target().into(),
+            fields,
+        });
+    }
+}
+
+#[tokio::test]
+async fn logging_reaches_tracing_with_component_and_level() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+
+    let runtime = runtime_with(vec![Arc::new(LoggingPlugin::new())]).await;
+    runtime
+        .workload_start(single("logger", "logger", "wasi:logging/logging", &[]))
+        .await
+        .unwrap();
+    runtime
+        .invoke(
+            "logger",
+            LOG_PROBE,
+            "log-all",
+            &[string("ctx-1"), string("hello logs")],
+            None,
+        )
+        .await
+        .unwrap();
+
+    let events: Vec<Captured> = capture
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.target == trellis_providers::logging::TARGET)
+        .cloned()
+        .collect();
+    let levels: Vec<tracing::Level> = events.iter().map(|e| e.level).collect();
+    use tracing::Level;
+    assert_eq!(
+        levels,
+        [
+            Level::TRACE,
+            Level::DEBUG,
+            Level::INFO,
+            Level::WARN,
+            Level::ERROR,
+            Level::ERROR
+        ]
+    );
+    for event in &events {
+        assert_eq!(event.fields["component"], "logger");
+        assert_eq!(event.fields["context"], "ctx-1");
+        assert_eq!(event.fields["message"], "hello logs");
+    }
+    assert_eq!(
+        events[5].fields.get("critical").map(String::as_str),
+        Some("true")
+    );
+    assert!(!events[4].fields.contains_key("critical"));
+    runtime.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// config
+
+#[tokio::test]
+async fn config_values_are_visible_and_updatable() {
+    let config = Arc::new(ConfigPlugin::new());
+    let runtime = runtime_with(vec![config.clone()]).await;
+    runtime
+        .workload_start(single(
+            "configurer",
+            "configurer",
+            "wasi:config/store",
+            &[("greeting", "hello"), ("color", "green")],
+        ))
+        .await
+        .unwrap();
+    let get = |key: &str| {
+        let runtime = runtime.clone();
+        let key = key.to_string();
+        async move {
+            runtime
+                .invoke("configurer", CONFIG_PROBE, "get", &[string(&key)], None)
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    };
+    assert_eq!(
+        get("greeting").await,
+        Val::Option(Some(Box::new(string("hello"))))
+    );
+    assert_eq!(get("missing").await, Val::Option(None));
+    let legacy = runtime
+        .invoke(
+            "configurer",
+            CONFIG_PROBE,
+            "legacy-get",
+            &[string("color")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(legacy[0], Val::Option(Some(Box::new(string("green")))));
+    let all = runtime
+        .invoke("configurer", CONFIG_PROBE, "get-all", &[], None)
+        .await
+        .unwrap();
+    let Val::List(pairs) = &all[0] else {
+        panic!("not a list: {all:?}")
+    };
+    assert_eq!(pairs.len(), 2);
+
+    // The host hands in the merged named config later; the next invocation sees it.
+    assert!(config.update_config("configurer", map(&[("greeting", "bonjour")])));
+    assert_eq!(
+        get("greeting").await,
+        Val::Option(Some(Box::new(string("bonjour"))))
+    );
+    assert_eq!(get("color").await, Val::Option(None));
+    assert!(!config.update_config("nobody", map(&[])));
+    runtime.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// keyvalue
+
+async fn increment(runtime: &Runtime, id: &str, bucket: &str, key: &str, delta: u64) -> Val {
+    runtime
+        .invoke(
+            id,
+            KV_PROBE,
+            "increment",
+            &[string(bucket), string(key), Val::U64(delta)],
+            None,
+        )
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+fn counter(value: &Val) -> u64 {
+    match ok(value) {
+        Some(Val::U64(n)) => *n,
+        other => panic!("not a u64: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn keyvalue_memory_counter_and_store_functions() {
+    let runtime = runtime_with(vec![Arc::new(KeyvaluePlugin::memory_only())]).await;
+    runtime
+        .workload_start(single(
+            "kv",
+            "kv",
+            "wasi:keyvalue/store",
+            &[("backend", "memory"), ("bucket", "counts")],
+        ))
+        .await
+        .unwrap();
+    for expected in [1, 2, 3] {
+        assert_eq!(
+            counter(&increment(&runtime, "kv", "counts", "hits", 1).await),
+            expected
+        );
+    }
+    assert_eq!(
+        counter(&increment(&runtime, "kv", "", "hits", 10).await),
+        13
+    );
+    // Only the configured bucket may be opened.
+    let denied = increment(&runtime, "kv", "other", "hits", 1).await;
+    assert!(matches!(denied, Val::Result(Err(_))), "{denied:?}");
+    assert_eq!(err_text(&denied), "no-such-store");
+
+    let transcript = runtime
+        .invoke("kv", KV_PROBE, "exercise", &[string("counts")], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        strings(ok(&transcript[0]).unwrap()),
+        [
+            "get a = Some(Ok(\"one\"))",
+            "exists b = true",
+            "exists b = false",
+            "get b = None",
+            "get-many = c=three,none,d=four",
+            "keys = a,d,hits",
+        ]
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn keyvalue_refuses_unknown_backend() {
+    let runtime = runtime_with(vec![Arc::new(KeyvaluePlugin::memory_only())]).await;
+    let refused = runtime
+        .workload_start(single(
+            "kv",
+            "kv",
+            "wasi:keyvalue/store",
+            &[("backend", "redis")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StartError::BindingRefused { .. }),
+        "{refused}"
+    );
+    let no_nats = runtime
+        .workload_start(single(
+            "kv2",
+            "kv",
+            "wasi:keyvalue/store",
+            &[("backend", "nats")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        no_nats.to_string().contains("nats") || format!("{no_nats:?}").contains("NATS"),
+        "{no_nats:?}"
+    );
+}
+
+#[tokio::test]
+async fn keyvalue_nats_counter_survives_a_runtime_restart() {
+    let server = NatsServer::start();
+    let config = [("backend", "nats"), ("bucket", "trellis_counts")];
+    for (round, expected) in [(0, [1u64, 2]), (1, [3, 4])] {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let runtime = runtime_with(vec![Arc::new(KeyvaluePlugin::with_nats(client.clone()))]).await;
+        runtime
+            .workload_start(single("kv", "kv", "wasi:keyvalue/store", &config))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        for n in expected {
+            assert_eq!(
+                counter(&increment(&runtime, "kv", "trellis_counts", "hits", 1).await),
+                n
+            );
+        }
+        runtime.shutdown().await;
+        client.drain().await.unwrap();
+    }
+
+    // The bucket is a real JetStream KV bucket: read it with a plain client.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let store = async_nats::jetstream::new(client)
+        .get_key_value("trellis_counts")
+        .await
+        .unwrap();
+    let value = tokio::time::timeout(Duration::from_secs(5), store.get("hits"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(value.as_deref(), Some(&b"4"[..]));
+}
