@@ -14,12 +14,14 @@
 //! Each plugin keeps per-component state keyed by component id (set in `bind`, dropped in
 //! `unbind`) and hands it to each invocation through the store's extensions in `prepare`.
 
+pub mod blobstore;
 mod bound;
 pub mod config;
 
 pub mod keyvalue;
 pub mod logging;
 
+pub use blobstore::BlobstorePlugin;
 pub use config::ConfigPlugin;
 
 pub use keyvalue::KeyvaluePlugin;

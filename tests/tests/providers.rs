@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use trellis_providers::{ConfigPlugin, KeyvaluePlugin, LoggingPlugin};
+use trellis_providers::{BlobstorePlugin, ConfigPlugin, KeyvaluePlugin, LoggingPlugin};
 use trellis_runtime::{
     Host, HostInterface, Plugin, Runtime, StartError, Val, Workload, WorkloadComponent,
 };
@@ -16,6 +16,7 @@ use trellis_tests::nats::NatsServer;
 const LOG_PROBE: &str = "trellis:providers/log-probe@0.1.0";
 const CONFIG_PROBE: &str = "trellis:providers/config-probe@0.1.0";
 const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
+const BLOB_PROBE: &str = "trellis:providers/blob-probe@0.1.0";
 
 async fn runtime_with(plugins: Vec<Arc<dyn Plugin>>) -> Runtime {
     let mut builder = Runtime::builder();
@@ -375,4 +376,154 @@ async fn keyvalue_nats_counter_survives_a_runtime_restart() {
         .unwrap()
         .unwrap();
     assert_eq!(value.as_deref(), Some(&b"4"[..]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// blobstore
+
+fn bytes(data: &[u8]) -> Val {
+    Val::List(data.iter().map(|b| Val::U8(*b)).collect())
+}
+
+fn from_bytes(value: &Val) -> Vec<u8> {
+    match value {
+        Val::List(items) => items
+            .iter()
+            .map(|v| match v {
+                Val::U8(b) => *b,
+                other => panic!("not a byte: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not a list: {other:?}"),
+    }
+}
+
+async fn blob(runtime: &Runtime, function: &str, params: &[Val]) -> Val {
+    runtime
+        .invoke("blob", BLOB_PROBE, function, params, None)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test]
+async fn blobstore_fs_round_trip_and_escapes_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), b"top secret").unwrap();
+
+    let runtime = runtime_with(vec![Arc::new(BlobstorePlugin::new())]).await;
+    runtime
+        .workload_start(single(
+            "blob",
+            "blob",
+            "wasi:blobstore/blobstore",
+            &[("backend", "fs"), ("root", root.to_str().unwrap())],
+        ))
+        .await
+        .unwrap();
+
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let written = blob(
+        &runtime,
+        "write",
+        &[string("photos"), string("a/b.bin"), bytes(&data)],
+    )
+    .await;
+    ok(&written);
+    assert_eq!(std::fs::read(root.join("photos/a/b.bin")).unwrap(), data);
+    let read = blob(&runtime, "read", &[string("photos"), string("a/b.bin")]).await;
+    assert_eq!(from_bytes(ok(&read).unwrap()), data);
+    ok(&blob(
+        &runtime,
+        "write",
+        &[string("photos"), string("c.txt"), bytes(b"see")],
+    )
+    .await);
+    let listed = blob(&runtime, "list-names", &[string("photos")]).await;
+    assert_eq!(strings(ok(&listed).unwrap()), ["a/b.bin", "c.txt"]);
+    ok(&blob(&runtime, "delete", &[string("photos"), string("c.txt")]).await);
+    assert!(!root.join("photos/c.txt").exists());
+
+    // Names that try to leave the root are refused before anything is touched.
+    for (container, object) in [
+        ("photos", "../escaped.txt"),
+        ("photos", "a/../../escaped.txt"),
+        ("photos", "/etc/passwd"),
+        ("..", "escaped.txt"),
+        ("photos/..", "escaped.txt"),
+    ] {
+        let refused = blob(
+            &runtime,
+            "write",
+            &[string(container), string(object), bytes(b"x")],
+        )
+        .await;
+        assert!(
+            err_text(&refused).contains("invalid name"),
+            "{container} {object}: {refused:?}"
+        );
+    }
+    assert!(!dir.path().join("escaped.txt").exists());
+
+    // Symlinks planted inside the root cannot lead outside it.
+    std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("photos/link.txt")).unwrap();
+    let refused = blob(&runtime, "read", &[string("photos"), string("link.txt")]).await;
+    assert!(err_text(&refused).contains("outside"), "{refused:?}");
+    let refused = blob(
+        &runtime,
+        "write",
+        &[string("photos"), string("link.txt"), bytes(b"overwritten")],
+    )
+    .await;
+    assert!(err_text(&refused).contains("outside"), "{refused:?}");
+    assert_eq!(
+        std::fs::read(outside.join("secret.txt")).unwrap(),
+        b"top secret"
+    );
+    std::os::unix::fs::symlink(&outside, root.join("photos/sub")).unwrap();
+    let refused = blob(
+        &runtime,
+        "write",
+        &[string("photos"), string("sub/new.txt"), bytes(b"x")],
+    )
+    .await;
+    assert!(err_text(&refused).contains("outside"), "{refused:?}");
+    assert!(!outside.join("new.txt").exists());
+    std::os::unix::fs::symlink(&outside, root.join("elsewhere")).unwrap();
+    let refused = blob(
+        &runtime,
+        "read",
+        &[string("elsewhere"), string("secret.txt")],
+    )
+    .await;
+    assert!(err_text(&refused).contains("outside"), "{refused:?}");
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn blobstore_memory_round_trip() {
+    let runtime = runtime_with(vec![Arc::new(BlobstorePlugin::new())]).await;
+    runtime
+        .workload_start(single(
+            "blob",
+            "blob",
+            "wasi:blobstore/blobstore",
+            &[("backend", "memory")],
+        ))
+        .await
+        .unwrap();
+    ok(&blob(
+        &runtime,
+        "write",
+        &[string("c"), string("k"), bytes(b"value")],
+    )
+    .await);
+    let read = blob(&runtime, "read", &[string("c"), string("k")]).await;
+    assert_eq!(from_bytes(ok(&read).unwrap()), b"value");
+    let missing = blob(&runtime, "read", &[string("c"), string("nope")]).await;
+    assert!(err_text(&missing).contains("no object"), "{missing:?}");
+    runtime.shutdown().await;
 }
