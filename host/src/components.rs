@@ -10,6 +10,7 @@ use trellis_runtime::{
     ComponentSource, Host as _, LoadedComponent, StartError, Workload, WorkloadComponent,
 };
 
+use crate::rpc::ExportServer;
 use crate::state::HostState;
 use crate::types::{
     Annotations, ComponentDescription, ScaleComponentCommand, UpdateComponentCommand,
@@ -58,6 +59,8 @@ pub struct RunningComponent {
     pub config: Vec<String>,
     /// The code it runs, kept so a rescale never re-reads (or re-fetches) the reference.
     bytes: Arc<[u8]>,
+    /// Its exports on the lattice; dropped (unsubscribed) with the last clone.
+    _exports: Arc<ExportServer>,
 }
 
 /// The components running here and the lock that orders their lifecycle changes.
@@ -292,6 +295,16 @@ async fn start(
             ..Default::default()
         })
         .await?;
+    let exports = match ExportServer::start(&state.rpc, &state.runtime, id).await {
+        Ok(exports) => exports,
+        Err(error) => {
+            stop_workload(state, id).await;
+            return Err(ComponentError::Load {
+                reference: reference.to_string(),
+                reason: format!("serving exports on the lattice: {error:#}"),
+            });
+        }
+    };
     if let Err(error) = state.links.ensure_spec(id, reference).await {
         tracing::warn!(component = id, "recording the component spec: {error}");
     }
@@ -303,6 +316,7 @@ async fn start(
             max_instances,
             config,
             bytes,
+            _exports: Arc::new(exports),
         }),
     );
     Ok(())

@@ -10,6 +10,7 @@ mod ctl;
 mod events;
 mod identity;
 mod inventory;
+mod rpc;
 mod state;
 mod store;
 mod types;
@@ -44,6 +45,10 @@ pub struct HostConfig {
     /// Friendly name; a random `adjective-noun-NNNN` when absent.
     pub name: Option<String>,
     pub heartbeat_interval: Duration,
+    /// Link co-located components in-process (default); `false` sends every link over wRPC.
+    pub in_process_links: bool,
+    /// How long a component's call to the lattice may take.
+    pub rpc_timeout: Duration,
     /// How long a graceful stop waits for running control requests and components.
     pub stop_timeout: Duration,
 }
@@ -57,6 +62,8 @@ impl Default for HostConfig {
             host_seed: None,
             name: None,
             heartbeat_interval: Duration::from_secs(30),
+            in_process_links: true,
+            rpc_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(10),
         }
     }
@@ -91,6 +98,7 @@ pub struct LatticeHost {
     closing: watch::Sender<bool>,
     ctl: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
+    link_follower: JoinHandle<()>,
     stop_timeout: Duration,
 }
 
@@ -125,9 +133,17 @@ impl LatticeHost {
                 reason: e.to_string(),
             })?;
         let js = async_nats::jetstream::new(nats.clone());
-        let links = LinkStore::open(&js, &config.lattice).await?;
+        let links = Arc::new(LinkStore::open(&js, &config.lattice).await?);
         let store_config = ConfigStore::open(&js, &config.lattice).await?;
+        let lattice = rpc::Lattice::new(
+            nats.clone(),
+            &config.lattice,
+            links.clone(),
+            config.rpc_timeout,
+        );
         let runtime = Runtime::builder()
+            .remote(Arc::new(lattice.clone()))
+            .in_process_links(config.in_process_links)
             .build()
             .await
             .map_err(HostError::Runtime)?;
@@ -144,6 +160,7 @@ impl LatticeHost {
             runtime,
             components: Components::default(),
             links,
+            rpc: lattice.clone(),
             config: store_config,
             stop: watch::Sender::new(None),
         });
@@ -169,6 +186,7 @@ impl LatticeHost {
             "version": state.identity.version,
         });
         state.events.publish("host_started", started).await;
+        let link_follower = tokio::spawn(rpc::follow_links(lattice, state.runtime.clone()));
         let heartbeat = tokio::spawn(inventory::heartbeat(
             state.clone(),
             config.heartbeat_interval,
@@ -180,6 +198,7 @@ impl LatticeHost {
             closing,
             ctl,
             heartbeat,
+            link_follower,
             stop_timeout: config.stop_timeout,
         })
     }
@@ -214,6 +233,7 @@ impl LatticeHost {
     pub async fn stop(self, deadline: Option<Duration>) -> anyhow::Result<()> {
         let budget = deadline.map_or(self.stop_timeout, |d| d.min(self.stop_timeout));
         self.heartbeat.abort();
+        self.link_follower.abort();
         self.closing.send_replace(true);
         if tokio::time::timeout(budget, self.ctl).await.is_err() {
             tracing::warn!("control interface did not stop within {budget:?}");

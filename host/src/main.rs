@@ -49,6 +49,12 @@ struct HostArgs {
     /// Seconds between heartbeats.
     #[arg(long, env = "TRELLIS_HEARTBEAT_SECS", default_value_t = 30)]
     heartbeat_secs: u64,
+    /// Send every link over wRPC, even to components on this host (for comparison/debugging).
+    #[arg(long, env = "TRELLIS_NO_IN_PROCESS_LINKS")]
+    no_in_process_links: bool,
+    /// Milliseconds a component's call to the lattice may take.
+    #[arg(long, env = "TRELLIS_RPC_TIMEOUT_MS", default_value_t = 10_000)]
+    rpc_timeout_ms: u64,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -84,6 +90,8 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         host_seed: args.host_seed,
         name: args.name,
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
+        in_process_links: !args.no_in_process_links,
+        rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
         ..HostConfig::default()
     };
     let host = LatticeHost::start(config).await?;

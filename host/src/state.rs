@@ -2,7 +2,7 @@
 //! lifecycle tasks.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -11,6 +11,7 @@ use trellis_runtime::Runtime;
 use crate::components::Components;
 use crate::events::Events;
 use crate::identity::Identity;
+use crate::rpc::Lattice;
 use crate::store::{ConfigStore, LinkStore};
 
 /// A request to stop the host, with the time it may take (from `host.stop`'s `timeout`).
@@ -28,7 +29,9 @@ pub struct HostState {
     pub labels: RwLock<BTreeMap<String, String>>,
     pub runtime: Runtime,
     pub components: Components,
-    pub links: LinkStore,
+    pub links: Arc<LinkStore>,
+    /// wRPC on NATS: serving exports and reaching link targets.
+    pub rpc: Lattice,
     pub config: ConfigStore,
     pub events: Events,
     pub stop: watch::Sender<Option<StopRequest>>,

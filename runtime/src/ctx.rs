@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::budget::MemoryCeiling;
+use crate::remote::RemoteCtx;
 
 /// Store data of one invocation.
 pub struct InvocationCtx {
@@ -17,6 +18,8 @@ pub struct InvocationCtx {
     pub(crate) table: ResourceTable,
     pub(crate) memory: MemoryCeiling,
     pub(crate) extensions: Extensions,
+    /// Present when the runtime can reach the lattice.
+    pub(crate) remote: Option<RemoteCtx>,
 }
 
 impl InvocationCtx {

@@ -15,6 +15,7 @@ use crate::error::{InvokeError, StartError, StopError};
 use crate::interface::InterfaceName;
 use crate::linking::{self, ImportFallback, ImportRoute, LinkTable, Plug};
 use crate::plugin::{Binding, Plugin};
+use crate::remote::{Remote, RemoteInvoker, WrpcPolyfill};
 use crate::running::{ComponentHandle, Linked, RunningComponent};
 use crate::service::ServiceHandle;
 use crate::wasi::{self, MaterializedVolumes};
@@ -44,6 +45,8 @@ pub struct RuntimeBuilder {
     engine: EngineConfig,
     plugins: Vec<Arc<dyn Plugin>>,
     fallback: Option<Arc<dyn ImportFallback>>,
+    remote: Option<Arc<dyn RemoteInvoker>>,
+    local_links_only_by_wrpc: bool,
 }
 
 impl RuntimeBuilder {
@@ -63,6 +66,20 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Lets imports nothing on this runtime provides go to the lattice over wRPC (after the
+    /// fallback, if one is set).
+    pub fn remote(mut self, invoker: Arc<dyn RemoteInvoker>) -> Self {
+        self.remote = Some(invoker);
+        self
+    }
+
+    /// With `false`, components never link in-process: every link goes through the remote
+    /// invoker, even to a component on this runtime. For comparison and debugging.
+    pub fn in_process_links(mut self, enabled: bool) -> Self {
+        self.local_links_only_by_wrpc = !enabled;
+        self
+    }
+
     /// Creates the engine and starts every plugin.
     pub async fn build(self) -> anyhow::Result<Runtime> {
         let engine = Engine::new(self.engine)?;
@@ -76,6 +93,8 @@ impl RuntimeBuilder {
             engine,
             plugins: self.plugins,
             fallback: self.fallback,
+            remote: self.remote.map(Remote),
+            in_process_links: !self.local_links_only_by_wrpc,
             started: Instant::now(),
             state: Default::default(),
         })))
@@ -90,6 +109,8 @@ struct Inner {
     engine: Engine,
     plugins: Vec<Arc<dyn Plugin>>,
     fallback: Option<Arc<dyn ImportFallback>>,
+    remote: Option<Remote>,
+    in_process_links: bool,
     started: Instant,
     /// One lock for every lifecycle change, so starts, stops and relinks never interleave.
     state: tokio::sync::Mutex<State>,
@@ -307,25 +328,7 @@ impl Runtime {
                     }
                     ImportRoute::Plugin(plugin.id().to_string())
                 }
-                _ => {
-                    let linked = match &self.0.fallback {
-                        Some(fallback) => fallback
-                            .link(engine.wasmtime(), &mut linker, id, import, item)
-                            .map_err(|e| {
-                                load_error(
-                                    e.context(format!("linking `{import}` through the fallback")),
-                                )
-                            })?,
-                        None => false,
-                    };
-                    if !linked {
-                        return Err(StartError::UnresolvedImport {
-                            component: id.to_string(),
-                            import: import.clone(),
-                        });
-                    }
-                    ImportRoute::Fallback
-                }
+                _ => self.link_elsewhere(&mut linker, id, import, item)?,
             };
             if !routes.iter().any(|(name, _)| name == import) {
                 routes.push((import.clone(), route));
@@ -340,6 +343,40 @@ impl Runtime {
             bytes,
             routes,
             plugins,
+        })
+    }
+
+    /// Routes an import nothing on this runtime provides: the embedder's fallback first, then
+    /// the lattice over wRPC. Neither → the start fails naming the import.
+    fn link_elsewhere(
+        &self,
+        linker: &mut Linker<InvocationCtx>,
+        id: &str,
+        import: &str,
+        item: &ComponentItem,
+    ) -> Result<ImportRoute, StartError> {
+        let engine = self.0.engine.wasmtime();
+        let fail = |e: anyhow::Error, how: &str| StartError::Load {
+            component: id.to_string(),
+            source: e.context(format!("linking `{import}` {how}")),
+        };
+        if let Some(fallback) = &self.0.fallback
+            && fallback
+                .link(engine, linker, id, import, item)
+                .map_err(|e| fail(e, "through the fallback"))?
+        {
+            return Ok(ImportRoute::Fallback);
+        }
+        if self.0.remote.is_some()
+            && WrpcPolyfill
+                .link(engine, linker, id, import, item)
+                .map_err(|e| fail(e, "to the lattice"))?
+        {
+            return Ok(ImportRoute::Remote);
+        }
+        Err(StartError::UnresolvedImport {
+            component: id.to_string(),
+            import: import.to_string(),
         })
     }
 
@@ -371,7 +408,10 @@ impl Runtime {
         members: &[(String, LoadedComponent)],
     ) -> Option<String> {
         let name = InterfaceName::parse(import)?;
-        if wasi::is_baseline(&name) || self.plugin_for(&name, &[]).is_some() {
+        if !self.0.in_process_links
+            || wasi::is_baseline(&name)
+            || self.plugin_for(&name, &[]).is_some()
+        {
             return None;
         }
         if let Some(target) = state.links.target(id, &name) {
@@ -498,6 +538,16 @@ impl Runtime {
                 }
             }
         }
+        // Components elsewhere on this runtime that link to the newcomers now call them
+        // in-process instead of over the lattice.
+        let started: Vec<String> = workload.components.iter().map(|c| c.id.clone()).collect();
+        for source in state.links.sources_linking_to(&started) {
+            if !started.contains(&source)
+                && let Err(error) = self.relink_with_dependents(state, &source)
+            {
+                tracing::warn!(component = %source, "re-linking to a new local target: {error}");
+            }
+        }
         tracing::info!(workload = %workload_id, components = workload.components.len(), "workload started");
         Ok(Self::status_of(state, &workload_id).expect("just started"))
     }
@@ -547,6 +597,7 @@ impl Runtime {
                 spec.grants.clone(),
                 mounts,
                 self.0.engine.clone(),
+                self.0.remote.clone(),
             ));
             state.components.insert(id.clone(), running.clone());
             state

@@ -17,6 +17,7 @@ mod host;
 mod interface;
 mod linking;
 mod plugin;
+mod remote;
 mod running;
 mod service;
 mod wasi;
@@ -31,6 +32,10 @@ pub use host::{Heartbeat, Host, Runtime, RuntimeBuilder};
 pub use interface::InterfaceName;
 pub use linking::{ImportFallback, ImportRoute, LinkTable};
 pub use plugin::{Binding, Plugin};
+pub use remote::{
+    IncomingStream, OutgoingStream, RemoteCall, RemoteIncoming, RemoteInvocation, RemoteInvoker,
+    RemoteOutgoing,
+};
 pub use running::ComponentHandle;
 pub use wasi::{Volume, VolumeKind, VolumeMount, WasiGrants};
 pub use workload::{

@@ -28,8 +28,10 @@ pub enum ImportRoute {
     Plugin(String),
     /// Composed with this component's export: a direct call.
     InProcess(String),
-    /// Handed to the embedder's fallback (the lattice host links wRPC here).
+    /// Handed to the embedder's fallback.
     Fallback,
+    /// Invoked over wRPC through the embedder's remote invoker.
+    Remote,
 }
 
 /// The embedder's last resort for imports nothing on this runtime provides.
@@ -71,6 +73,19 @@ impl LinkTable {
         self.links
             .get(&(source.to_string(), interface.unversioned()))
             .map(String::as_str)
+    }
+
+    /// Sources with a link to any of `targets`.
+    pub fn sources_linking_to(&self, targets: &[String]) -> Vec<String> {
+        let mut sources: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(_, target)| targets.contains(target))
+            .map(|((source, _), _)| source.clone())
+            .collect();
+        sources.sort();
+        sources.dedup();
+        sources
     }
 }
 

@@ -1,13 +1,19 @@
 //! A component that serves invocations: its current linking, its concurrency limit, and the
 //! per-invocation store (fresh instance, budget applied, plugins prepared).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use wasmtime::Store;
-use wasmtime::component::{Component, Func, InstancePre, Val};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Func, InstancePre, Type, Val};
+use wrpc_runtime_wasmtime::CallError;
+use wrpc_transport::Index;
 
 use crate::budget::{self, Budget, BudgetExceeded};
 use crate::component::LoadedComponent;
@@ -16,6 +22,7 @@ use crate::engine::Engine;
 use crate::error::InvokeError;
 use crate::linking::ImportRoute;
 use crate::plugin::Plugin;
+use crate::remote::{Remote, RemoteCall, RemoteCtx};
 use crate::wasi::{self, ResolvedMount, WasiGrants};
 
 /// How long an invocation waits for a free instance when its budget has no deadline.
@@ -53,6 +60,9 @@ pub(crate) struct RunningComponent {
     grants: WasiGrants,
     mounts: Vec<ResolvedMount>,
     engine: Engine,
+    remote: Option<Remote>,
+    /// Invocations that got an instance, from the host or from the lattice.
+    invocations: AtomicU64,
 }
 
 /// A cloneable handle for invoking a running component (given to plugins and embedders).
@@ -99,6 +109,113 @@ impl ComponentHandle {
     }
 }
 
+impl ComponentHandle {
+    /// How many invocations this component has run (or is running) since it started.
+    pub fn invocations(&self) -> u64 {
+        self.0.invocations.load(Ordering::Relaxed)
+    }
+
+    /// The component's own exported functions (not what a composition re-exports), as
+    /// `(instance, function)`; root functions have an empty instance. Functions that take or
+    /// return resources are left out: they cannot be served one fresh instance per call.
+    pub fn exported_functions(&self) -> Vec<(String, String)> {
+        let linked = self.0.current();
+        let mut functions = Vec::new();
+        for (instance, names) in &self.0.loaded.exports {
+            for name in names {
+                let ty = match instance.as_str() {
+                    "" => linked.component.get_export(None, name),
+                    instance => linked
+                        .component
+                        .get_export(None, instance)
+                        .and_then(|(_, parent)| linked.component.get_export(Some(&parent), name)),
+                };
+                if let Some((ComponentItem::ComponentFunc(func), _)) = ty
+                    && !name.starts_with('[')
+                    && !func
+                        .params()
+                        .map(|(_, t)| t)
+                        .chain(func.results())
+                        .any(|t| mentions_resource(&t))
+                {
+                    functions.push((instance.clone(), name.clone()));
+                }
+            }
+        }
+        functions
+    }
+
+    /// Serves one wRPC invocation of `instance`.`function`: reads the parameters from `rx`, runs
+    /// a fresh instance under the component's budget, writes the results to `tx`.
+    pub async fn serve_invocation<I, O>(
+        &self,
+        instance: &str,
+        function: &str,
+        rx: I,
+        tx: O,
+    ) -> Result<(), InvokeError>
+    where
+        I: AsyncRead + Index<I> + Send + Sync + Unpin + 'static,
+        O: AsyncWrite + Index<O> + Send + Sync + Unpin + 'static,
+    {
+        let component = &self.0;
+        let budget = component.budget;
+        let _permit = component.acquire(&budget).await?;
+        let linked = component.current();
+        let mut store = component
+            .new_store(&linked, &budget)
+            .map_err(|e| component.bad_call(e))?;
+        let call = async {
+            let guest = linked.pre.instantiate_async(&mut store).await?;
+            let func = component.lookup(&linked, &mut store, &guest, instance, function)?;
+            let ty = func.ty(&store);
+            let params: Vec<Type> = ty.params().map(|(_, ty)| ty).collect();
+            let results: Vec<Type> = ty.results().collect();
+            let no_resources = HashMap::new();
+            match wrpc_runtime_wasmtime::call(
+                &mut store,
+                rx,
+                tx,
+                &[],
+                &no_resources,
+                &[],
+                params.iter(),
+                &results,
+                func,
+            )
+            .await
+            {
+                Ok(()) => Ok(()),
+                Err(CallError::Call(trap)) => Err(trap),
+                Err(other) => Err(wasmtime::Error::msg(other.to_string())),
+            }
+        };
+        component
+            .run_with_deadline(call, &budget)
+            .await
+            .map_err(|error| component.invoke_error(error, &store, &budget, &linked))
+    }
+}
+
+/// Whether a value of `ty` carries a resource handle anywhere inside.
+fn mentions_resource(ty: &Type) -> bool {
+    match ty {
+        Type::Own(_) | Type::Borrow(_) => true,
+        Type::List(list) => mentions_resource(&list.ty()),
+        Type::Record(record) => record.fields().any(|field| mentions_resource(&field.ty)),
+        Type::Tuple(tuple) => tuple.types().any(|ty| mentions_resource(&ty)),
+        Type::Variant(variant) => variant
+            .cases()
+            .any(|case| case.ty.as_ref().is_some_and(mentions_resource)),
+        Type::Option(option) => mentions_resource(&option.ty()),
+        Type::Result(result) => {
+            result.ok().as_ref().is_some_and(mentions_resource)
+                || result.err().as_ref().is_some_and(mentions_resource)
+        }
+        _ => false,
+    }
+}
+
 impl RunningComponent {
     pub fn new(
         id: &str,
@@ -110,6 +227,7 @@ impl RunningComponent {
         grants: WasiGrants,
         mounts: Vec<ResolvedMount>,
         engine: Engine,
+        remote: Option<Remote>,
     ) -> Self {
         Self {
             id: id.into(),
@@ -122,6 +240,8 @@ impl RunningComponent {
             grants,
             mounts,
             engine,
+            remote,
+            invocations: AtomicU64::new(0),
         }
     }
 
@@ -134,13 +254,18 @@ impl RunningComponent {
         std::mem::replace(&mut *self.linked.write().unwrap(), Arc::new(linked))
     }
 
+    /// Takes one of the `max_instances` permits (waiting at most the budget's wall time) and
+    /// counts the invocation.
     async fn acquire(
         &self,
         budget: &Budget,
     ) -> Result<tokio::sync::SemaphorePermit<'_>, InvokeError> {
         let wait = budget.wall_time.unwrap_or(DEFAULT_QUEUE_WAIT);
         match tokio::time::timeout(wait, self.permits.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => {
+                self.invocations.fetch_add(1, Ordering::Relaxed);
+                Ok(permit)
+            }
             Ok(Err(_closed)) => Err(self.bad_call(anyhow::anyhow!("component is stopping"))),
             Err(_) => Err(InvokeError::Busy {
                 component: self.id.to_string(),
@@ -163,6 +288,13 @@ impl RunningComponent {
             table: Default::default(),
             memory: Default::default(),
             extensions,
+            remote: self.remote.clone().map(|client| RemoteCtx {
+                client,
+                call: RemoteCall {
+                    caller: self.id.clone(),
+                },
+                shared: Default::default(),
+            }),
         };
         let mut store = Store::new(self.engine.wasmtime(), ctx);
         budget::apply(&mut store, budget, self.engine.config().fuel_metering);
@@ -189,16 +321,25 @@ impl RunningComponent {
             func.call_async(&mut store, params, &mut results).await?;
             Ok::<_, wasmtime::Error>(results)
         };
-        let outcome = match budget.wall_time {
-            // Epochs stop guest code; this also stops a call parked in a host function.
+        self.run_with_deadline(call, &budget)
+            .await
+            .map_err(|error| self.invoke_error(error, &store, &budget, &linked))
+    }
+
+    /// Epochs stop guest code; the timeout also stops a call parked in a host function.
+    async fn run_with_deadline<T>(
+        &self,
+        call: impl Future<Output = wasmtime::Result<T>>,
+        budget: &Budget,
+    ) -> wasmtime::Result<T> {
+        match budget.wall_time {
             Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
                 Err(wasmtime::Error::new(BudgetExceeded::DeadlineExceeded(
                     limit,
                 )))
             }),
             None => call.await,
-        };
-        outcome.map_err(|error| self.invoke_error(error, &store, &budget, &linked))
+        }
     }
 
     fn lookup(

@@ -92,6 +92,7 @@ fn run_component(
         table: Default::default(),
         memory: Default::default(),
         extensions: Default::default(),
+        remote: None,
     };
     let mut store = Store::new(engine.wasmtime(), ctx);
     budget::apply(&mut store, &SERVICE_BUDGET, engine.config().fuel_metering);

@@ -846,16 +846,15 @@ async fn a_wasi_cli_run_component_runs_as_a_service() {
         ))
         .await
         .unwrap();
+    // The guest creates the file, then writes it: wait for the content, not the name.
+    let started = || std::fs::read_to_string(data.path().join("started")).unwrap_or_default();
     for _ in 0..250 {
-        if data.path().join("started").exists() {
+        if started() == "service started" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        std::fs::read_to_string(data.path().join("started")).unwrap(),
-        "service started"
-    );
+    assert_eq!(started(), "service started");
     let status = runtime.workload_status("svc/ticker").await.unwrap();
     assert_eq!(status.state, WorkloadState::Running);
     assert_eq!(status.components["ticker-service"], ComponentState::Running);

@@ -51,6 +51,11 @@ impl LinkStore {
         self.0.contains(id)
     }
 
+    /// Wakes on every change of the lattice's links.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+
     /// Every known link, in source-ID order.
     pub fn links(&self) -> Vec<Link> {
         self.0.values().into_iter().flat_map(|s| s.links).collect()

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::StoreError;
@@ -15,6 +16,8 @@ pub struct KvMirror<T> {
     pub kv: kv::Store,
     prefix: &'static str,
     values: Arc<RwLock<BTreeMap<String, T>>>,
+    /// Bumped on every change, so followers can react to lattice state.
+    changes: watch::Sender<u64>,
     watch: JoinHandle<()>,
 }
 
@@ -58,6 +61,8 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
             }
         }
         let mirror = values.clone();
+        let changes = watch::Sender::new(0u64);
+        let notify = changes.clone();
         let watch = tokio::spawn(async move {
             while let Some(entry) = updates.next().await {
                 match entry {
@@ -65,6 +70,7 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
                         let value = matches!(entry.operation, kv::Operation::Put)
                             .then_some(&entry.value[..]);
                         apply(&mirror, prefix, &entry.key, value);
+                        notify.send_modify(|count| *count += 1);
                     }
                     Err(error) => tracing::warn!("watching lattice state: {error}"),
                 }
@@ -74,6 +80,7 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
             kv,
             prefix,
             values,
+            changes,
             watch,
         })
     }
@@ -92,11 +99,19 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
 
     /// Records a write this host just made, so its own answers do not wait for the watch.
     pub fn remember(&self, name: &str, value: Option<T>) {
-        let mut values = self.values.write().unwrap();
-        match value {
-            Some(value) => values.insert(name.to_string(), value),
-            None => values.remove(name),
-        };
+        {
+            let mut values = self.values.write().unwrap();
+            match value {
+                Some(value) => values.insert(name.to_string(), value),
+                None => values.remove(name),
+            };
+        }
+        self.changes.send_modify(|count| *count += 1);
+    }
+
+    /// Resolves on every change after the call.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The bucket key of mirror entry `name`.

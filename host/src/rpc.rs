@@ -1,0 +1,248 @@
+//! wRPC on NATS: serving this host's component exports to the lattice, and sending component
+//! imports that nothing on this host provides to their link targets.
+//!
+//! Subjects follow wasmCloud: `{lattice}.{target id}.wrpc.0.0.1.{instance}.{function}`, with the
+//! queue group `{lattice}.{target id}` so that one replica in the lattice takes each call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use tokio::task::JoinSet;
+use trellis_runtime::{
+    InterfaceName, RemoteCall, RemoteIncoming, RemoteInvocation, RemoteInvoker, RemoteOutgoing,
+    Runtime,
+};
+use wrpc_transport::{Invoke as _, Serve as _};
+
+use crate::store::LinkStore;
+
+/// The link name used unless a component picks another.
+const DEFAULT_LINK: &str = "default";
+
+/// Why a remote call could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error(
+        "component `{source_id}` has no `{link_name}` link for `{interface}`: put a link from it \
+         to a component or provider that exports `{interface}`"
+    )]
+    NoLink {
+        source_id: String,
+        link_name: String,
+        interface: String,
+    },
+    #[error("`{0}` is not an interface name; only interface imports go over the lattice")]
+    NotAnInterface(String),
+}
+
+/// What every wRPC client of this host shares.
+#[derive(Clone)]
+pub struct Lattice {
+    pub nats: async_nats::Client,
+    pub lattice: String,
+    pub links: Arc<LinkStore>,
+    pub timeout: Duration,
+    /// One NATS wRPC client per target prefix: each owns an inbox subscription.
+    clients: Arc<Mutex<HashMap<String, wrpc_transport_nats::Client>>>,
+}
+
+impl Lattice {
+    pub fn new(
+        nats: async_nats::Client,
+        lattice: &str,
+        links: Arc<LinkStore>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            nats,
+            lattice: lattice.to_string(),
+            links,
+            timeout,
+            clients: Default::default(),
+        }
+    }
+
+    /// The prefix of every subject a lattice ID serves.
+    fn prefix(&self, id: &str) -> String {
+        format!("{}.{id}", self.lattice)
+    }
+
+    async fn client(&self, target: &str) -> anyhow::Result<wrpc_transport_nats::Client> {
+        let prefix = self.prefix(target);
+        if let Some(client) = self.clients.lock().unwrap().get(&prefix) {
+            return Ok(client.clone());
+        }
+        let client =
+            wrpc_transport_nats::Client::new(self.nats.clone(), prefix.clone(), None).await?;
+        Ok(self
+            .clients
+            .lock()
+            .unwrap()
+            .entry(prefix)
+            .or_insert(client)
+            .clone())
+    }
+
+    /// The target of `source`'s `link_name` link for `instance` (`ns:pkg/iface@ver`).
+    fn target(&self, source: &str, link_name: &str, instance: &str) -> Result<String, RpcError> {
+        let interface = InterfaceName::parse(instance)
+            .ok_or_else(|| RpcError::NotAnInterface(instance.to_string()))?;
+        self.links
+            .links()
+            .into_iter()
+            .find(|link| {
+                link.source_id == source
+                    && link.name == link_name
+                    && link.wit_namespace == interface.namespace
+                    && link.wit_package == interface.package
+                    && link.interfaces.contains(&interface.interface)
+            })
+            .map(|link| link.target)
+            .ok_or_else(|| RpcError::NoLink {
+                source_id: source.to_string(),
+                link_name: link_name.to_string(),
+                interface: interface.unversioned(),
+            })
+    }
+}
+
+impl RemoteInvoker for Lattice {
+    fn invoke(
+        &self,
+        call: RemoteCall,
+        instance: &str,
+        func: &str,
+        params: Bytes,
+        paths: Vec<Vec<Option<usize>>>,
+    ) -> RemoteInvocation {
+        let lattice = self.clone();
+        let (instance, func) = (instance.to_string(), func.to_string());
+        Box::pin(async move {
+            let target = lattice.target(&call.caller, DEFAULT_LINK, &instance)?;
+            let client = lattice.client(&target).await?;
+            let mut headers = HeaderMap::new();
+            headers.insert("source-id", &*call.caller);
+            headers.insert("link-name", DEFAULT_LINK);
+            let (outgoing, incoming) = client
+                .invoke(Some(headers), &instance, &func, params, paths)
+                .await?;
+            Ok((
+                RemoteOutgoing(Box::new(outgoing)),
+                RemoteIncoming(Box::new(incoming)),
+            ))
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Serves a component's exports on the lattice for as long as it lives; dropping it stops.
+pub struct ExportServer {
+    tasks: JoinSet<()>,
+}
+
+impl ExportServer {
+    /// Subscribes every exported function of `component_id` (functions that pass resources are
+    /// left out, as wasmCloud does). Each call runs on whatever instance set the runtime has for
+    /// the component at that moment, so rescales and updates need no re-subscription.
+    pub async fn start(
+        lattice: &Lattice,
+        runtime: &Runtime,
+        component_id: &str,
+    ) -> anyhow::Result<Self> {
+        let Some(handle) = runtime.component(component_id).await else {
+            anyhow::bail!("component `{component_id}` is not running here");
+        };
+        let prefix = lattice.prefix(component_id);
+        let server = wrpc_transport_nats::Client::new(
+            lattice.nats.clone(),
+            prefix.clone(),
+            Some(prefix.into()),
+        )
+        .await?;
+        let mut tasks = JoinSet::new();
+        for (instance, function) in handle.exported_functions() {
+            let no_async_params: Vec<Box<[Option<usize>]>> = Vec::new();
+            let mut invocations =
+                Box::pin(server.serve(&instance, &function, no_async_params).await?);
+            let (runtime, id) = (runtime.clone(), component_id.to_string());
+            tasks.spawn(async move {
+                while let Some(invocation) = invocations.next().await {
+                    let (_cx, tx, rx) = match invocation {
+                        Ok(invocation) => invocation,
+                        Err(error) => {
+                            tracing::warn!(component = %id, %instance, %function, "accepting invocation: {error:#}");
+                            continue;
+                        }
+                    };
+                    let (runtime, id, instance, function) =
+                        (runtime.clone(), id.clone(), instance.clone(), function.clone());
+                    // Detached: a call in flight finishes even when serving stops.
+                    tokio::spawn(async move {
+                        let Some(component) = runtime.component(&id).await else { return };
+                        if let Err(error) = component.serve_invocation(&instance, &function, rx, tx).await {
+                            tracing::warn!(component = %id, %instance, %function, "wRPC invocation failed: {error}");
+                        }
+                    });
+                }
+            });
+        }
+        Ok(Self { tasks })
+    }
+}
+
+impl Drop for ExportServer {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Keeps the runtime's link table equal to the lattice's `default` links, so that a component
+/// calls a linked target in-process whenever the target runs on this host, and over wRPC
+/// otherwise. Runs until the link store goes away.
+pub async fn follow_links(lattice: Lattice, runtime: Runtime) {
+    let mut changes = lattice.links.subscribe();
+    let mut applied: HashMap<(String, String), String> = HashMap::new();
+    loop {
+        let desired: HashMap<(String, String), String> = lattice
+            .links
+            .links()
+            .into_iter()
+            .filter(|link| link.name == DEFAULT_LINK)
+            .flat_map(|link| {
+                let package = format!("{}:{}", link.wit_namespace, link.wit_package);
+                link.interfaces.into_iter().map(move |interface| {
+                    (
+                        (link.source_id.clone(), format!("{package}/{interface}")),
+                        link.target.clone(),
+                    )
+                })
+            })
+            .collect();
+        for ((source, interface), _) in applied
+            .iter()
+            .filter(|(key, _)| !desired.contains_key(*key))
+        {
+            if let Err(error) = runtime.remove_link(source, interface).await {
+                tracing::warn!(component = %source, %interface, "re-linking after a link delete: {error}");
+            }
+        }
+        for ((source, interface), target) in &desired {
+            if applied.get(&(source.clone(), interface.clone())) != Some(target)
+                && let Err(error) = runtime.set_link(source, interface, target).await
+            {
+                tracing::warn!(component = %source, %interface, %target, "re-linking after a link put: {error}");
+            }
+        }
+        applied = desired;
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
