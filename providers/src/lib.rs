@@ -17,12 +17,17 @@
 pub mod blobstore;
 mod bound;
 pub mod config;
+mod http;
+pub mod http_client;
+pub mod http_server;
 
 pub mod keyvalue;
 pub mod logging;
 
 pub use blobstore::BlobstorePlugin;
 pub use config::ConfigPlugin;
+pub use http_client::HttpClientPlugin;
+pub use http_server::HttpServerPlugin;
 
 pub use keyvalue::KeyvaluePlugin;
 pub use logging::LoggingPlugin;

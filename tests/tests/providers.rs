@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use trellis_providers::{BlobstorePlugin, ConfigPlugin, KeyvaluePlugin, LoggingPlugin};
+use trellis_providers::{
+    BlobstorePlugin, ConfigPlugin, HttpClientPlugin, HttpServerPlugin, KeyvaluePlugin,
+    LoggingPlugin,
+};
 use trellis_runtime::{
     Host, HostInterface, Plugin, Runtime, StartError, Val, Workload, WorkloadComponent,
 };
@@ -17,6 +20,7 @@ const LOG_PROBE: &str = "trellis:providers/log-probe@0.1.0";
 const CONFIG_PROBE: &str = "trellis:providers/config-probe@0.1.0";
 const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
 const BLOB_PROBE: &str = "trellis:providers/blob-probe@0.1.0";
+const FETCH_PROBE: &str = "trellis:providers/fetch-probe@0.1.0";
 
 async fn runtime_with(plugins: Vec<Arc<dyn Plugin>>) -> Runtime {
     let mut builder = Runtime::builder();
@@ -525,5 +529,225 @@ async fn blobstore_memory_round_trip() {
     assert_eq!(from_bytes(ok(&read).unwrap()), b"value");
     let missing = blob(&runtime, "read", &[string("c"), string("nope")]).await;
     assert!(err_text(&missing).contains("no object"), "{missing:?}");
+    runtime.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// http-client
+
+/// A one-response-per-connection HTTP server on loopback answering `200 hello`; serves at most
+/// `connections` connections.
+async fn hello_server(connections: usize) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..connections {
+            let Ok(Ok((mut stream, _))) =
+                tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
+            else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+                )
+                .await;
+        }
+    });
+    address
+}
+
+async fn fetch(runtime: &Runtime, id: &str, url: &str) -> Val {
+    runtime
+        .invoke(id, FETCH_PROBE, "get", &[string(url)], None)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test]
+async fn http_client_reaches_allowed_hosts_only() {
+    let server = hello_server(4).await;
+    let url = format!("http://{server}/greeting");
+    let runtime = runtime_with(vec![Arc::new(HttpClientPlugin::new())]).await;
+    let allowed = format!("localhost,{server}");
+    let wrong_port = format!("127.0.0.1:{}", server.port().wrapping_add(1));
+    for (id, hosts) in [
+        ("allowed", allowed.as_str()),
+        ("wrong-port", &wrong_port),
+        ("nothing", ""),
+    ] {
+        let config: Vec<(&str, &str)> = if hosts.is_empty() {
+            vec![]
+        } else {
+            vec![("allowed_hosts", hosts)]
+        };
+        runtime
+            .workload_start(single(id, "fetcher", "wasi:http/outgoing-handler", &config))
+            .await
+            .unwrap();
+    }
+
+    let fetched = fetch(&runtime, "allowed", &url).await;
+    assert_eq!(ok(&fetched), Some(&string("200 hello")));
+    for id in ["wrong-port", "nothing"] {
+        let denied = fetch(&runtime, id, &url).await;
+        assert!(
+            err_text(&denied).contains("HttpRequestDenied"),
+            "{id}: {denied:?}"
+        );
+    }
+    // The guest is still fine after a denial: the next call works as before.
+    let again = fetch(&runtime, "allowed", &url).await;
+    assert_eq!(ok(&again), Some(&string("200 hello")));
+    runtime.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// http-server
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A workload serving the http-server guest as `name` under the given route config.
+fn site(name: &str, config: &[(&str, &str)]) -> Workload {
+    let mut workload = single(name, "http_server", "wasi:http/incoming-handler", config);
+    workload.components[0].grants.env = vec![("NAME".into(), name.into())];
+    workload
+}
+
+/// Sends one request on a fresh connection and reads the whole response (30 s at most).
+async fn send(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>,
+) -> (http::StatusCode, bytes::Bytes) {
+    use http_body_util::BodyExt as _;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, host)
+            .body(body)
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("HTTP exchange within 30 s")
+}
+
+fn empty() -> http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible> {
+    use http_body_util::BodyExt as _;
+    http_body_util::Empty::new().boxed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_server_routes_streams_and_survives_traps() {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let plugin = Arc::new(HttpServerPlugin::new());
+    let runtime = runtime_with(vec![plugin.clone()]).await;
+    for (name, config) in [
+        ("a", vec![("address", address.as_str()), ("host", "a.test")]),
+        ("b", vec![("address", address.as_str()), ("host", "b.test")]),
+        ("api", vec![("address", address.as_str()), ("path", "/api")]),
+    ] {
+        runtime.workload_start(site(name, &config)).await.unwrap();
+    }
+
+    // Routing by host (port in the Host header ignored) and by path prefix.
+    let a_host = format!("a.test:{port}");
+    for (host, path, expected) in [
+        (a_host.as_str(), "/hello", "hello from a at /hello"),
+        ("b.test", "/hello?x=1", "hello from b at /hello?x=1"),
+        ("c.test", "/api/items", "hello from api at /api/items"),
+        ("a.test", "/api/items", "hello from a at /api/items"),
+    ] {
+        let (status, body) = send(port, "GET", host, path, empty()).await;
+        assert_eq!(status, 200, "{host}{path}");
+        assert_eq!(body, expected.as_bytes(), "{host}{path}");
+    }
+    let (status, _) = send(port, "GET", "c.test", "/other", empty()).await;
+    assert_eq!(status, 404);
+
+    // A 10 MiB body streams in (chunked, in 64 KiB frames) and back out.
+    use http_body_util::BodyExt as _;
+    let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    let frames = (0..160).map({
+        let chunk = bytes::Bytes::from(chunk.clone());
+        move |_| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(chunk.clone()))
+    });
+    let body = http_body_util::StreamBody::new(futures::stream::iter(frames)).boxed();
+    let (status, echoed) = send(port, "POST", "a.test", "/echo", body).await;
+    assert_eq!(status, 200);
+    assert_eq!(echoed.len(), 10 << 20);
+    assert!(echoed.chunks(65536).all(|c| c == &chunk[..]));
+
+    // A trapping handler gives 500 with a short body; the next request is served normally.
+    let (status, body) = send(port, "GET", "b.test", "/trap", empty()).await;
+    assert_eq!(status, 500);
+    assert!(body.len() < 64, "{body:?}");
+    let (status, body) = send(port, "GET", "b.test", "/after", empty()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, &b"hello from b at /after"[..]);
+
+    // The same route twice is refused; stopping every route closes the listener.
+    let taken = runtime
+        .workload_start(site(
+            "a2",
+            &[("address", address.as_str()), ("host", "a.test")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        taken.to_string().contains("already routes")
+            || format!("{taken:?}").contains("already routes"),
+        "{taken:?}"
+    );
+    for name in ["a", "b", "api"] {
+        runtime
+            .workload_stop(&format!("providers/{name}"), false)
+            .await
+            .unwrap();
+    }
+    assert!(plugin.addresses().await.is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        assert!(std::time::Instant::now() < deadline, "listener still open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     runtime.shutdown().await;
 }

@@ -69,7 +69,7 @@ pub enum KvConfigError {
 #[derive(Clone)]
 enum Backend {
     Memory(Arc<memory::MemoryBucket>),
-    Nats(nats::NatsBucket),
+    Nats(Arc<nats::NatsBucket>),
 }
 
 impl Backend {
@@ -176,9 +176,9 @@ impl KeyvaluePlugin {
             }
             "nats" => {
                 let jetstream = self.jetstream.as_ref().ok_or(KvConfigError::NoNats)?;
-                Ok(Backend::Nats(
+                Ok(Backend::Nats(Arc::new(
                     nats::NatsBucket::open(jetstream, bucket).await?,
-                ))
+                )))
             }
             other => Err(KvConfigError::UnknownBackend(other.to_string())),
         }

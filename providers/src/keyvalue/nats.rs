@@ -9,7 +9,6 @@ use super::{KvConfigError, KvError, add_to_counter};
 /// How often `increment` retries when another writer got in between.
 const INCREMENT_ATTEMPTS: usize = 32;
 
-#[derive(Clone)]
 pub(super) struct NatsBucket(kv::Store);
 
 fn backend(error: impl std::fmt::Display) -> KvError {

@@ -1,0 +1,132 @@
+//! What the HTTP client and server plugins share: the per-invocation `wasi:http` context (from
+//! wasmtime-wasi-http) kept in the store's extensions, the outgoing-request policy, and linking
+//! `wasi:http/types`, which both plugins serve (whichever is consulted first links it).
+
+use std::sync::Arc;
+
+use trellis_runtime::InvocationCtx;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
+use wasmtime_wasi_http::p2::{HttpResult, WasiHttp, WasiHttpCtxView, WasiHttpHooks};
+
+/// Hosts a component may reach with `wasi:http/outgoing-handler`: `host` (any port) or
+/// `host:port`. Empty means nothing may be reached.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AllowedHosts(Vec<(String, Option<u16>)>);
+
+impl AllowedHosts {
+    /// Parses a comma-separated list such as `example.com,127.0.0.1:8080`.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut hosts = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (host, port) = match entry.rsplit_once(':') {
+                Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
+                    host,
+                    Some(
+                        port.parse::<u16>()
+                            .map_err(|_| format!("bad port in `{entry}`"))?,
+                    ),
+                ),
+                _ => (entry, None),
+            };
+            hosts.push((host.to_ascii_lowercase(), port));
+        }
+        Ok(Self(hosts))
+    }
+
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        self.0
+            .iter()
+            .any(|(h, p)| h.eq_ignore_ascii_case(host) && p.is_none_or(|p| p == port))
+    }
+}
+
+/// Sends a request only when its authority is allowed; everything else gets
+/// `http-request-denied`, an error the guest sees (not a trap).
+struct OutgoingPolicy(Arc<AllowedHosts>);
+
+impl WasiHttpHooks for OutgoingPolicy {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<HyperOutgoingBody>,
+        config: OutgoingRequestConfig,
+    ) -> HttpResult<HostFutureIncomingResponse> {
+        let Some(authority) = request.uri().authority() else {
+            return Err(ErrorCode::HttpRequestUriInvalid.into());
+        };
+        let port = authority
+            .port_u16()
+            .unwrap_or(if config.use_tls { 443 } else { 80 });
+        if !self.0.allows(authority.host(), port) {
+            tracing::debug!(
+                host = authority.host(),
+                port,
+                "outgoing HTTP request denied"
+            );
+            return Err(ErrorCode::HttpRequestDenied.into());
+        }
+        Ok(wasmtime_wasi_http::p2::default_send_request(
+            request, config,
+        ))
+    }
+}
+
+/// Per-invocation `wasi:http` state.
+pub(crate) struct HttpState {
+    ctx: WasiHttpCtx,
+    hooks: OutgoingPolicy,
+}
+
+impl HttpState {
+    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
+        Self {
+            ctx: WasiHttpCtx::new(),
+            hooks: OutgoingPolicy(allowed),
+        }
+    }
+}
+
+/// The `wasi:http` view of an invocation; deny-all state when no plugin prepared one.
+pub(crate) fn view(ctx: &mut InvocationCtx) -> WasiHttpCtxView<'_> {
+    let (table, extensions) = ctx.table_and_extensions();
+    if extensions.get_mut::<HttpState>().is_none() {
+        extensions.insert(HttpState::new(Arc::default()));
+    }
+    let state = extensions.get_mut::<HttpState>().expect("inserted above");
+    WasiHttpCtxView {
+        ctx: &mut state.ctx,
+        table,
+        hooks: &mut state.hooks,
+    }
+}
+
+/// Links `wasi:http/types`.
+pub(crate) fn add_types_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::p2::bindings::{LinkOptions, http::types};
+    types::add_to_linker::<_, WasiHttp>(linker, &LinkOptions::default().into(), view)
+}
+
+/// Links `wasi:http/outgoing-handler`.
+pub(crate) fn add_outgoing_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
+    outgoing_handler::add_to_linker::<_, WasiHttp>(linker, view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AllowedHosts;
+
+    #[test]
+    fn allowed_hosts_match_host_and_port() {
+        let allowed = AllowedHosts::parse("Example.com, 127.0.0.1:8080").unwrap();
+        assert!(allowed.allows("example.com", 443));
+        assert!(allowed.allows("127.0.0.1", 8080));
+        assert!(!allowed.allows("127.0.0.1", 8081));
+        assert!(!allowed.allows("other.com", 80));
+        assert!(!AllowedHosts::default().allows("example.com", 80));
+        assert!(AllowedHosts::parse("host:port").is_err());
+    }
+}
