@@ -247,6 +247,8 @@ impl LatticeHost {
         }
         let data = serde_json::json!({ "labels": self.state.labels() });
         self.state.events.publish("host_stopped", data).await;
+        self.state.links.stop_watching();
+        self.state.config.stop_watching();
         self.nats.flush().await?;
         self.nats.drain().await?;
         tracing::info!(host_id = %self.state.host_id, "host stopped");

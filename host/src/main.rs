@@ -1,5 +1,6 @@
 //! `trellis`: the command line. `trellis host` joins a lattice and runs until SIGINT/SIGTERM
-//! or a `host.stop` request, then stops gracefully.
+//! or a `host.stop` request, then stops gracefully; `trellis deployer` and `trellis app …` are
+//! the wadm-compatible deployer and its client (in `trellis-deployer`).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -23,6 +24,10 @@ struct Cli {
 enum Command {
     /// Join a lattice as a host.
     Host(HostArgs),
+    /// Run the wadm-compatible deployer alone.
+    Deployer(trellis_deployer::cli::DeployerArgs),
+    /// Manage wadm applications (a client of the wadm API).
+    App(trellis_deployer::cli::AppArgs),
 }
 
 #[derive(clap::Args)]
@@ -55,6 +60,9 @@ struct HostArgs {
     /// Milliseconds a component's call to the lattice may take.
     #[arg(long, env = "TRELLIS_RPC_TIMEOUT_MS", default_value_t = 10_000)]
     rpc_timeout_ms: u64,
+    /// Also run the wadm-compatible deployer in this process.
+    #[arg(long, env = "TRELLIS_DEPLOYER")]
+    deployer: bool,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -72,17 +80,31 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Host(args) = Cli::parse().command;
-    match run_host(args).await {
+    let (name, outcome) = match Cli::parse().command {
+        Command::Host(args) => ("host", run_host(args).await),
+        Command::Deployer(args) => (
+            "deployer",
+            trellis_deployer::cli::run_deployer(args, shutdown_signal()).await,
+        ),
+        Command::App(args) => ("app", trellis_deployer::cli::run_app(args).await),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("trellis host: {error:#}");
+            eprintln!("trellis {name}: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 async fn run_host(args: HostArgs) -> anyhow::Result<()> {
+    let deployer = args.deployer.then(|| {
+        let lattice = trellis_deployer::cli::LatticeArgs {
+            nats_url: args.nats_url.clone(),
+            lattice: args.lattice.clone(),
+        };
+        trellis_deployer::cli::deployer_config(&lattice, 10)
+    });
     let config = HostConfig {
         nats_url: args.nats_url,
         lattice: args.lattice,
@@ -95,6 +117,10 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         ..HostConfig::default()
     };
     let host = LatticeHost::start(config).await?;
+    let deployer = match deployer {
+        Some(config) => Some(trellis_deployer::Deployer::start(config).await?),
+        None => None,
+    };
     let deadline = tokio::select! {
         signal = shutdown_signal() => {
             tracing::info!("received {signal}, stopping");
@@ -102,6 +128,9 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         }
         request = host.stop_requested() => request.timeout,
     };
+    if let Some(deployer) = deployer {
+        deployer.stop().await;
+    }
     host.stop(deadline).await
 }
 

@@ -14,6 +14,10 @@ pub type ConfigMap = BTreeMap<String, String>;
 pub struct ConfigStore(KvMirror<ConfigMap>);
 
 impl ConfigStore {
+    pub fn stop_watching(&self) {
+        self.0.stop_watching();
+    }
+
     pub async fn open(js: &jetstream::Context, lattice: &str) -> Result<Self, StoreError> {
         Ok(Self(
             KvMirror::open(js, &format!("CONFIGDATA_{lattice}"), "").await?,

@@ -51,6 +51,10 @@ impl LinkStore {
         self.0.contains(id)
     }
 
+    pub fn stop_watching(&self) {
+        self.0.stop_watching();
+    }
+
     /// Wakes on every change of the lattice's links.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.subscribe()

@@ -114,6 +114,11 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
         self.changes.subscribe()
     }
 
+    /// Stops following the bucket (before the connection is drained at shutdown).
+    pub fn stop_watching(&self) {
+        self.watch.abort();
+    }
+
     /// The bucket key of mirror entry `name`.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
