@@ -1,0 +1,111 @@
+//! A client of the wadm API over NATS (what `trellis app …` uses; it works against wadm too).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::api::prefix;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("no deployer (wadm API) is listening on lattice `{0}`")]
+    NoDeployer(String),
+    #[error("{subject}: {reason}")]
+    Request { subject: String, reason: String },
+    #[error("{subject}: reply is not JSON: {reason}")]
+    Decode { subject: String, reason: String },
+}
+
+pub struct WadmClient {
+    nats: async_nats::Client,
+    lattice: String,
+    timeout: Duration,
+}
+
+impl WadmClient {
+    pub async fn connect(url: &str, lattice: &str) -> Result<Self, ClientError> {
+        let nats = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self::new(nats, lattice))
+    }
+
+    pub fn new(nats: async_nats::Client, lattice: &str) -> Self {
+        Self {
+            nats,
+            lattice: lattice.to_string(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sends `body` to `model.{op}[.{name}]` and returns the JSON reply.
+    pub async fn request(
+        &self,
+        op: &str,
+        name: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Value, ClientError> {
+        let mut subject = format!("{}.{op}", prefix(&self.lattice));
+        if let Some(name) = name {
+            subject = format!("{subject}.{name}");
+        }
+        let fail = |reason: String| ClientError::Request {
+            subject: subject.clone(),
+            reason,
+        };
+        let reply = match tokio::time::timeout(
+            self.timeout,
+            self.nats.request(subject.clone(), body.into()),
+        )
+        .await
+        {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(ClientError::NoDeployer(self.lattice.clone()));
+            }
+            Ok(Err(e)) => return Err(fail(e.to_string())),
+            Err(_) => return Err(fail(format!("no reply within {:?}", self.timeout))),
+        };
+        serde_json::from_slice(&reply.payload).map_err(|e| ClientError::Decode {
+            subject: subject.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Stores a manifest (as JSON, like wadm-client).
+    pub async fn put(&self, document: &Value) -> Result<Value, ClientError> {
+        self.request("put", None, document.to_string().into_bytes())
+            .await
+    }
+
+    pub async fn deploy(&self, name: &str, version: Option<&str>) -> Result<Value, ClientError> {
+        let body =
+            version.map_or_else(Vec::new, |v| json!({"version": v}).to_string().into_bytes());
+        self.request("deploy", Some(name), body).await
+    }
+
+    pub async fn undeploy(&self, name: &str) -> Result<Value, ClientError> {
+        self.request("undeploy", Some(name), b"{}".to_vec()).await
+    }
+
+    pub async fn delete(&self, name: &str, version: Option<&str>) -> Result<Value, ClientError> {
+        let body =
+            version.map_or_else(Vec::new, |v| json!({"version": v}).to_string().into_bytes());
+        self.request("del", Some(name), body).await
+    }
+
+    pub async fn status(&self, name: &str) -> Result<Value, ClientError> {
+        self.request("status", Some(name), Vec::new()).await
+    }
+
+    pub async fn list(&self) -> Result<Value, ClientError> {
+        self.request("get", None, Vec::new()).await
+    }
+}

@@ -1,0 +1,176 @@
+//! A small reader over a parsed JSON document that records every problem with the path of the
+//! field it concerns (`spec.components[2].traits[0].properties.target`) instead of stopping at
+//! the first one, and never panics on an unexpected shape.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::Problem;
+
+/// Collects problems while a document is read.
+#[derive(Default)]
+pub struct Reader {
+    pub problems: Vec<Problem>,
+}
+
+/// The JSON type name of `value`, for messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Reader {
+    pub fn error(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem::error(path, reason));
+    }
+
+    pub fn warn(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem::warning(path, reason));
+    }
+
+    /// `value` as a map; with `allowed` set, other keys are rejected.
+    pub fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        path: &str,
+        allowed: Option<&[&str]>,
+    ) -> Option<&'v Map<String, Value>> {
+        let Value::Object(map) = value else {
+            self.error(path, format!("must be a map, found {}", kind(value)));
+            return None;
+        };
+        if let Some(allowed) = allowed {
+            for key in map.keys().filter(|k| !allowed.contains(&k.as_str())) {
+                self.error(
+                    join(path, key),
+                    format!("unknown field, expected one of: {}", allowed.join(", ")),
+                );
+            }
+        }
+        Some(map)
+    }
+
+    /// A required key of `map`.
+    pub fn required<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<&'v Value> {
+        let value = map.get(key);
+        if value.is_none() {
+            self.error(join(path, key), "is required");
+        }
+        value
+    }
+
+    /// `value` as a non-empty string.
+    pub fn string(&mut self, value: &Value, path: &str) -> Option<String> {
+        match value {
+            Value::String(s) if s.trim().is_empty() => {
+                self.error(path, "must not be empty");
+                None
+            }
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.error(path, format!("must be a string, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    pub fn required_string(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<String> {
+        let value = self.required(map, path, key)?;
+        self.string(value, &join(path, key))
+    }
+
+    /// An optional string key; `Err(())` when present but not a usable string.
+    pub fn optional_string(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Result<Option<String>, ()> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => self.string(value, &join(path, key)).map(Some).ok_or(()),
+        }
+    }
+
+    /// A map of strings to strings; non-string values are rejected with a hint to quote them.
+    pub fn string_map(&mut self, value: &Value, path: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if value.is_null() {
+            return out;
+        }
+        let Some(map) = self.object(value, path, None) else {
+            return out;
+        };
+        for (key, value) in map {
+            match value {
+                Value::String(s) => {
+                    out.insert(key.clone(), s.clone());
+                }
+                other => self.error(
+                    join(path, key),
+                    format!(
+                        "must be a string, found {} (quote it, e.g. '{}')",
+                        kind(other),
+                        other
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    /// `value` as a list (null reads as empty).
+    pub fn list<'v>(&mut self, value: &'v Value, path: &str) -> &'v [Value] {
+        match value {
+            Value::Array(items) => items,
+            Value::Null => &[],
+            other => {
+                self.error(path, format!("must be a list, found {}", kind(other)));
+                &[]
+            }
+        }
+    }
+
+    /// `value` as an unsigned 32-bit integer.
+    pub fn count(&mut self, value: &Value, path: &str) -> Option<u32> {
+        match value.as_u64().map(u32::try_from) {
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => {
+                self.error(path, "is too large (at most 4294967295)");
+                None
+            }
+            None => {
+                self.error(
+                    path,
+                    format!("must be a non-negative integer, found {}", kind(value)),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Placement: given an app's workloads and the hosts' inventories, which control commands
+//! bring the lattice to the manifest. Pure and deterministic, so it is tested without NATS.
+//!
+//! Rules follow wadm's scalers: a component spread puts the spread's whole count on one
+//! eligible host; a daemonscaler runs on every eligible host; a provider's `instances` is a
+//! number of hosts. Instances are recognized by this app's annotations, and only those are
+//! scaled down. Beyond wadm, when the manifest allows it (the default), a component is placed
+//! next to the components it is linked with, so their calls stay in-process.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::lattice::{HostInventory, Instance, ScaleCommand, StartProvider, StopProvider};
+use crate::manifest::{Kind, ScalerKind, Spread};
+use crate::spec::{APPSPEC, AppSpec, MANAGED_BY, MANAGER, SCALER, SPREAD_NAME, Workload, split};
+
+/// One control command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Scale(ScaleCommand),
+    StartProvider(StartProvider),
+    StopProvider(StopProvider),
+}
+
+impl Action {
+    /// `host/id`: what the command acts on (failures and backoff are kept per target).
+    pub fn target(&self) -> String {
+        match self {
+            Self::Scale(c) => format!("{}/{}", c.host_id, c.component_id),
+            Self::StartProvider(c) => format!("{}/{}", c.host_id, c.provider_id),
+            Self::StopProvider(c) => format!("{}/{}", c.host_id, c.provider_id),
+        }
+    }
+}
+
+/// What one workload needs now.
+#[derive(Debug, Default)]
+pub struct WorkloadPlan {
+    pub actions: Vec<Action>,
+    /// Why it cannot be satisfied (then the status is `failed`).
+    pub problem: Option<String>,
+}
+
+pub type Hosts = BTreeMap<String, HostInventory>;
+
+fn eligible(host: &HostInventory, spread: &Spread) -> bool {
+    spread
+        .requirements
+        .iter()
+        .all(|(k, v)| host.labels.get(k) == Some(v))
+}
+
+fn owned_by(instance: &Instance, app: &str) -> bool {
+    instance.annotation(APPSPEC) == Some(app) && instance.annotation(MANAGED_BY) == Some(MANAGER)
+}
+
+/// The spread name if `instance` was started by this workload's scaler.
+fn mine<'a>(instance: &'a Instance, w: &Workload, app: &str) -> Option<&'a str> {
+    (owned_by(instance, app) && instance.annotation(SCALER) == Some(w.scaler_id.as_str()))
+        .then(|| instance.annotation(SPREAD_NAME))
+        .flatten()
+}
+
+fn scale(w: &Workload, app: &str, host: &str, count: u32, spread: &str) -> Action {
+    let annotations = if count == 0 {
+        BTreeMap::from([
+            (MANAGED_BY.to_string(), MANAGER.to_string()),
+            (APPSPEC.to_string(), app.to_string()),
+        ])
+    } else {
+        w.annotations(app, spread)
+    };
+    Action::Scale(ScaleCommand {
+        component_ref: w.image.clone(),
+        component_id: w.id.clone(),
+        host_id: host.to_string(),
+        count,
+        annotations,
+        config: w.config.clone(),
+        // Lets a host that runs an older version of this ID swap the code in place.
+        allow_update: true,
+    })
+}
+
+/// Plans every workload of `app`. `links` maps a component ID to the IDs it is linked with.
+pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
+    let mut neighbours: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for l in &app.links {
+        neighbours
+            .entry(&l.link.source_id)
+            .or_default()
+            .insert(&l.link.target);
+        neighbours
+            .entry(&l.link.target)
+            .or_default()
+            .insert(&l.link.source_id);
+    }
+    // Where each ID is (or is about to be) placed, for co-location.
+    let mut placed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (host_id, inv) in hosts {
+        for c in &inv.components {
+            placed
+                .entry(c.id.clone())
+                .or_default()
+                .insert(host_id.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (i, w) in app.workloads.iter().enumerate() {
+        let affinity = |host: &str| -> usize {
+            if !app.colocate {
+                return 0;
+            }
+            neighbours.get(w.id.as_str()).map_or(0, |ids| {
+                ids.iter()
+                    .filter(|id| placed.get(**id).is_some_and(|h| h.contains(host)))
+                    .count()
+            })
+        };
+        let plan = match (w.kind, w.scaler) {
+            (Kind::Component, ScalerKind::Spread) => {
+                component_spread(&app.name, w, hosts, affinity)
+            }
+            (Kind::Component, ScalerKind::Daemon) => component_daemon(&app.name, w, hosts),
+            (Kind::Capability, scaler) => provider(&app.name, w, hosts, scaler),
+        };
+        for action in &plan.actions {
+            if let Action::Scale(c) = action
+                && c.count > 0
+            {
+                placed
+                    .entry(c.component_id.clone())
+                    .or_default()
+                    .insert(c.host_id.clone());
+            }
+        }
+        out.push((i, plan));
+    }
+    out
+}
+
+fn component_spread(
+    app: &str,
+    w: &Workload,
+    hosts: &Hosts,
+    affinity: impl Fn(&str) -> usize,
+) -> WorkloadPlan {
+    let mut plan = WorkloadPlan::default();
+    let targets = split(w.instances, &w.spreads);
+    let mut problems = Vec::new();
+    let mut taken: BTreeSet<&str> = BTreeSet::new();
+    // Instances of this scaler whose spread is gone or whose host no longer matches it.
+    for (host_id, inv) in hosts {
+        if let Some(spread) = inv.component(&w.id).and_then(|c| mine(c, w, app)) {
+            match w.spreads.iter().find(|s| s.name == spread) {
+                Some(s) if eligible(inv, s) => {}
+                _ => plan.actions.push(scale(w, app, host_id, 0, spread)),
+            }
+        }
+    }
+    for (spread, &target) in w.spreads.iter().zip(&targets) {
+        let eligible_hosts: Vec<(&String, &HostInventory)> =
+            hosts.iter().filter(|(_, h)| eligible(h, spread)).collect();
+        let mut holders: Vec<(&String, &Instance)> = eligible_hosts
+            .iter()
+            .filter_map(|(id, h)| {
+                let c = h.component(&w.id)?;
+                (mine(c, w, app) == Some(spread.name.as_str())).then_some((*id, c))
+            })
+            .collect();
+        if target == 0 {
+            for (host, _) in holders {
+                plan.actions.push(scale(w, app, host, 0, &spread.name));
+            }
+            continue;
+        }
+        // Keep the holder that is already right, if any.
+        holders.sort_by_key(|(_, c)| {
+            !(c.max_instances == target && c.image_ref.as_deref() == Some(&w.image))
+        });
+        if let Some((keep, c)) = holders.first() {
+            taken.insert(keep);
+            if c.max_instances != target || c.image_ref.as_deref() != Some(&w.image) {
+                plan.actions.push(scale(w, app, keep, target, &spread.name));
+            }
+            for (extra, _) in &holders[1..] {
+                plan.actions.push(scale(w, app, extra, 0, &spread.name));
+            }
+            continue;
+        }
+        // Free hosts: not running this ID, or running an older version of it from this app.
+        let mut candidates: Vec<&String> = eligible_hosts
+            .iter()
+            .filter(|(id, h)| {
+                !taken.contains(id.as_str())
+                    && h.component(&w.id).is_none_or(|c| {
+                        owned_by(c, app)
+                            && !w.spreads.iter().any(|s| mine(c, w, app) == Some(&s.name))
+                    })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        candidates.sort_by_key(|id| {
+            let h = &hosts[*id];
+            let upgrade = h.component(&w.id).is_some();
+            (
+                !upgrade,
+                std::cmp::Reverse(affinity(id)),
+                h.components.len(),
+                (*id).clone(),
+            )
+        });
+        match candidates.first() {
+            Some(host) => {
+                taken.insert(host);
+                plan.actions.push(scale(w, app, host, target, &spread.name));
+            }
+            None => problems.push(format!(
+                "Could not satisfy spread {} for {}, 0/{} eligible hosts found.",
+                spread.name,
+                w.image,
+                eligible_hosts.len()
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        plan.problem = Some(problems.join(" "));
+    }
+    plan
+}
+
+fn component_daemon(app: &str, w: &Workload, hosts: &Hosts) -> WorkloadPlan {
+    let mut plan = WorkloadPlan::default();
+    let mut eligible_count = 0;
+    for (host_id, inv) in hosts {
+        let spread = w.spreads.iter().find(|s| eligible(inv, s));
+        let current = inv.component(&w.id);
+        match (spread, current) {
+            (None, Some(c)) if mine(c, w, app).is_some() => {
+                plan.actions.push(scale(w, app, host_id, 0, ""));
+            }
+            (None, _) => {}
+            (Some(s), current) => {
+                eligible_count += 1;
+                let satisfied = current.is_some_and(|c| {
+                    mine(c, w, app) == Some(s.name.as_str())
+                        && c.max_instances == w.instances
+                        && c.image_ref.as_deref() == Some(&w.image)
+                });
+                let foreign = current.is_some_and(|c| !owned_by(c, app));
+                if foreign {
+                    plan.problem = Some(format!(
+                        "component {} on host {host_id} belongs to another application",
+                        w.id
+                    ));
+                } else if !satisfied {
+                    plan.actions
+                        .push(scale(w, app, host_id, w.instances, &s.name));
+                }
+            }
+        }
+    }
+    if eligible_count == 0 && w.instances > 0 {
+        plan.problem = Some(format!(
+            "Could not satisfy daemonscaler {} for {}, 0 eligible hosts found.",
+            w.spreads
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            w.image
+        ));
+    }
+    plan
+}
+
+fn provider(app: &str, w: &Workload, hosts: &Hosts, scaler: ScalerKind) -> WorkloadPlan {
+    let mut plan = WorkloadPlan::default();
+    let start = |host: &str, spread: &str| {
+        Action::StartProvider(StartProvider {
+            provider_id: w.id.clone(),
+            provider_ref: w.image.clone(),
+            host_id: host.to_string(),
+            config: w.config.clone(),
+            annotations: w.annotations(app, spread),
+        })
+    };
+    let stop = |host: &str| {
+        Action::StopProvider(StopProvider {
+            provider_id: w.id.clone(),
+            host_id: host.to_string(),
+        })
+    };
+    // Stop this scaler's copies on hosts that match none of its spreads.
+    for (host_id, inv) in hosts {
+        if let Some(p) = inv.provider(&w.id)
+            && mine(p, w, app).is_some()
+            && !w.spreads.iter().any(|s| eligible(inv, s))
+        {
+            plan.actions.push(stop(host_id));
+        }
+    }
+    let targets = match scaler {
+        ScalerKind::Spread => split(w.instances, &w.spreads),
+        ScalerKind::Daemon => vec![u32::MAX; w.spreads.len()],
+    };
+    let mut problems = Vec::new();
+    let mut used: BTreeSet<&str> = BTreeSet::new();
+    for (spread, &target) in w.spreads.iter().zip(&targets) {
+        let eligible_hosts: Vec<&String> = hosts
+            .iter()
+            .filter(|(id, h)| eligible(h, spread) && !used.contains(id.as_str()))
+            .map(|(id, _)| id)
+            .collect();
+        let (running, free): (Vec<&String>, Vec<&String>) = eligible_hosts
+            .iter()
+            .partition(|id| hosts[id.as_str()].provider(&w.id).is_some());
+        let target_hosts = if scaler == ScalerKind::Daemon {
+            eligible_hosts.len()
+        } else {
+            target as usize
+        };
+        used.extend(running.iter().take(target_hosts).map(|s| s.as_str()));
+        if running.len() < target_hosts {
+            let missing = target_hosts - running.len();
+            for host in free.iter().take(missing) {
+                used.insert(host);
+                plan.actions.push(start(host, &spread.name));
+            }
+            if free.len() < missing {
+                problems.push(format!(
+                    "Could not satisfy spread {} for {}, {}/{} eligible hosts found.",
+                    spread.name,
+                    w.image,
+                    eligible_hosts.len(),
+                    target_hosts
+                ));
+            }
+        } else {
+            let surplus = running.len() - target_hosts;
+            let ours = running.iter().filter(|id| {
+                hosts[id.as_str()]
+                    .provider(&w.id)
+                    .is_some_and(|p| mine(p, w, app) == Some(spread.name.as_str()))
+            });
+            for host in ours.take(surplus) {
+                plan.actions.push(stop(host));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        plan.problem = Some(problems.join(" "));
+    }
+    plan
+}
+
+/// Instances this app started that no current workload accounts for (an older version's, or
+/// everything once the app is undeployed): scale them to 0 / stop them. IDs in `busy` are
+/// being placed right now and are left until that settles, so an upgrade never leaves a gap.
+pub fn leftovers(
+    app: &str,
+    spec: Option<&AppSpec>,
+    hosts: &Hosts,
+    busy: &BTreeSet<String>,
+) -> Vec<Action> {
+    let current = |id: &str, scaler: Option<&str>| {
+        spec.is_some_and(|s| {
+            s.workloads
+                .iter()
+                .any(|w| w.id == id && Some(w.scaler_id.as_str()) == scaler)
+        })
+    };
+    let mut actions = Vec::new();
+    for (host_id, inv) in hosts {
+        for c in &inv.components {
+            if owned_by(c, app)
+                && c.max_instances > 0
+                && !current(&c.id, c.annotation(SCALER))
+                && !busy.contains(&c.id)
+            {
+                actions.push(Action::Scale(ScaleCommand {
+                    component_ref: c.image_ref.clone().unwrap_or_default(),
+                    component_id: c.id.clone(),
+                    host_id: host_id.clone(),
+                    count: 0,
+                    annotations: BTreeMap::from([
+                        (MANAGED_BY.to_string(), MANAGER.to_string()),
+                        (APPSPEC.to_string(), app.to_string()),
+                    ]),
+                    config: Vec::new(),
+                    allow_update: false,
+                }));
+            }
+        }
+        for p in &inv.providers {
+            if owned_by(p, app) && !current(&p.id, p.annotation(SCALER)) && !busy.contains(&p.id) {
+                actions.push(Action::StopProvider(StopProvider {
+                    provider_id: p.id.clone(),
+                    host_id: host_id.clone(),
+                }));
+            }
+        }
+    }
+    actions
+}

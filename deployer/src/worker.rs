@@ -1,0 +1,560 @@
+//! The reconciler: one task that owns the deployer's view of the lattice and converges every
+//! deployed app to its manifest. A pass runs after each deploy/undeploy, after lattice events
+//! (heartbeats, host_started/stopped, component_scaled, …; debounced) and on a periodic tick.
+//!
+//! A pass refreshes each known host's inventory (`host.get`), plans (see [`crate::plan`]) and
+//! sends the commands. Against thrashing: a sent command is not repeated while it is in flight
+//! (until the lattice shows its effect or a timeout), and a command that fails is retried with
+//! exponential backoff, at most [`MAX_ATTEMPTS`] times until the lattice changes (a host joins
+//! or leaves) or the app is deployed again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::lattice::{Ctl, HostInventory};
+use crate::manifest::ScalerKind;
+use crate::plan::{self, Action, Hosts};
+use crate::spec::{AppSpec, Link};
+use crate::status::{ScalerStatus, Status, StatusInfo, StatusType};
+
+pub const MAX_ATTEMPTS: u32 = 5;
+const IN_FLIGHT: Duration = Duration::from_secs(10);
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A host that misses this many inventory requests in a row is dropped from the view.
+const MAX_MISSES: u32 = 2;
+
+pub type Statuses = Arc<RwLock<BTreeMap<String, Status>>>;
+
+/// Input to the reconciler.
+#[derive(Debug)]
+pub enum Msg {
+    Deploy(Box<AppSpec>),
+    /// `last` is the last deployed version, for cleanup when this worker never ran it.
+    Undeploy {
+        name: String,
+        last: Option<Box<AppSpec>>,
+    },
+    Event {
+        name: String,
+        source: String,
+        data: Value,
+    },
+}
+
+struct Failure {
+    attempts: u32,
+    next_try: Instant,
+    message: String,
+}
+
+#[derive(Default)]
+struct App {
+    /// `None`: undeployed, being cleaned up.
+    spec: Option<AppSpec>,
+    /// Owned configs already checked and written for this deployment.
+    configs_ready: BTreeSet<String>,
+    /// Links and owned configs of replaced versions still to delete.
+    stale_links: Vec<Link>,
+    stale_configs: Vec<String>,
+}
+
+struct HostEntry {
+    labels: BTreeMap<String, String>,
+    misses: u32,
+}
+
+pub struct Worker {
+    ctl: Ctl,
+    nats: async_nats::Client,
+    lattice: String,
+    hosts: BTreeMap<String, HostEntry>,
+    apps: BTreeMap<String, App>,
+    in_flight: HashMap<String, (Instant, Action)>,
+    failures: HashMap<String, Failure>,
+    statuses: Statuses,
+    interval: Duration,
+}
+
+impl Worker {
+    pub fn new(
+        ctl: Ctl,
+        nats: async_nats::Client,
+        lattice: &str,
+        statuses: Statuses,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            ctl,
+            nats,
+            lattice: lattice.to_string(),
+            hosts: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            failures: HashMap::new(),
+            statuses,
+            interval,
+        }
+    }
+
+    /// Runs until `inbox` closes: discovers hosts, then reconciles on input and on every tick.
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Msg>) {
+        for host in self.ctl.ping(Duration::from_millis(500)).await {
+            self.add_host(&host.id, host.labels);
+        }
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                msg = inbox.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg).await;
+                    // Gather whatever else arrives right now into the same pass.
+                    let until = tokio::time::Instant::now() + DEBOUNCE;
+                    while let Ok(Some(msg)) = tokio::time::timeout_at(until, inbox.recv()).await {
+                        self.handle(msg).await;
+                    }
+                }
+            }
+            self.pass().await;
+        }
+    }
+
+    fn add_host(&mut self, id: &str, labels: BTreeMap<String, String>) {
+        match self.hosts.get_mut(id) {
+            Some(h) => {
+                h.labels = labels;
+                h.misses = 0;
+            }
+            None => {
+                tracing::info!(host = id, "host joined");
+                self.hosts
+                    .insert(id.to_string(), HostEntry { labels, misses: 0 });
+                // The lattice changed: give up-to-now failures a fresh set of attempts.
+                self.failures.clear();
+            }
+        }
+    }
+
+    fn remove_host(&mut self, id: &str) {
+        if self.hosts.remove(id).is_some() {
+            tracing::info!(host = id, "host left");
+            self.failures.clear();
+            self.in_flight.retain(|k, _| !k.starts_with(id));
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Deploy(spec) => {
+                let app = self.apps.entry(spec.name.clone()).or_default();
+                if let Some(old) = app.spec.take() {
+                    retire(app, &old, Some(&spec));
+                }
+                app.configs_ready.clear();
+                app.spec = Some(*spec);
+                self.failures.clear();
+            }
+            Msg::Undeploy { name, last } => {
+                let app = self.apps.entry(name.clone()).or_default();
+                if let Some(old) = app.spec.take().or(last.map(|b| *b)) {
+                    retire(app, &old, None);
+                }
+                self.publish(&name, Status::undeployed("Manifest has been undeployed"))
+                    .await;
+            }
+            Msg::Event { name, source, data } => self.event(&name, &source, &data),
+        }
+    }
+
+    fn event(&mut self, name: &str, source: &str, data: &Value) {
+        let labels = || -> BTreeMap<String, String> {
+            serde_json::from_value(data["labels"].clone()).unwrap_or_default()
+        };
+        let str_field = |key: &str| data[key].as_str().unwrap_or_default().to_string();
+        match name {
+            "host_started" | "host_heartbeat" => self.add_host(source, labels()),
+            "host_stopped" => self.remove_host(source),
+            "component_scaled" | "provider_started" | "provider_stopped" => {
+                let id = match name {
+                    "component_scaled" => str_field("component_id"),
+                    _ => str_field("provider_id"),
+                };
+                let target = format!("{source}/{id}");
+                self.in_flight.remove(&target);
+                self.failures.remove(&target);
+            }
+            "component_scale_failed" | "provider_start_failed" => {
+                let id = match name {
+                    "component_scale_failed" => str_field("component_id"),
+                    _ => str_field("provider_id"),
+                };
+                let target = format!("{source}/{id}");
+                self.in_flight.remove(&target);
+                self.fail(&target, str_field("error"));
+            }
+            _ => {}
+        }
+    }
+
+    fn fail(&mut self, target: &str, message: String) {
+        let failure = self.failures.entry(target.to_string()).or_insert(Failure {
+            attempts: 0,
+            next_try: Instant::now(),
+            message: String::new(),
+        });
+        failure.attempts += 1;
+        let backoff = Duration::from_millis(500 * 2u64.pow(failure.attempts.min(6)));
+        failure.next_try = Instant::now() + backoff.min(Duration::from_secs(30));
+        failure.message = message;
+    }
+
+    /// Refreshes every known host's inventory; hosts that stop answering are dropped.
+    async fn inventories(&mut self) -> Hosts {
+        let requests = self.hosts.keys().map(|id| {
+            let ctl = self.ctl.clone();
+            let id = id.clone();
+            async move { (id.clone(), ctl.inventory(&id).await) }
+        });
+        let mut hosts = Hosts::new();
+        for (id, result) in futures::future::join_all(requests).await {
+            match result {
+                Ok(mut inventory) => {
+                    if let Some(h) = self.hosts.get_mut(&id) {
+                        h.misses = 0;
+                        h.labels = inventory.labels.clone();
+                    }
+                    inventory.host_id = id.clone();
+                    hosts.insert(id, inventory);
+                }
+                Err(error) => {
+                    let gone = self.hosts.get_mut(&id).is_some_and(|h| {
+                        h.misses += 1;
+                        h.misses >= MAX_MISSES
+                    });
+                    tracing::debug!(host = %id, "inventory: {error}");
+                    if gone {
+                        self.remove_host(&id);
+                    } else if let Some(h) = self.hosts.get(&id) {
+                        // Plan with what we last knew rather than forgetting the host at once.
+                        hosts.insert(
+                            id.clone(),
+                            HostInventory {
+                                host_id: id,
+                                labels: h.labels.clone(),
+                                ..Default::default()
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        hosts
+    }
+
+    async fn pass(&mut self) {
+        let now = Instant::now();
+        self.in_flight
+            .retain(|_, (sent, _)| now.duration_since(*sent) < IN_FLIGHT);
+        if self.apps.is_empty() {
+            return;
+        }
+        let hosts = self.inventories().await;
+        let links = if hosts.is_empty() {
+            None
+        } else {
+            self.ctl.links().await.ok()
+        };
+        let names: Vec<String> = self.apps.keys().cloned().collect();
+        for name in names {
+            let Some(mut app) = self.apps.remove(&name) else {
+                continue;
+            };
+            let status = self
+                .reconcile(&name, &mut app, &hosts, links.as_deref())
+                .await;
+            let finished = app.spec.is_none()
+                && app.stale_links.is_empty()
+                && app.stale_configs.is_empty()
+                && status.is_none();
+            if let Some(status) = status {
+                self.publish(&name, status).await;
+            }
+            if !finished {
+                self.apps.insert(name, app);
+            }
+        }
+    }
+
+    /// One app's pass. `None` for an undeployed app with nothing left to clean up.
+    async fn reconcile(
+        &mut self,
+        name: &str,
+        app: &mut App,
+        hosts: &Hosts,
+        links: Option<&[Link]>,
+    ) -> Option<Status> {
+        // Cleanup of replaced versions and undeployed apps.
+        if let Some(links) = links {
+            let mut kept = Vec::new();
+            for stale in std::mem::take(&mut app.stale_links) {
+                let present = links
+                    .iter()
+                    .any(|l| l.identity() == stale.identity() && l.target == stale.target);
+                if present && let Err(e) = self.ctl.delete_link(&stale).await {
+                    tracing::warn!(app = name, "deleting link: {e}");
+                    kept.push(stale);
+                }
+            }
+            app.stale_links = kept;
+        }
+        let mut kept = Vec::new();
+        for config in std::mem::take(&mut app.stale_configs) {
+            if !hosts.is_empty()
+                && let Err(e) = self.ctl.delete_config(&config).await
+            {
+                tracing::warn!(app = name, config, "deleting config: {e}");
+                kept.push(config);
+            }
+        }
+        app.stale_configs = kept;
+
+        let Some(spec) = &app.spec else {
+            let leftovers = plan::leftovers(name, None, hosts, &BTreeSet::new());
+            if leftovers.is_empty() {
+                return None;
+            }
+            for action in leftovers {
+                self.execute(action).await;
+            }
+            return None;
+        };
+
+        let mut scalers = Vec::new();
+        // Configs first: a component must not start before its config exists.
+        let mut missing_configs = BTreeSet::new();
+        if !hosts.is_empty() {
+            for (config, values) in &spec.owned_configs {
+                if app.configs_ready.contains(config) {
+                    continue;
+                }
+                let ready = match self.ctl.config(config).await {
+                    Ok(Some(current)) if &current == values => Ok(()),
+                    Ok(_) => self.ctl.put_config(config, values).await,
+                    Err(e) => Err(e),
+                };
+                match ready {
+                    Ok(()) => {
+                        app.configs_ready.insert(config.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(app = name, config, "writing config: {e}");
+                        missing_configs.insert(config.clone());
+                    }
+                }
+            }
+            for config in &spec.external_configs {
+                if !matches!(self.ctl.config(config).await, Ok(Some(_))) {
+                    missing_configs.insert(config.clone());
+                }
+            }
+        }
+
+        let mut busy = BTreeSet::new();
+        let plans = plan::plan_app(spec, hosts);
+        for (i, plan) in plans {
+            let w = &spec.workloads[i];
+            let kind = match w.scaler {
+                ScalerKind::Spread => "SpreadScaler",
+                ScalerKind::Daemon => "DaemonScaler",
+            };
+            let missing: Vec<&String> = w
+                .config
+                .iter()
+                .filter(|c| missing_configs.contains(*c))
+                .collect();
+            let mut info = StatusInfo::new(StatusType::Deployed, "");
+            if !missing.is_empty() {
+                info = StatusInfo::new(
+                    StatusType::Failed,
+                    format!(
+                        "{}: config {} does not exist",
+                        w.id,
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                busy.insert(w.id.clone());
+            } else {
+                if !plan.actions.is_empty() {
+                    busy.insert(w.id.clone());
+                }
+                let mut messages = Vec::new();
+                let mut failed = false;
+                for action in plan.actions {
+                    match self.execute(action).await {
+                        Outcome::Sent | Outcome::Waiting => {}
+                        Outcome::Failed(m) => {
+                            failed = true;
+                            messages.push(m);
+                        }
+                    }
+                    if info.status_type == StatusType::Deployed {
+                        info.status_type = StatusType::Reconciling;
+                    }
+                }
+                if let Some(problem) = plan.problem {
+                    failed = true;
+                    messages.push(problem);
+                }
+                if failed {
+                    info = StatusInfo::new(StatusType::Failed, messages.join("; "));
+                }
+            }
+            scalers.push(ScalerStatus {
+                id: w.scaler_id.clone(),
+                kind: kind.into(),
+                name: w.id.clone(),
+                status: info,
+            });
+        }
+        for action in plan::leftovers(name, Some(spec), hosts, &busy) {
+            self.execute(action).await;
+        }
+
+        for l in &spec.links {
+            let status = match links {
+                None => StatusInfo::new(StatusType::Reconciling, "no host answers link.get"),
+                Some(current) if current.iter().any(|c| c.same_as(&l.link)) => {
+                    StatusInfo::new(StatusType::Deployed, "")
+                }
+                Some(_) => {
+                    let missing: Vec<&String> = l
+                        .link
+                        .source_config
+                        .iter()
+                        .chain(&l.link.target_config)
+                        .filter(|c| missing_configs.contains(*c))
+                        .collect();
+                    if missing.is_empty() {
+                        match self.ctl.put_link(&l.link).await {
+                            Ok(()) => StatusInfo::new(StatusType::Reconciling, ""),
+                            Err(e) => StatusInfo::new(
+                                StatusType::Failed,
+                                format!("link {}: {e}", l.display()),
+                            ),
+                        }
+                    } else {
+                        StatusInfo::new(
+                            StatusType::Failed,
+                            format!("link {}: config does not exist", l.display()),
+                        )
+                    }
+                }
+            };
+            scalers.push(ScalerStatus {
+                id: l.scaler_id.clone(),
+                kind: "LinkScaler".into(),
+                name: l.display(),
+                status,
+            });
+        }
+        Some(Status::from_scalers(scalers))
+    }
+
+    /// Sends `action` unless it is in flight or backing off after failures.
+    async fn execute(&mut self, action: Action) -> Outcome {
+        let target = action.target();
+        if let Some((_, sent)) = self.in_flight.get(&target)
+            && *sent == action
+        {
+            return Outcome::Waiting;
+        }
+        if let Some(f) = self.failures.get(&target) {
+            if f.attempts >= MAX_ATTEMPTS {
+                return Outcome::Failed(format!(
+                    "{target}: gave up after {} attempts: {}",
+                    f.attempts, f.message
+                ));
+            }
+            if Instant::now() < f.next_try {
+                return Outcome::Failed(format!("{target}: {} (retrying)", f.message));
+            }
+        }
+        let sent = match &action {
+            Action::Scale(c) => self.ctl.scale(c).await,
+            Action::StartProvider(c) => self.ctl.start_provider(c).await,
+            Action::StopProvider(c) => self.ctl.stop_provider(c).await,
+        };
+        match sent {
+            Ok(()) => {
+                self.in_flight.insert(target, (Instant::now(), action));
+                Outcome::Sent
+            }
+            Err(e) => {
+                tracing::warn!(target, "command failed: {e}");
+                self.fail(&target, e.to_string());
+                Outcome::Failed(format!("{target}: {e}"))
+            }
+        }
+    }
+
+    /// Records and publishes an app's status when it changed.
+    async fn publish(&self, app: &str, status: Status) {
+        let changed = {
+            let mut statuses = self.statuses.write().unwrap_or_else(|e| e.into_inner());
+            let changed = statuses.get(app) != Some(&status);
+            statuses.insert(app.to_string(), status.clone());
+            changed
+        };
+        if changed {
+            publish_status(&self.nats, &self.lattice, app, &status).await;
+        }
+    }
+}
+
+/// What happened to one command.
+enum Outcome {
+    Sent,
+    Waiting,
+    Failed(String),
+}
+
+/// Queues the links and owned configs of `old` that `new` does not keep for deletion.
+fn retire(app: &mut App, old: &AppSpec, new: Option<&AppSpec>) {
+    for l in &old.links {
+        let kept = new.is_some_and(|n| {
+            n.links
+                .iter()
+                .any(|k| k.link.identity() == l.link.identity())
+        });
+        if !kept {
+            app.stale_links.push(l.link.clone());
+        }
+    }
+    for config in old.owned_configs.keys() {
+        if !new.is_some_and(|n| n.owned_configs.contains_key(config)) {
+            app.stale_configs.push(config.clone());
+        }
+    }
+}
+
+/// Publishes `status` on `wadm.status.{lattice}.{app}`.
+pub async fn publish_status(nats: &async_nats::Client, lattice: &str, app: &str, status: &Status) {
+    let subject = format!("wadm.status.{lattice}.{app}");
+    match serde_json::to_vec(status) {
+        Ok(body) => {
+            if let Err(e) = nats.publish(subject, body.into()).await {
+                tracing::warn!(app, "publishing status: {e}");
+            }
+        }
+        Err(e) => tracing::error!(app, "encoding status: {e}"),
+    }
+}
