@@ -8,14 +8,23 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use trellis_runtime::{
-    Engine, EngineConfig, Host, ImportFallback, InvocationCtx, Runtime, Val, Workload,
-    WorkloadComponent,
+    ComponentSource, Engine, EngineConfig, Host, ImportFallback, InvocationCtx, Runtime, Val,
+    Workload, WorkloadComponent,
 };
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, ResourceType};
 
 const FRONT: &str = "trellis:example/front@0.1.0";
 const ADDER: &str = "trellis:example/adder@0.1.0";
+const MINIMAL: &str = "trellis:example/minimal@0.1.0";
+
+/// `add` in a component with a single import-free core module.
+const MINIMAL_ADDER: &str = r#"(component
+  (core module $m (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))
+  (core instance $i (instantiate $m))
+  (func $add (param "a" u32) (param "b" u32) (result u32) (canon lift (core func $i "add")))
+  (instance $api (export "add" (func $add)))
+  (export "trellis:example/minimal@0.1.0" (instance $api)))"#;
 
 fn tokio() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -184,6 +193,24 @@ fn instantiation(c: &mut Criterion) {
             })
         });
     }
+    // A minimal component (one core module, no imports): the runtime's own per-call floor.
+    let minimal = wat::parse_str(MINIMAL_ADDER).unwrap();
+    let runtime = rt.block_on(async {
+        let runtime = Runtime::builder().build().await.unwrap();
+        let component = WorkloadComponent::new("minimal", ComponentSource::Bytes(minimal.into()));
+        let workload = Workload {
+            namespace: "bench".into(),
+            name: "minimal".into(),
+            components: vec![component],
+            ..Default::default()
+        };
+        runtime.workload_start(workload).await.unwrap();
+        runtime
+    });
+    group.bench_function("pooling, minimal component", |b| {
+        b.to_async(&rt)
+            .iter(|| runtime.invoke("minimal", MINIMAL, "add", &[Val::U32(1), Val::U32(2)], None))
+    });
     // The same work on bare wasmtime (default WASI context, no budget, no permit): the floor.
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let bytes = std::fs::read(trellis_tests::component_path("exporter")).unwrap();
