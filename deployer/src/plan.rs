@@ -104,21 +104,32 @@ pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
                 .insert(host_id.clone());
         }
     }
+    // Components per host, counting the placements planned in this pass.
+    let mut load: BTreeMap<String, usize> = hosts
+        .iter()
+        .map(|(id, h)| (id.clone(), h.components.len()))
+        .collect();
     let mut out = Vec::new();
     for (i, w) in app.workloads.iter().enumerate() {
-        let affinity = |host: &str| -> usize {
-            if !app.colocate {
-                return 0;
-            }
-            neighbours.get(w.id.as_str()).map_or(0, |ids| {
-                ids.iter()
-                    .filter(|id| placed.get(**id).is_some_and(|h| h.contains(host)))
-                    .count()
-            })
+        // Lower is better: most linked neighbours already there, then least loaded.
+        let preference = |host: &str| {
+            let affinity = if app.colocate {
+                neighbours.get(w.id.as_str()).map_or(0, |ids| {
+                    ids.iter()
+                        .filter(|id| placed.get(**id).is_some_and(|h| h.contains(host)))
+                        .count()
+                })
+            } else {
+                0
+            };
+            (
+                std::cmp::Reverse(affinity),
+                load.get(host).copied().unwrap_or_default(),
+            )
         };
         let plan = match (w.kind, w.scaler) {
             (Kind::Component, ScalerKind::Spread) => {
-                component_spread(&app.name, w, hosts, affinity)
+                component_spread(&app.name, w, hosts, preference)
             }
             (Kind::Component, ScalerKind::Daemon) => component_daemon(&app.name, w, hosts),
             (Kind::Capability, scaler) => provider(&app.name, w, hosts, scaler),
@@ -131,6 +142,7 @@ pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
                     .entry(c.component_id.clone())
                     .or_default()
                     .insert(c.host_id.clone());
+                *load.entry(c.host_id.clone()).or_default() += 1;
             }
         }
         out.push((i, plan));
@@ -142,7 +154,7 @@ fn component_spread(
     app: &str,
     w: &Workload,
     hosts: &Hosts,
-    affinity: impl Fn(&str) -> usize,
+    preference: impl Fn(&str) -> (std::cmp::Reverse<usize>, usize),
 ) -> WorkloadPlan {
     let mut plan = WorkloadPlan::default();
     let targets = split(w.instances, &w.spreads);
@@ -202,12 +214,7 @@ fn component_spread(
         candidates.sort_by_key(|id| {
             let h = &hosts[*id];
             let upgrade = h.component(&w.id).is_some();
-            (
-                !upgrade,
-                std::cmp::Reverse(affinity(id)),
-                h.components.len(),
-                (*id).clone(),
-            )
+            (!upgrade, preference(id), (*id).clone())
         });
         match candidates.first() {
             Some(host) => {
@@ -401,4 +408,106 @@ pub fn leftovers(
         }
     }
     actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest;
+
+    fn host(labels: &[(&str, &str)]) -> HostInventory {
+        HostInventory {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn app(colocate: bool) -> AppSpec {
+        let yaml = format!(
+            r#"
+apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: pair
+  annotations: {{ "trellis.dev/co-locate": "{colocate}" }}
+spec:
+  components:
+    - name: front
+      type: component
+      properties: {{ image: "file:///front.wasm" }}
+      traits:
+        - type: spreadscaler
+          properties: {{ instances: 1 }}
+        - type: link
+          properties: {{ target: {{ name: back }}, namespace: a, package: b, interfaces: [c] }}
+    - name: back
+      type: component
+      properties: {{ image: "file:///back.wasm" }}
+      traits:
+        - type: spreadscaler
+          properties: {{ instances: 1 }}
+    - name: cache
+      type: capability
+      properties: {{ image: "file:///cache" }}
+      traits:
+        - type: spreadscaler
+          properties: {{ instances: 2 }}
+"#
+        );
+        let parsed = manifest::parse(yaml.as_bytes()).unwrap();
+        AppSpec::new(&parsed.manifest, "v1")
+    }
+
+    fn hosts_of(plans: &[(usize, WorkloadPlan)], i: usize) -> Vec<String> {
+        plans[i]
+            .1
+            .actions
+            .iter()
+            .map(|a| a.target().split('/').next().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn linked_components_share_a_host_unless_turned_off() {
+        let mut hosts = Hosts::new();
+        // h1 is busier, so `front` goes to h2; `back` follows it only with co-location.
+        hosts.insert("h1".into(), host(&[]));
+        hosts.insert("h2".into(), host(&[]));
+        let mut busy = host(&[]);
+        busy.components.push(Instance {
+            id: "other".into(),
+            ..Default::default()
+        });
+        hosts.insert("h1".into(), busy);
+        let plans = plan_app(&app(true), &hosts);
+        assert_eq!(hosts_of(&plans, 0), ["h2"]);
+        assert_eq!(hosts_of(&plans, 1), ["h2"]);
+
+        // Off: `back` goes to the least loaded host, counting `front` just planned on h2.
+        let plans = plan_app(&app(false), &hosts);
+        assert_eq!(hosts_of(&plans, 0), ["h2"]);
+        assert_eq!(hosts_of(&plans, 1), ["h1"]);
+    }
+
+    #[test]
+    fn providers_count_hosts_and_report_too_few() {
+        let hosts = Hosts::from([("h1".to_string(), host(&[]))]);
+        let plans = plan_app(&app(true), &hosts);
+        let (_, cache) = &plans[2];
+        assert_eq!(cache.actions.len(), 1);
+        assert!(matches!(&cache.actions[0], Action::StartProvider(s)
+            if s.annotations[SPREAD_NAME] == "default" && s.annotations[APPSPEC] == "pair"));
+        assert!(
+            cache
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("1/2 eligible hosts"),
+            "{:?}",
+            cache.problem
+        );
+    }
 }
