@@ -74,13 +74,19 @@ fn parse_label(raw: &str) -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `trellis app` is a short-lived client: only warnings unless RUST_LOG says otherwise.
+    let level = match cli.command {
+        Command::App(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let (name, outcome) = match Cli::parse().command {
+    let (name, outcome) = match cli.command {
         Command::Host(args) => ("host", run_host(args).await),
         Command::Deployer(args) => (
             "deployer",
