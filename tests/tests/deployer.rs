@@ -380,5 +380,37 @@ async fn daemonscaler_follows_worker_hosts() {
         message.contains("Could not satisfy spread east"),
         "{message}"
     );
+
+    // A provider the hosts cannot start: its failure is in the status, the component runs.
+    let mut with_provider = example("c2c.yaml");
+    with_provider["metadata"]["name"] = "withprov".into();
+    let front = &mut with_provider["spec"]["components"][0];
+    front["traits"].as_array_mut().unwrap().truncate(1);
+    front["traits"][0]["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spread");
+    with_provider["spec"]["components"][1] = serde_json::json!({
+        "name": "cache", "type": "capability",
+        "properties": {"image": "file:///nonexistent/provider.par.gz"},
+    });
+    let app = lattice.deploy(&with_provider).await;
+    let status = lattice.wait_status(&app, "failed").await;
+    let scalers = status["scalers"].as_array().unwrap();
+    let provider = scalers
+        .iter()
+        .find(|s| s["name"] == "withprov-cache")
+        .unwrap();
+    assert_eq!(provider["status"]["type"], "failed", "{status}");
+    assert!(
+        provider["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("withprov-cache"),
+        "{status}"
+    );
+    lattice
+        .wait_placement("withprov-front", |p| p.values().sum::<u32>() == 1)
+        .await;
     lattice.shutdown().await;
 }
