@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod lattice;
+mod lease;
 pub mod manifest;
 pub mod plan;
 pub mod spec;
@@ -21,7 +22,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use worker::MAX_ATTEMPTS;
@@ -35,6 +36,8 @@ pub struct DeployerConfig {
     pub reconcile_interval: Duration,
     /// Timeout of each control-interface request.
     pub request_timeout: Duration,
+    /// How long the lattice lease lasts without renewal (failover time after a crash).
+    pub lease_ttl: Duration,
 }
 
 impl Default for DeployerConfig {
@@ -44,6 +47,7 @@ impl Default for DeployerConfig {
             lattice: "default".into(),
             reconcile_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(9),
         }
     }
 }
@@ -58,10 +62,13 @@ pub enum DeployerError {
     Subscribe { subject: String, reason: String },
 }
 
-/// A running deployer.
+/// A running deployer (active, or standing by while another one holds the lattice lease).
 pub struct Deployer {
     nats: async_nats::Client,
     tasks: Vec<JoinHandle<()>>,
+    active: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    lease: JoinHandle<()>,
 }
 
 impl Deployer {
@@ -96,9 +103,10 @@ impl Deployer {
         }
         let statuses: worker::Statuses = Arc::new(RwLock::new(BTreeMap::new()));
         let (tx, rx) = mpsc::channel(1024);
-        for spec in api::deployed_apps(&store).await? {
-            let _ = tx.send(worker::Msg::Deploy(Box::new(spec))).await;
-        }
+        let lease = lease::Lease::open(&js, &config.lattice, config.lease_ttl).await?;
+        let (active_tx, active) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(false);
+        let lease = tokio::spawn(lease.run(active_tx, stop_rx));
         let ctl = lattice::Ctl::new(nats.clone(), &config.lattice, config.request_timeout);
         let reconciler = worker::Worker::new(
             ctl,
@@ -113,18 +121,14 @@ impl Deployer {
             .await
             .map_err(|e| subscribe(events_subject, e))?;
         let api_subject = format!("{}.>", api::prefix(&config.lattice));
-        let mut requests = nats
-            .queue_subscribe(api_subject.clone(), "wadm_server".into())
-            .await
-            .map_err(|e| subscribe(api_subject, e))?;
         let api = Arc::new(api::Api {
-            store,
+            store: store.clone(),
             statuses,
             worker: tx.clone(),
             nats: nats.clone(),
             lattice: config.lattice.clone(),
         });
-        let mut tasks = vec![tokio::spawn(reconciler.run(rx))];
+        let mut tasks = vec![tokio::spawn(reconciler.run(rx, active.clone(), store))];
         tasks.push(tokio::spawn(async move {
             while let Some(message) = events.next().await {
                 let Ok(event) = serde_json::from_slice::<serde_json::Value>(&message.payload)
@@ -142,37 +146,119 @@ impl Deployer {
                 }
             }
         }));
-        let nats_api = nats.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(message) = requests.next().await {
-                let (api, nats) = (api.clone(), nats_api.clone());
-                tokio::spawn(async move {
-                    let reply = api
-                        .respond(&message.subject, message.headers.as_ref(), &message.payload)
-                        .await;
-                    if let Some(inbox) = message.reply
-                        && let Err(e) = nats.publish(inbox, reply.to_string().into()).await
-                    {
-                        tracing::warn!("replying to {}: {e}", message.subject);
-                    }
-                });
+        let (serving_tx, mut serving) = watch::channel(false);
+        tasks.push(tokio::spawn(serve_api(
+            api,
+            nats.clone(),
+            api_subject,
+            active.clone(),
+            serving_tx,
+        )));
+        // Unless another deployer holds the lease, answer the API before returning.
+        let mut first = active.clone();
+        let settled = async {
+            let _ = first.changed().await;
+            if *first.borrow() {
+                let _ = serving.wait_for(|s| *s).await;
             }
-        }));
+        };
+        if tokio::time::timeout(Duration::from_secs(5), settled)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the deployer lease or API subscription is slow to settle");
+        }
         nats.flush().await.map_err(|e| DeployerError::Connect {
             url: config.nats_url.clone(),
             reason: e.to_string(),
         })?;
         tracing::info!(lattice = %config.lattice, "deployer started");
-        Ok(Self { nats, tasks })
+        Ok(Self {
+            nats,
+            tasks,
+            active,
+            stop,
+            lease,
+        })
     }
 
-    /// Stops serving and reconciling, and drains the connection.
+    /// Whether this deployer holds the lattice lease (serves the API and reconciles).
+    pub fn is_active(&self) -> bool {
+        *self.active.borrow()
+    }
+
+    /// Releases the lease (another deployer takes over at once), stops serving and
+    /// reconciling, and drains the connection.
     pub async fn stop(self) {
+        self.stop.send_replace(true);
+        if tokio::time::timeout(Duration::from_secs(2), self.lease)
+            .await
+            .is_err()
+        {
+            tracing::warn!("releasing the deployer lease timed out");
+        }
         for task in &self.tasks {
             task.abort();
         }
         if let Err(e) = self.nats.drain().await {
             tracing::debug!("draining the deployer's connection: {e}");
+        }
+    }
+}
+
+/// Serves the wadm API while this deployer is active; unsubscribes while it stands by.
+async fn serve_api(
+    api: Arc<api::Api>,
+    nats: async_nats::Client,
+    subject: String,
+    mut active: watch::Receiver<bool>,
+    serving: watch::Sender<bool>,
+) {
+    loop {
+        if active.wait_for(|a| *a).await.is_err() {
+            return;
+        }
+        let mut requests = match nats
+            .queue_subscribe(subject.clone(), "wadm_server".into())
+            .await
+        {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::error!("subscribing to {subject}: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = nats.flush().await {
+            tracing::warn!("flushing the API subscription: {e}");
+        }
+        serving.send_replace(true);
+        loop {
+            tokio::select! {
+                changed = active.changed() => {
+                    if changed.is_err() || !*active.borrow() {
+                        break;
+                    }
+                }
+                message = requests.next() => {
+                    let Some(message) = message else { break };
+                    let (api, nats) = (api.clone(), nats.clone());
+                    tokio::spawn(async move {
+                        let reply = api
+                            .respond(&message.subject, message.headers.as_ref(), &message.payload)
+                            .await;
+                        if let Some(inbox) = message.reply
+                            && let Err(e) = nats.publish(inbox, reply.to_string().into()).await
+                        {
+                            tracing::warn!("replying to {}: {e}", message.subject);
+                        }
+                    });
+                }
+            }
+        }
+        serving.send_replace(false);
+        if let Err(e) = requests.unsubscribe().await {
+            tracing::debug!("leaving the API queue group: {e}");
         }
     }
 }

@@ -13,13 +13,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::lattice::{Ctl, HostInventory};
 use crate::manifest::ScalerKind;
 use crate::plan::{self, Action, Hosts};
 use crate::spec::{AppSpec, Link};
 use crate::status::{ScalerStatus, Status, StatusInfo, StatusType};
+use crate::store::ManifestStore;
 
 pub const MAX_ATTEMPTS: u32 = 5;
 const IN_FLIGHT: Duration = Duration::from_secs(10);
@@ -100,27 +101,69 @@ impl Worker {
         }
     }
 
-    /// Runs until `inbox` closes: discovers hosts, then reconciles on input and on every tick.
-    pub async fn run(mut self, mut inbox: mpsc::Receiver<Msg>) {
+    /// Runs until `inbox` closes. Works only while `active` (this deployer holds the lattice
+    /// lease): on activation it discovers the hosts and loads every deployed app from `store`,
+    /// then reconciles on input and on every tick; on deactivation it forgets its state.
+    pub async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Msg>,
+        mut active: watch::Receiver<bool>,
+        store: ManifestStore,
+    ) {
+        loop {
+            while !*active.borrow_and_update() {
+                tokio::select! {
+                    changed = active.changed() => if changed.is_err() { return },
+                    // The store is the truth while another deployer is active.
+                    msg = inbox.recv() => if msg.is_none() { return },
+                }
+            }
+            self.activate(&store).await;
+            let mut tick = tokio::time::interval(self.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    changed = active.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if !*active.borrow() {
+                            break;
+                        }
+                    }
+                    msg = inbox.recv() => {
+                        let Some(msg) = msg else { return };
+                        self.handle(msg).await;
+                        // Gather whatever else arrives right now into the same pass.
+                        let until = tokio::time::Instant::now() + DEBOUNCE;
+                        while let Ok(Some(msg)) = tokio::time::timeout_at(until, inbox.recv()).await {
+                            self.handle(msg).await;
+                        }
+                    }
+                }
+                self.pass().await;
+            }
+            tracing::info!("deployer is standing by");
+            self.apps.clear();
+            self.hosts.clear();
+            self.in_flight.clear();
+            self.failures.clear();
+        }
+    }
+
+    async fn activate(&mut self, store: &ManifestStore) {
+        tracing::info!(lattice = %self.lattice, "deployer is active");
         for host in self.ctl.ping(Duration::from_millis(500)).await {
             self.add_host(&host.id, host.labels);
         }
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                msg = inbox.recv() => {
-                    let Some(msg) = msg else { break };
-                    self.handle(msg).await;
-                    // Gather whatever else arrives right now into the same pass.
-                    let until = tokio::time::Instant::now() + DEBOUNCE;
-                    while let Ok(Some(msg)) = tokio::time::timeout_at(until, inbox.recv()).await {
-                        self.handle(msg).await;
-                    }
+        match crate::api::deployed_apps(store).await {
+            Ok(specs) => {
+                for spec in specs {
+                    self.handle(Msg::Deploy(Box::new(spec))).await;
                 }
             }
-            self.pass().await;
+            Err(e) => tracing::error!("loading deployed apps: {e}"),
         }
     }
 

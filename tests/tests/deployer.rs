@@ -414,3 +414,38 @@ async fn daemonscaler_follows_worker_hosts() {
         .await;
     lattice.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_active_deployer_per_lattice_with_failover() {
+    let mut lattice = lattice().await;
+    let standby = Deployer::start(DeployerConfig {
+        nats_url: lattice.server.url(),
+        lattice: LATTICE.into(),
+        reconcile_interval: Duration::from_secs(1),
+        lease_ttl: Duration::from_secs(3),
+        ..DeployerConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(lattice.deployer.as_ref().unwrap().is_active());
+    assert!(!standby.is_active());
+
+    let app = lattice.deploy(&example("daemon.yaml")).await;
+    lattice.wait_status(&app, "deployed").await;
+
+    // The active one stops (releasing the lease): the standby takes over, loads the stored
+    // app, serves the API and keeps reconciling (a new worker gets the daemon).
+    lattice.deployer.take().unwrap().stop().await;
+    eventually("standby active", || async {
+        standby.is_active().then_some(())
+    })
+    .await;
+    lattice.wait_status(&app, "deployed").await;
+    let joined = host(&lattice.server, &[("role", "worker")]).await;
+    lattice.hosts.push(Some(joined));
+    lattice
+        .wait_placement("daemon-math", |p| p.get(&3) == Some(&2))
+        .await;
+    lattice.deployer = Some(standby);
+    lattice.shutdown().await;
+}
