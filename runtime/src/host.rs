@@ -19,7 +19,7 @@ use crate::remote::{Remote, RemoteInvoker, WrpcPolyfill};
 use crate::running::{ComponentHandle, Linked, RunningComponent};
 use crate::service::ServiceHandle;
 use crate::wasi::{self, MaterializedVolumes};
-use crate::workload::{ComponentState, Workload, WorkloadState, WorkloadStatus};
+use crate::workload::{ComponentState, HostInterface, Workload, WorkloadState, WorkloadStatus};
 
 /// What the embedder drives: usable and testable without any lattice.
 #[async_trait::async_trait]
@@ -188,6 +188,35 @@ impl Runtime {
         let mut state = self.0.state.lock().await;
         state.links.remove(source, interface);
         self.relink_with_dependents(&state, source)
+    }
+
+    /// Binds every component of a running workload to its plugins again, with new plugin
+    /// configuration (e.g. when the lattice links that configure the plugins change): each
+    /// plugin is unbound and bound again with `host_interfaces`. Linking is unchanged, and the
+    /// workload keeps running when a plugin refuses the new binding (the error says which).
+    pub async fn rebind(
+        &self,
+        workload_id: &str,
+        host_interfaces: &[HostInterface],
+    ) -> Result<(), StartError> {
+        let state = self.0.state.lock().await;
+        let Some(workload) = state.workloads.get(workload_id) else {
+            return Err(StartError::Invalid(format!(
+                "workload `{workload_id}` is not running"
+            )));
+        };
+        for id in &workload.component_ids {
+            let Some(running) = state.components.get(id) else {
+                continue;
+            };
+            for plugin in &self.0.plugins {
+                plugin.unbind(id).await;
+            }
+            let plugins = running.current().plugins.clone();
+            self.bind(workload_id, host_interfaces, running, &plugins)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Stops every workload and then every plugin.
@@ -606,7 +635,8 @@ impl Runtime {
                 .expect("registered")
                 .component_ids
                 .push(id.clone());
-            self.bind(workload, &running, &plugins).await?;
+            self.bind(workload_id, &workload.host_interfaces, &running, &plugins)
+                .await?;
         }
         Ok(())
     }
@@ -614,7 +644,8 @@ impl Runtime {
     /// Binds `running` to every plugin it imports from or whose consumed exports it has.
     async fn bind(
         &self,
-        workload: &Workload,
+        workload_id: &str,
+        host_interfaces: &[HostInterface],
         running: &Arc<RunningComponent>,
         imported_from: &[Arc<dyn Plugin>],
     ) -> Result<(), StartError> {
@@ -649,8 +680,7 @@ impl Runtime {
             if imports.is_empty() && exports.is_empty() {
                 continue;
             }
-            let config = workload
-                .host_interfaces
+            let config = host_interfaces
                 .iter()
                 .filter(|hi| {
                     InterfaceName::parse(&hi.interface).is_some_and(|pattern| {
@@ -661,7 +691,7 @@ impl Runtime {
                 .collect();
             let binding = Binding {
                 component_id: running.id.to_string(),
-                workload: workload.id(),
+                workload: workload_id.to_string(),
                 imports,
                 exports,
                 config,
