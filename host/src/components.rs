@@ -10,6 +10,7 @@ use trellis_runtime::{
     ComponentSource, Host as _, LoadedComponent, StartError, Workload, WorkloadComponent,
 };
 
+use crate::plugin_config::{self, PluginConfig};
 use crate::rpc::ExportServer;
 use crate::state::HostState;
 use crate::types::{
@@ -57,6 +58,8 @@ pub struct RunningComponent {
     pub annotations: Annotations,
     pub max_instances: u32,
     pub config: Vec<String>,
+    /// What its built-in plugins are bound with.
+    plugin_config: PluginConfig,
     /// The code it runs, kept so a rescale never re-reads (or re-fetches) the reference.
     bytes: Arc<[u8]>,
     /// Its exports on the lattice; dropped (unsubscribed) with the last clone.
@@ -97,6 +100,12 @@ impl Components {
         let ids: Vec<String> = self.table.read().unwrap().keys().cloned().collect();
         for id in ids {
             stop_workload(state, &id).await;
+        }
+    }
+
+    fn set_plugin_config(&self, id: &str, config: PluginConfig) {
+        if let Some(running) = self.table.write().unwrap().get_mut(id) {
+            running.plugin_config = config;
         }
     }
 
@@ -285,6 +294,7 @@ async fn start(
 ) -> Result<(), ComponentError> {
     let mut component = WorkloadComponent::new(id, ComponentSource::Bytes(bytes.clone()));
     component.max_instances = max_instances;
+    let plugin_config = plugin_config::desired(state, id, &config);
     state
         .runtime
         .workload_start(Workload {
@@ -292,6 +302,7 @@ async fn start(
             name: id.into(),
             annotations: annotations.clone(),
             components: vec![component],
+            host_interfaces: plugin_config.host_interfaces(),
             ..Default::default()
         })
         .await?;
@@ -315,11 +326,46 @@ async fn start(
             annotations,
             max_instances,
             config,
+            plugin_config,
             bytes,
             _exports: Arc::new(exports),
         }),
     );
     Ok(())
+}
+
+/// Brings every running component's plugin config up to date with lattice state (links,
+/// named config, built-in providers): the named config alone goes to the config plugin, any
+/// other change re-binds the component's plugins.
+pub async fn reconfigure(state: &HostState) {
+    let _order = state.components.lifecycle.lock().await;
+    let running: Vec<(String, RunningComponent)> = state
+        .components
+        .table
+        .read()
+        .unwrap()
+        .iter()
+        .map(|(id, c)| (id.clone(), c.clone()))
+        .collect();
+    for (id, current) in running {
+        let desired = plugin_config::desired(state, &id, &current.config);
+        if desired == current.plugin_config {
+            continue;
+        }
+        if desired.same_links(&current.plugin_config) {
+            if let Some(plugin) = &state.plugins.config {
+                plugin.update_config(&id, desired.named());
+            }
+        } else {
+            let workload = format!("{NAMESPACE}/{id}");
+            let interfaces = desired.host_interfaces();
+            match state.runtime.rebind(&workload, &interfaces).await {
+                Ok(()) => tracing::info!(component = %id, "plugins re-bound with new link config"),
+                Err(error) => tracing::warn!(component = %id, "re-binding plugins: {error}"),
+            }
+        }
+        state.components.set_plugin_config(&id, desired);
+    }
 }
 
 /// Brings back `previous` after a failed swap; the old code is known to start.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::state::HostState;
-use crate::types::{HostInventory, HostSummary};
+use crate::types::{HostInventory, HostSummary, ProviderDescription};
 
 /// Whole seconds since start, and their human rendering (`1h 2m 3s`).
 fn uptime(state: &HostState) -> (u64, String) {
@@ -18,7 +18,17 @@ pub fn inventory(state: &HostState) -> HostInventory {
     let (uptime_seconds, uptime_human) = uptime(state);
     HostInventory {
         components: state.components.describe(),
-        providers: Vec::new(),
+        providers: state
+            .providers
+            .list()
+            .into_iter()
+            .map(|(id, p)| ProviderDescription {
+                id,
+                image_ref: p.image_ref,
+                revision: 0,
+                annotations: p.annotations,
+            })
+            .collect(),
         host_id: state.host_id.clone(),
         friendly_name: state.identity.friendly_name.clone(),
         labels: state.labels(),

@@ -5,17 +5,19 @@
 //! [`LatticeHost::start`] brings a host up from a [`HostConfig`]; [`LatticeHost::stop`] takes it
 //! down gracefully. The `trellis host` command is a thin CLI over these two.
 
+mod builtins;
 mod components;
 mod ctl;
 mod events;
 mod identity;
 mod inventory;
+mod plugin_config;
 mod rpc;
 mod state;
 mod store;
 mod types;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,10 +25,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use trellis_runtime::Runtime;
 
+pub use builtins::{Builtin, BuiltinAlias, BuiltinError, BuiltinRef, parse_switches};
 pub use identity::{IdentityError, builtin_labels, friendly_name};
 pub use state::StopRequest;
 pub use store::StoreError;
 
+use crate::builtins::{Plugins, Providers};
 use crate::components::Components;
 use crate::events::Events;
 use crate::identity::Identity;
@@ -51,6 +55,10 @@ pub struct HostConfig {
     pub rpc_timeout: Duration,
     /// How long a graceful stop waits for running control requests and components.
     pub stop_timeout: Duration,
+    /// The built-in provider plugins switched on (default: all of them).
+    pub builtins: BTreeSet<Builtin>,
+    /// Provider references `provider.start` treats as built-ins, besides the built-in schemes.
+    pub builtin_aliases: Vec<BuiltinAlias>,
 }
 
 impl Default for HostConfig {
@@ -65,6 +73,8 @@ impl Default for HostConfig {
             in_process_links: true,
             rpc_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(10),
+            builtins: Builtin::default_set(),
+            builtin_aliases: Vec::new(),
         }
     }
 }
@@ -99,6 +109,7 @@ pub struct LatticeHost {
     ctl: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     link_follower: JoinHandle<()>,
+    plugin_config_follower: JoinHandle<()>,
     stop_timeout: Duration,
 }
 
@@ -141,7 +152,13 @@ impl LatticeHost {
             links.clone(),
             config.rpc_timeout,
         );
-        let runtime = Runtime::builder()
+        let plugins = Plugins::new(&config.builtins, &nats);
+        let runtime = plugins
+            .all
+            .iter()
+            .fold(Runtime::builder(), |builder, plugin| {
+                builder.plugin(plugin.clone())
+            })
             .remote(Arc::new(lattice.clone()))
             .in_process_links(config.in_process_links)
             .build()
@@ -162,6 +179,9 @@ impl LatticeHost {
             links,
             rpc: lattice.clone(),
             config: store_config,
+            plugins,
+            providers: Providers::default(),
+            builtin_aliases: config.builtin_aliases,
             stop: watch::Sender::new(None),
         });
 
@@ -187,6 +207,7 @@ impl LatticeHost {
         });
         state.events.publish("host_started", started).await;
         let link_follower = tokio::spawn(rpc::follow_links(lattice, state.runtime.clone()));
+        let plugin_config_follower = tokio::spawn(plugin_config::follow(state.clone()));
         let heartbeat = tokio::spawn(inventory::heartbeat(
             state.clone(),
             config.heartbeat_interval,
@@ -199,6 +220,7 @@ impl LatticeHost {
             ctl,
             heartbeat,
             link_follower,
+            plugin_config_follower,
             stop_timeout: config.stop_timeout,
         })
     }
@@ -234,6 +256,7 @@ impl LatticeHost {
         let budget = deadline.map_or(self.stop_timeout, |d| d.min(self.stop_timeout));
         self.heartbeat.abort();
         self.link_follower.abort();
+        self.plugin_config_follower.abort();
         self.closing.send_replace(true);
         if tokio::time::timeout(budget, self.ctl).await.is_err() {
             tracing::warn!("control interface did not stop within {budget:?}");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use trellis_host::{HostConfig, LatticeHost};
+use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +60,26 @@ struct HostArgs {
     /// Milliseconds a component's call to the lattice may take.
     #[arg(long, env = "TRELLIS_RPC_TIMEOUT_MS", default_value_t = 10_000)]
     rpc_timeout_ms: u64,
+    /// Switch built-in providers on or off: `NAME=on|off`, comma-separated or repeated, applied
+    /// to the default set (all on: http-server, http-client, keyvalue, blobstore, config,
+    /// logging).
+    #[arg(
+        long = "builtin",
+        env = "TRELLIS_BUILTINS",
+        value_name = "NAME=on|off",
+        value_delimiter = ','
+    )]
+    builtins: Vec<String>,
+    /// Treat provider references matching PATTERN (exact, or a prefix ending in `*`) as a
+    /// built-in, e.g. `ghcr.io/wasmcloud/http-server:*=http-server`; `wasmcloud` adds the
+    /// well-known wasmCloud provider images (repeatable).
+    #[arg(
+        long = "builtin-alias",
+        env = "TRELLIS_BUILTIN_ALIASES",
+        value_name = "PATTERN=BUILTIN",
+        value_delimiter = ','
+    )]
+    builtin_aliases: Vec<String>,
     /// Also run the wadm-compatible deployer in this process.
     #[arg(long, env = "TRELLIS_DEPLOYER")]
     deployer: bool,
@@ -111,6 +131,11 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         };
         trellis_deployer::cli::deployer_config(&lattice, 10)
     });
+    let builtins = parse_switches(args.builtins.iter().map(String::as_str))?;
+    let mut builtin_aliases = Vec::new();
+    for alias in &args.builtin_aliases {
+        builtin_aliases.extend(BuiltinAlias::parse_all(alias)?);
+    }
     let config = HostConfig {
         nats_url: args.nats_url,
         lattice: args.lattice,
@@ -120,6 +145,8 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
         in_process_links: !args.no_in_process_links,
         rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
+        builtins,
+        builtin_aliases,
         ..HostConfig::default()
     };
     let host = LatticeHost::start(config).await?;

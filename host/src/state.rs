@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use trellis_runtime::Runtime;
 
+use crate::builtins::{BuiltinAlias, Plugins, Providers};
 use crate::components::Components;
 use crate::events::Events;
 use crate::identity::Identity;
@@ -33,6 +34,10 @@ pub struct HostState {
     /// wRPC on NATS: serving exports and reaching link targets.
     pub rpc: Lattice,
     pub config: ConfigStore,
+    /// The built-in plugins switched on, and the built-in providers started from them.
+    pub plugins: Plugins,
+    pub providers: Providers,
+    pub builtin_aliases: Vec<BuiltinAlias>,
     pub events: Events,
     pub stop: watch::Sender<Option<StopRequest>>,
 }

@@ -55,9 +55,14 @@ pub struct ComponentDescription {
     pub limits: Option<BTreeMap<String, String>>,
 }
 
-/// Providers are not run by this host yet, so inventories always carry an empty list.
-#[derive(Clone, Debug, Serialize)]
-pub enum ProviderDescription {}
+/// A provider in the inventory (this host lists the built-in providers it started).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProviderDescription {
+    pub id: String,
+    pub image_ref: String,
+    pub revision: i32,
+    pub annotations: Annotations,
+}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct StopHostCommand {
@@ -107,6 +112,9 @@ pub struct StartProviderCommand {
     pub provider_id: String,
     #[serde(default)]
     pub provider_ref: String,
+    #[serde(default)]
+    pub config: Vec<String>,
+    pub annotations: Option<Annotations>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +136,14 @@ pub struct ComponentAuctionAck {
     pub component_ref: String,
     pub component_id: String,
     pub host_id: String,
+    pub constraints: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProviderAuctionAck {
+    pub host_id: String,
+    pub provider_ref: String,
+    pub provider_id: String,
     pub constraints: BTreeMap<String, String>,
 }
 

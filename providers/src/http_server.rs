@@ -9,6 +9,10 @@
 //! | `path` | path prefix the component serves | `/` |
 //! | `host` | `Host` header (port ignored) the component serves | any |
 //!
+//! A plugin made with [`HttpServerPlugin::configured_only`] (as the lattice host makes it) serves
+//! only components whose config names an `address` (there, a link from the http-server provider
+//! supplies it); others bind without a route and no listener opens for them.
+//!
 //! One listener per address, shared by every route on it and closed when its last route goes.
 //! A request goes to the route whose host matches (a named host before any) with the longest
 //! matching path prefix; none gives 404. Each request runs on a fresh instance of the component,
@@ -87,11 +91,22 @@ struct Listener {
 #[derive(Default)]
 pub struct HttpServerPlugin {
     listeners: tokio::sync::Mutex<HashMap<SocketAddr, Listener>>,
+    /// Serve only components whose config names an `address` (no default address).
+    configured_only: bool,
 }
 
 impl HttpServerPlugin {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A server that routes only components configured with an `address`; a component
+    /// exporting `wasi:http/incoming-handler` without one is bound but not served.
+    pub fn configured_only() -> Self {
+        Self {
+            configured_only: true,
+            ..Self::default()
+        }
     }
 
     /// The addresses currently listened on.
@@ -244,6 +259,9 @@ impl Plugin for HttpServerPlugin {
             return Ok(());
         }
         let config = &binding.config;
+        if self.configured_only && !config.contains_key("address") {
+            return Ok(());
+        }
         let text = config
             .get("address")
             .map_or("127.0.0.1:8000", String::as_str);

@@ -581,7 +581,7 @@ async fn auctions_bid_only_when_constraints_match() {
         .unwrap();
     assert!(
         providers.is_empty(),
-        "a host without provider support must not bid"
+        "a host must not bid for a provider that is not a built-in"
     );
     host.stop(None).await.unwrap();
 }
@@ -600,7 +600,7 @@ async fn malformed_and_unsupported_requests_get_error_replies() {
         .unwrap();
     assert!(!provider.succeeded());
     assert!(
-        provider.message().contains("not supported yet"),
+        provider.message().contains("runs no provider processes"),
         "{}",
         provider.message()
     );

@@ -1,35 +1,126 @@
-//! Provider operations. This host cannot run capability providers yet, so starts and stops are
-//! refused with a clear error and provider auctions get no bid (a host that cannot start a
-//! provider must not win its auction).
+//! Provider operations. This host runs no provider processes; it starts *built-in* providers:
+//! a `provider.start` whose reference names a switched-on built-in plugin (see
+//! [`crate::builtins`]) records the provider ID, which then shows in the inventory and is
+//! configured by its links. Any other reference, and a switched-off built-in, is refused with a
+//! clear error, and provider auctions get a bid only for switched-on built-ins.
 
-use super::{CtlError, Reply, decode};
+use serde_json::json;
+
+use super::{CtlError, Reply, constraints_match, decode};
+use crate::builtins::{self, BuiltinError, RunningProvider};
 use crate::ctl::subjects::Operation;
-use crate::types::{ProviderAuctionRequest, StartProviderCommand, StopProviderCommand};
+use crate::state::HostState;
+use crate::types::{
+    ProviderAuctionAck, ProviderAuctionRequest, StartProviderCommand, StopProviderCommand,
+};
 
-fn not_supported(provider: &str) -> CtlError {
-    CtlError::Refused(format!(
-        "capability providers are not supported yet by this host (provider `{provider}`)"
-    ))
+/// The built-in a reference names on this host, if it is switched on.
+fn builtin(state: &HostState, reference: &str) -> Result<builtins::BuiltinRef, BuiltinError> {
+    let resolved = builtins::resolve(reference, &state.builtin_aliases)?;
+    if !state.plugins.enabled.contains(&resolved.builtin) {
+        return Err(BuiltinError::Disabled(resolved.builtin));
+    }
+    Ok(resolved)
 }
 
-pub fn start(operation: &Operation, payload: &[u8]) -> Result<Reply, CtlError> {
+fn refused(provider: &str, error: BuiltinError) -> CtlError {
+    let hint = match error {
+        BuiltinError::NotBuiltin(_) => {
+            " (this host runs no provider processes, only built-in providers: \
+             wasmcloud+builtin://http-server, trellis+builtin://NAME, or --builtin-alias)"
+        }
+        _ => "",
+    };
+    CtlError::Refused(format!("cannot start provider `{provider}`: {error}{hint}"))
+}
+
+pub async fn start(
+    state: &HostState,
+    operation: &Operation<'_>,
+    payload: &[u8],
+) -> Result<Reply, CtlError> {
     let command: StartProviderCommand = decode(operation, payload)?;
-    tracing::info!(provider = %command.provider_id, reference = %command.provider_ref, "refused provider start");
-    Err(not_supported(&command.provider_id))
+    let id = command.provider_id.trim();
+    if id.is_empty() {
+        return Err(CtlError::Refused("provider_id must not be empty".into()));
+    }
+    let resolved = builtin(state, &command.provider_ref).map_err(|e| refused(id, e))?;
+    let missing = state.config.missing(&command.config);
+    if !missing.is_empty() {
+        return Err(CtlError::Refused(format!(
+            "cannot start provider `{id}`: configuration does not exist: {}",
+            missing.join(", ")
+        )));
+    }
+    let annotations = command.annotations.unwrap_or_default();
+    let provider = RunningProvider {
+        image_ref: command.provider_ref.clone(),
+        annotations: annotations.clone(),
+        builtin: resolved.clone(),
+    };
+    if !state.providers.insert(id, provider) {
+        return Err(CtlError::Refused(
+            "provider with that ID is already running".into(),
+        ));
+    }
+    if let Err(error) = state.links.ensure_spec(id, &command.provider_ref).await {
+        tracing::warn!(provider = id, "recording the provider spec: {error}");
+    }
+    tracing::info!(provider = id, reference = %command.provider_ref, builtin = %resolved.builtin, "built-in provider started");
+    let data = json!({
+        "host_id": state.host_id,
+        "image_ref": command.provider_ref,
+        "provider_id": id,
+        "annotations": annotations,
+    });
+    state.events.publish("provider_started", data).await;
+    Ok(Reply::ok())
 }
 
-pub fn stop(operation: &Operation, payload: &[u8]) -> Result<Reply, CtlError> {
+pub async fn stop(
+    state: &HostState,
+    operation: &Operation<'_>,
+    payload: &[u8],
+) -> Result<Reply, CtlError> {
     let command: StopProviderCommand = decode(operation, payload)?;
-    Err(CtlError::Refused(format!(
-        "provider `{}` is not running: {}",
-        command.provider_id,
-        not_supported(&command.provider_id)
-    )))
+    let Some(provider) = state.providers.remove(&command.provider_id) else {
+        return Err(CtlError::Refused(
+            "provider with that ID is not running".into(),
+        ));
+    };
+    tracing::info!(provider = %command.provider_id, "built-in provider stopped");
+    let data = json!({
+        "host_id": state.host_id,
+        "provider_id": command.provider_id,
+        "annotations": provider.annotations,
+        "reason": "stop",
+        "instance_id": command.provider_id,
+        "public_key": command.provider_id,
+        "link_name": "default",
+    });
+    state.events.publish("provider_stopped", data).await;
+    Ok(Reply::ok())
 }
 
-/// Validates the request and stays silent.
-pub fn auction(operation: &Operation, payload: &[u8]) -> Result<Reply, CtlError> {
+/// Bids iff the reference names a switched-on built-in, every constraint matches a label and
+/// the provider is not already running here.
+pub fn auction(
+    state: &HostState,
+    operation: &Operation,
+    payload: &[u8],
+) -> Result<Reply, CtlError> {
     let request: ProviderAuctionRequest = decode(operation, payload)?;
-    tracing::debug!(provider = %request.provider_id, reference = %request.provider_ref, constraints = ?request.constraints, "not bidding for a provider");
-    Ok(Reply::Silent)
+    if builtin(state, &request.provider_ref).is_err()
+        || !constraints_match(&request.constraints, &state.labels())
+        || state.providers.get(&request.provider_id).is_some()
+    {
+        tracing::debug!(provider = %request.provider_id, reference = %request.provider_ref, "not bidding for a provider");
+        return Ok(Reply::Silent);
+    }
+    Reply::with(ProviderAuctionAck {
+        host_id: state.host_id.clone(),
+        provider_ref: request.provider_ref,
+        provider_id: request.provider_id,
+        constraints: request.constraints,
+    })
 }

@@ -24,6 +24,11 @@ impl ConfigStore {
         ))
     }
 
+    /// Wakes on every change of the lattice's named config.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+
     pub fn get(&self, name: &str) -> Option<ConfigMap> {
         self.0.get(name)
     }

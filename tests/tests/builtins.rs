@@ -1,0 +1,468 @@
+//! Built-in providers addressed from the lattice, on a real `nats-server`, driven by the real
+//! `wasmcloud-control-interface` client: `provider.start` with built-in references, links that
+//! configure the plugins (HTTP routing, keyvalue buckets), named config delivered live, and a
+//! switched-off built-in whose calls go over wRPC.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats_039 as nats;
+use futures::StreamExt as _;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use trellis_host::{Builtin, HostConfig, LatticeHost, parse_switches};
+use trellis_runtime::{ImportRoute, Val};
+use trellis_tests::component_ref;
+use trellis_tests::nats::NatsServer;
+use wasmcloud_control_interface::{Client, ClientBuilder, Link};
+
+const LATTICE: &str = "builtins";
+const CONFIG_PROBE: &str = "trellis:providers/config-probe@0.1.0";
+const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn start_host(server: &NatsServer, switches: &[&str]) -> LatticeHost {
+    LatticeHost::start(HostConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        heartbeat_interval: Duration::from_secs(5),
+        rpc_timeout: Duration::from_secs(2),
+        builtins: parse_switches(switches.iter().copied()).unwrap(),
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting the host")
+}
+
+async fn connect(server: &NatsServer) -> (Client, nats::Client) {
+    let nc = nats::connect(server.url()).await.unwrap();
+    let client = ClientBuilder::new(nc.clone())
+        .lattice(LATTICE)
+        .timeout(Duration::from_secs(5))
+        .auction_timeout(Duration::from_secs(2))
+        .build();
+    (client, nc)
+}
+
+/// Polls `check` every 50 ms until it returns `Some` (at most `WAIT`).
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The next lattice event of type `name` (waits at most `WAIT`).
+async fn next_event(events: &mut nats::Subscriber, name: &str) -> Value {
+    let wanted = format!("com.wasmcloud.lattice.{name}");
+    tokio::time::timeout(WAIT, async {
+        while let Some(message) = events.next().await {
+            let event: Value = serde_json::from_slice(&message.payload).unwrap();
+            if event["type"] == wanted.as_str() {
+                return event["data"].clone();
+            }
+        }
+        panic!("event subscription ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no `{name}` event within {WAIT:?}"))
+}
+
+async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str, config: &[&str]) {
+    let ack = client
+        .scale_component(
+            host.host_id(),
+            &component_ref(guest),
+            id,
+            1,
+            None,
+            config.iter().map(|c| c.to_string()).collect(),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually(&format!("{id} running"), || async {
+        host.runtime().component(id).await.map(drop)
+    })
+    .await;
+}
+
+async fn put_config(client: &Client, name: &str, pairs: &[(&str, &str)]) {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let ack = client.put_config(name, map).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}
+
+#[allow(clippy::too_many_arguments)]
+fn link(
+    source: &str,
+    target: &str,
+    namespace: &str,
+    package: &str,
+    interfaces: &[&str],
+    source_config: &[&str],
+    target_config: &[&str],
+) -> Link {
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Link::builder()
+        .source_id(source)
+        .target(target)
+        .name("default")
+        .wit_namespace(namespace)
+        .wit_package(package)
+        .interfaces(names(interfaces))
+        .source_config(names(source_config))
+        .target_config(names(target_config))
+        .build()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// One HTTP GET over a real loopback socket: `(status line, body)`, or the I/O error. Sent as
+/// HTTP/1.0 so the body comes unchunked and the connection closes after it.
+async fn get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .map_err(|_| std::io::Error::other("response timed out"))??;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_server_builtin_routes_to_the_linked_component() {
+    let server = NatsServer::start();
+    let (client, nc) = connect(&server).await;
+    let host = start_host(&server, &[]).await;
+    let id = host.host_id().to_string();
+    let mut events = nc
+        .subscribe(format!("wasmbus.evt.{LATTICE}.>"))
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    put_config(
+        &client,
+        "web-http",
+        &[("address", &address), ("path", "/app")],
+    )
+    .await;
+    scale(&client, &host, "web", "http_server", &[]).await;
+    // Scaled but not linked: nothing listens (the built-in only serves linked components).
+    assert!(get(port, "/app").await.is_err());
+
+    let annotations = BTreeMap::from([("wasmcloud.dev/appspec".to_string(), "web".to_string())]);
+    let ack = client
+        .start_provider(
+            &id,
+            "wasmcloud+builtin://http-server",
+            "httpserver",
+            Some(annotations.clone()),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let started = next_event(&mut events, "provider_started").await;
+    assert_eq!(started["provider_id"], "httpserver");
+    assert_eq!(started["image_ref"], "wasmcloud+builtin://http-server");
+    assert_eq!(started["annotations"]["wasmcloud.dev/appspec"], "web");
+    let inventory = client.get_host_inventory(&id).await.unwrap();
+    let inventory = inventory.data().unwrap();
+    let providers = inventory.providers();
+    assert_eq!(providers.len(), 1);
+    assert_eq!(providers[0].id(), "httpserver");
+    assert_eq!(
+        providers[0].image_ref(),
+        Some("wasmcloud+builtin://http-server")
+    );
+    assert_eq!(providers[0].annotations(), Some(&annotations));
+    let again = client
+        .start_provider(
+            &id,
+            "wasmcloud+builtin://http-server",
+            "httpserver",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(!again.succeeded() && again.message().contains("already running"));
+
+    let web = link(
+        "httpserver",
+        "web",
+        "wasi",
+        "http",
+        &["incoming-handler"],
+        &["web-http"],
+        &[],
+    );
+    let ack = client.put_link(web.clone()).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let (status, body) = eventually("the linked route to answer", || async {
+        get(port, "/app/hello").await.ok()
+    })
+    .await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "hello from  at /app/hello");
+    let (status, _) = get(port, "/elsewhere").await.unwrap();
+    assert!(status.contains("404"), "{status}");
+
+    // Deleting the link takes the route (and the listener, its last route) away.
+    let ack = client
+        .delete_link("httpserver", "default", "wasi", "http")
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("the listener to close", || async {
+        get(port, "/app").await.is_err().then_some(())
+    })
+    .await;
+
+    let ack = client.stop_provider(&id, "httpserver").await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let stopped = next_event(&mut events, "provider_stopped").await;
+    assert_eq!(stopped["provider_id"], "httpserver");
+    assert_eq!(stopped["reason"], "stop");
+    let inventory = client.get_host_inventory(&id).await.unwrap();
+    assert!(inventory.data().unwrap().providers().is_empty());
+    let ack = client.stop_provider(&id, "httpserver").await.unwrap();
+    assert!(!ack.succeeded() && ack.message().contains("not running"));
+    host.stop(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_and_unknown_builtins_are_refused() {
+    let server = NatsServer::start();
+    let (client, _nc) = connect(&server).await;
+    let host = start_host(&server, &["http-server=off"]).await;
+    let id = host.host_id().to_string();
+    for (reference, expected) in [
+        ("wasmcloud+builtin://http-server", "switched off"),
+        ("wasmcloud+builtin://messaging-nats", "not available"),
+        ("trellis+builtin://teleport", "unknown built-in"),
+        (
+            "ghcr.io/wasmcloud/http-server:0.27.0",
+            "no provider processes",
+        ),
+    ] {
+        let ack = client
+            .start_provider(&id, reference, "p", None, vec![])
+            .await
+            .unwrap();
+        assert!(!ack.succeeded(), "{reference} started");
+        assert!(
+            ack.message().contains(expected),
+            "{reference}: {}",
+            ack.message()
+        );
+    }
+    // Auctions get bids only for switched-on built-ins.
+    let bids = client
+        .perform_provider_auction("trellis+builtin://keyvalue", "kv", BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(bids.len(), 1);
+    let bids = client
+        .perform_provider_auction("wasmcloud+builtin://http-server", "web", BTreeMap::new())
+        .await
+        .unwrap();
+    assert!(bids.is_empty());
+    host.stop(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_config_reaches_the_component_and_follows_changes() {
+    let server = NatsServer::start();
+    let (client, _nc) = connect(&server).await;
+    let host = start_host(&server, &[]).await;
+    put_config(&client, "base", &[("greeting", "hello"), ("color", "red")]).await;
+    put_config(&client, "override", &[("color", "blue")]).await;
+    scale(&client, &host, "cfg", "configurer", &["base", "override"]).await;
+
+    let get = |key: &'static str| {
+        let runtime = host.runtime().clone();
+        async move {
+            let out = runtime
+                .invoke("cfg", CONFIG_PROBE, "get", &[Val::String(key.into())], None)
+                .await
+                .unwrap();
+            match &out[0] {
+                Val::Option(Some(value)) => match &**value {
+                    Val::String(s) => Some(s.clone()),
+                    other => panic!("unexpected {other:?}"),
+                },
+                Val::Option(None) => None,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
+    assert_eq!(get("greeting").await.as_deref(), Some("hello"));
+    assert_eq!(
+        get("color").await.as_deref(),
+        Some("blue"),
+        "later names win"
+    );
+
+    put_config(&client, "override", &[("color", "green"), ("size", "xl")]).await;
+    eventually("the changed config", || async {
+        (get("color").await.as_deref() == Some("green")).then_some(())
+    })
+    .await;
+    assert_eq!(get("size").await.as_deref(), Some("xl"));
+    let ack = client.delete_config("override").await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("the deleted config to stop contributing", || async {
+        (get("color").await.as_deref() == Some("red")).then_some(())
+    })
+    .await;
+    assert_eq!(get("size").await, None);
+    host.stop(None).await.unwrap();
+}
+
+async fn increment(host: &LatticeHost, id: &str, bucket: &str) -> Result<u64, String> {
+    let out = host
+        .runtime()
+        .invoke(
+            id,
+            KV_PROBE,
+            "increment",
+            &[
+                Val::String(bucket.into()),
+                Val::String("hits".into()),
+                Val::U64(1),
+            ],
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match &out[0] {
+        Val::Result(Ok(Some(value))) => match &**value {
+            Val::U64(n) => Ok(*n),
+            other => panic!("unexpected {other:?}"),
+        },
+        Val::Result(Err(Some(error))) => Err(format!("{error:?}")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Counts the messages published under a lattice ID's wRPC subjects.
+async fn spy(nc: &nats::Client, target: &str) -> Arc<AtomicUsize> {
+    let mut messages = nc
+        .subscribe(format!("{LATTICE}.{target}.wrpc.>"))
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while messages.next().await.is_some() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyvalue_link_config_and_a_switched_off_builtin_going_over_wrpc() {
+    let server = NatsServer::start();
+    let (client, nc) = connect(&server).await;
+    let host_a = start_host(&server, &["keyvalue=off"]).await;
+    let host_b = start_host(&server, &[]).await;
+    assert!(
+        !parse_switches(["keyvalue=off"])
+            .unwrap()
+            .contains(&Builtin::Keyvalue)
+    );
+
+    // On B the built-in serves a component linked to it, with the bucket from the link.
+    let ack = client
+        .start_provider(
+            host_b.host_id(),
+            "trellis+builtin://keyvalue",
+            "kv",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    put_config(&client, "kv-counts", &[("bucket", "counts")]).await;
+    let traffic = spy(&nc, "kv").await;
+    scale(&client, &host_b, "counter-b", "kv", &[]).await;
+    assert!(
+        increment(&host_b, "counter-b", "counts").await.is_err(),
+        "no link yet: only the default bucket may be opened"
+    );
+    let kv_link = |source: &str| {
+        link(
+            source,
+            "kv",
+            "wasi",
+            "keyvalue",
+            &["store", "atomics", "batch"],
+            &[],
+            &["kv-counts"],
+        )
+    };
+    let ack = client.put_link(kv_link("counter-b")).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let first = eventually("the link's bucket to be bound", || async {
+        increment(&host_b, "counter-b", "counts").await.ok()
+    })
+    .await;
+    assert_eq!(
+        increment(&host_b, "counter-b", "counts").await,
+        Ok(first + 1)
+    );
+    assert_eq!(
+        traffic.load(Ordering::SeqCst),
+        0,
+        "in-process on B: no wRPC"
+    );
+
+    // On A the built-in is off: the same import goes to the lattice, to the link's target.
+    scale(&client, &host_a, "counter-a", "kv", &[]).await;
+    let routes = host_a.runtime().routes("counter-a").await.unwrap();
+    let store = routes
+        .iter()
+        .find(|(import, _)| import.starts_with("wasi:keyvalue/store"))
+        .expect("store import");
+    assert_eq!(store.1, ImportRoute::Remote);
+    let ack = client.put_link(kv_link("counter-a")).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("A's link to be mirrored", || async {
+        let _ = increment(&host_a, "counter-a", "counts").await;
+        (traffic.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    host_a.stop(None).await.unwrap();
+    host_b.stop(None).await.unwrap();
+}
