@@ -270,6 +270,8 @@ pub struct RunningProvider {
     pub image_ref: String,
     pub annotations: Annotations,
     pub builtin: BuiltinRef,
+    /// Named config given at start: defaults for every link's plugin config.
+    pub config: Vec<String>,
 }
 
 /// The built-in providers started on this host, with change notification.

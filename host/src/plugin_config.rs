@@ -5,8 +5,8 @@
 //! - its named config (`config` in `component.scale`, CONFIGDATA merged in list order), for
 //!   `wasi:config/store` and `wasi:config/runtime`;
 //! - each `default` link between it and a built-in provider started here (either direction):
-//!   the provider's start defaults, then the component side's named config, then the provider
-//!   side's (`target_config` of a component → provider link, `source_config` of a provider →
+//!   the built-in reference's defaults (e.g. `?backend=nats`), the provider's named config
+//!   from `provider.start`, then the component side's named config, then the provider side's (`target_config` of a component → provider link, `source_config` of a provider →
 //!   component link), merged in order, for each linked interface. So an http-server provider's
 //!   link to a component carries the `address` (and `path`, `host`) the server routes by.
 //!
@@ -94,6 +94,7 @@ pub fn desired(state: &HostState, id: &str, config: &[String]) -> PluginConfig {
             continue;
         };
         let mut map = provider.builtin.defaults.clone();
+        map.extend(merged(state, &provider.config));
         map.extend(merged(state, component_side));
         map.extend(merged(state, provider_side));
         for interface in &link.interfaces {

@@ -167,12 +167,9 @@ async fn http_server_builtin_routes_to_the_linked_component() {
 
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
-    put_config(
-        &client,
-        "web-http",
-        &[("address", &address), ("path", "/app")],
-    )
-    .await;
+    put_config(&client, "web-http", &[("address", &address)]).await;
+    // The provider's own config gives every link's route a default path.
+    put_config(&client, "server-defaults", &[("path", "/app")]).await;
     scale(&client, &host, "web", "http_server", &[]).await;
     // Scaled but not linked: nothing listens (the built-in only serves linked components).
     assert!(get(port, "/app").await.is_err());
@@ -184,7 +181,7 @@ async fn http_server_builtin_routes_to_the_linked_component() {
             "wasmcloud+builtin://http-server",
             "httpserver",
             Some(annotations.clone()),
-            vec![],
+            vec!["server-defaults".into()],
         )
         .await
         .unwrap();

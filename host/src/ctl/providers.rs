@@ -57,6 +57,7 @@ pub async fn start(
         image_ref: command.provider_ref.clone(),
         annotations: annotations.clone(),
         builtin: resolved.clone(),
+        config: command.config.clone(),
     };
     if !state.providers.insert(id, provider) {
         return Err(CtlError::Refused(
