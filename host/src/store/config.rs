@@ -44,7 +44,8 @@ impl ConfigStore {
 
     /// Stores `raw` (already validated to decode as `map`) under `name`.
     pub async fn put(&self, name: &str, raw: Bytes, map: ConfigMap) -> Result<(), StoreError> {
-        self.0
+        let revision = self
+            .0
             .kv
             .put(name, raw)
             .await
@@ -52,7 +53,7 @@ impl ConfigStore {
                 key: name.to_string(),
                 reason: e.to_string(),
             })?;
-        self.0.remember(name, Some(map));
+        self.0.remember(name, Some(map), Some(revision));
         Ok(())
     }
 
@@ -62,7 +63,7 @@ impl ConfigStore {
             key: name.to_string(),
             reason: e.to_string(),
         })?;
-        self.0.remember(name, None);
+        self.0.remember(name, None, None);
         Ok(())
     }
 }

@@ -169,19 +169,17 @@ impl LinkStore {
                     .kv
                     .update(&key, body.into(), revision)
                     .await
-                    .map(drop)
                     .map_err(|e| e.to_string()),
                 None => self
                     .0
                     .kv
                     .create(&key, body.into())
                     .await
-                    .map(drop)
                     .map_err(|e| e.to_string()),
             };
             match written {
-                Ok(()) => {
-                    self.0.remember(id, Some(spec));
+                Ok(revision) => {
+                    self.0.remember(id, Some(spec), Some(revision));
                     return Ok(result);
                 }
                 Err(reason) => tracing::debug!(%key, "retrying lattice state write: {reason}"),

@@ -11,11 +11,47 @@ use tokio::task::JoinHandle;
 
 use super::StoreError;
 
+/// Decoded values by mirror key, and the bucket revision each key was last set from, so a late
+/// write acknowledgement never overwrites a newer value the watch already delivered.
+struct Values<T> {
+    values: BTreeMap<String, T>,
+    revisions: BTreeMap<String, u64>,
+}
+
+impl<T> Default for Values<T> {
+    fn default() -> Self {
+        Self {
+            values: BTreeMap::new(),
+            revisions: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> Values<T> {
+    /// Sets (or removes) `name` unless the mirror already holds a newer revision of it.
+    fn set(&mut self, name: &str, value: Option<T>, revision: Option<u64>) {
+        if let Some(revision) = revision {
+            if self
+                .revisions
+                .get(name)
+                .is_some_and(|seen| *seen > revision)
+            {
+                return;
+            }
+            self.revisions.insert(name.to_string(), revision);
+        }
+        match value {
+            Some(value) => self.values.insert(name.to_string(), value),
+            None => self.values.remove(name),
+        };
+    }
+}
+
 /// A bucket and the decoded values of the keys under `prefix` (mirror keys omit the prefix).
 pub struct KvMirror<T> {
     pub kv: kv::Store,
     prefix: &'static str,
-    values: Arc<RwLock<BTreeMap<String, T>>>,
+    values: Arc<RwLock<Values<T>>>,
     /// Bumped on every change, so followers can react to lattice state.
     changes: watch::Sender<u64>,
     watch: JoinHandle<()>,
@@ -43,7 +79,7 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
                 .await
                 .map_err(|e| bucket_error(e.to_string()))?,
         };
-        let values = Arc::new(RwLock::new(BTreeMap::new()));
+        let values = Arc::new(RwLock::new(Values::default()));
         // Watch first so nothing written while loading is missed; applying a value twice is
         // harmless because entries carry whole values.
         let mut updates = kv
@@ -53,11 +89,12 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
         let mut keys = kv.keys().await.map_err(|e| bucket_error(e.to_string()))?;
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| bucket_error(e.to_string()))?;
-            if let Some(value) = kv.get(&key).await.map_err(|e| StoreError::Read {
+            if let Some(entry) = kv.entry(&key).await.map_err(|e| StoreError::Read {
                 key: key.clone(),
                 reason: e.to_string(),
-            })? {
-                apply(&values, prefix, &key, Some(&value));
+            })? && entry.operation == kv::Operation::Put
+            {
+                apply(&values, prefix, &key, Some(&entry.value), entry.revision);
             }
         }
         let mirror = values.clone();
@@ -69,7 +106,7 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
                     Ok(entry) => {
                         let value = matches!(entry.operation, kv::Operation::Put)
                             .then_some(&entry.value[..]);
-                        apply(&mirror, prefix, &entry.key, value);
+                        apply(&mirror, prefix, &entry.key, value, entry.revision);
                         notify.send_modify(|count| *count += 1);
                     }
                     Err(error) => tracing::warn!("watching lattice state: {error}"),
@@ -86,26 +123,27 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
     }
 
     pub fn get(&self, name: &str) -> Option<T> {
-        self.values.read().unwrap().get(name).cloned()
+        self.values.read().unwrap().values.get(name).cloned()
     }
 
     pub fn values(&self) -> Vec<T> {
-        self.values.read().unwrap().values().cloned().collect()
+        self.values
+            .read()
+            .unwrap()
+            .values
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.values.read().unwrap().contains_key(name)
+        self.values.read().unwrap().values.contains_key(name)
     }
 
-    /// Records a write this host just made, so its own answers do not wait for the watch.
-    pub fn remember(&self, name: &str, value: Option<T>) {
-        {
-            let mut values = self.values.write().unwrap();
-            match value {
-                Some(value) => values.insert(name.to_string(), value),
-                None => values.remove(name),
-            };
-        }
+    /// Records a write this host just made (at `revision`, when the write reported one), so its
+    /// own answers do not wait for the watch.
+    pub fn remember(&self, name: &str, value: Option<T>, revision: Option<u64>) {
+        self.values.write().unwrap().set(name, value, revision);
         self.changes.send_modify(|count| *count += 1);
     }
 
@@ -133,22 +171,19 @@ impl<T> Drop for KvMirror<T> {
 
 /// Applies one bucket entry (`None` = deleted) to the mirror; undecodable values are skipped.
 fn apply<T: DeserializeOwned>(
-    values: &RwLock<BTreeMap<String, T>>,
+    values: &RwLock<Values<T>>,
     prefix: &str,
     key: &str,
     value: Option<&[u8]>,
+    revision: u64,
 ) {
     let Some(name) = key.strip_prefix(prefix) else {
         return;
     };
     let mut values = values.write().unwrap();
     match value.map(serde_json::from_slice::<T>) {
-        Some(Ok(value)) => {
-            values.insert(name.to_string(), value);
-        }
+        Some(Ok(value)) => values.set(name, Some(value), Some(revision)),
         Some(Err(error)) => tracing::warn!(key, "ignoring undecodable lattice state: {error}"),
-        None => {
-            values.remove(name);
-        }
+        None => values.set(name, None, Some(revision)),
     }
 }
