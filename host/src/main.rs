@@ -92,9 +92,24 @@ fn parse_label(raw: &str) -> Result<(String, String), String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    // wasmtime 45 builds an error while dropping every store; with library backtraces on (as
+    // RUST_BACKTRACE=1 implies) each one captures a stack trace, doubling the cost of an
+    // invocation. Panics keep their backtraces. Set before any thread exists.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: single-threaded here; nothing reads the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run(Cli::parse())),
+        Err(error) => {
+            eprintln!("trellis: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     // `trellis app` is a short-lived client: only warnings unless RUST_LOG says otherwise.
     let level = match cli.command {
         Command::App(_) => "warn",
