@@ -145,6 +145,38 @@ pub fn absolutize_file_refs(document: &mut Value, base: &Path) {
     }
 }
 
+/// Validates `file`, makes its relative `file://` references absolute under `base`, stores it
+/// (with `replace`, over an existing copy of the same version) and deploys it. Returns the
+/// application's name and deployed version.
+pub async fn deploy_file(
+    client: &WadmClient,
+    file: &Path,
+    base: &Path,
+    replace: bool,
+) -> anyhow::Result<(String, String)> {
+    let mut parsed = load(file)?;
+    absolutize_file_refs(&mut parsed.document, base);
+    let name = parsed.manifest.name.as_str();
+    let mut put = client.put(&parsed.document).await?;
+    if result(&put) == "error"
+        && replace
+        && let Some(version) = parsed.manifest.version()
+        && message(&put).contains("already exists")
+    {
+        client.delete(name, Some(version)).await?;
+        put = client.put(&parsed.document).await?;
+    }
+    if result(&put) == "error" {
+        bail!("storing {name}: {}", message(&put));
+    }
+    let version = put["current_version"].as_str().map(str::to_string);
+    let deployed = client.deploy(name, version.as_deref()).await?;
+    if result(&deployed) != "acknowledged" {
+        bail!("deploying {name}: {}", message(&deployed));
+    }
+    Ok((name.to_string(), version.unwrap_or_else(|| "?".into())))
+}
+
 fn result(reply: &Value) -> &str {
     reply["result"].as_str().unwrap_or_default()
 }
@@ -175,32 +207,10 @@ pub async fn run_app(args: AppArgs) -> anyhow::Result<()> {
             replace,
             lattice,
         } => {
-            let mut parsed = load(&file)?;
-            let cwd = std::env::current_dir().context("finding the current directory")?;
-            absolutize_file_refs(&mut parsed.document, &cwd);
             let client = WadmClient::connect(&lattice.nats_url, &lattice.lattice).await?;
-            let name = parsed.manifest.name.as_str();
-            let mut put = client.put(&parsed.document).await?;
-            if result(&put) == "error"
-                && replace
-                && let Some(version) = parsed.manifest.version()
-                && message(&put).contains("already exists")
-            {
-                client.delete(name, Some(version)).await?;
-                put = client.put(&parsed.document).await?;
-            }
-            if result(&put) == "error" {
-                bail!("storing {name}: {}", message(&put));
-            }
-            let version = put["current_version"].as_str().map(str::to_string);
-            let deployed = client.deploy(name, version.as_deref()).await?;
-            if result(&deployed) != "acknowledged" {
-                bail!("deploying {name}: {}", message(&deployed));
-            }
-            println!(
-                "deployed {name} version {}",
-                version.as_deref().unwrap_or("?")
-            );
+            let cwd = std::env::current_dir().context("finding the current directory")?;
+            let (name, version) = deploy_file(&client, &file, &cwd, replace).await?;
+            println!("deployed {name} version {version}");
             Ok(())
         }
         AppCommand::List { lattice } => {

@@ -8,6 +8,7 @@
 mod builtins;
 mod components;
 mod ctl;
+mod embedded;
 mod events;
 mod identity;
 mod inventory;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 use trellis_runtime::Runtime;
 
 pub use builtins::{Builtin, BuiltinAlias, BuiltinError, BuiltinRef, parse_switches};
+pub use embedded::{EmbeddedNats, EmbeddedNatsError};
 pub use identity::{IdentityError, builtin_labels, friendly_name};
 pub use state::StopRequest;
 pub use store::StoreError;
@@ -272,8 +274,16 @@ impl LatticeHost {
         self.state.events.publish("host_stopped", data).await;
         self.state.links.stop_watching();
         self.state.config.stop_watching();
-        self.nats.flush().await?;
-        self.nats.drain().await?;
+        // Bounded: with the server gone, flush and drain would wait for a reconnect forever.
+        let closed = async {
+            self.nats.flush().await?;
+            self.nats.drain().await?;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(budget, closed).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!("NATS did not drain within {budget:?}"),
+        }
         tracing::info!(host_id = %self.state.host_id, "host stopped");
         Ok(())
     }

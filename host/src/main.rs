@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+mod up;
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 
 #[derive(Parser)]
@@ -22,6 +24,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything on this machine: a private nats-server, a host with the built-in
+    /// providers and the deployer, then deploy a manifest (default: the HTTP hello example).
+    Up(up::UpArgs),
     /// Join a lattice as a host.
     Host(HostArgs),
     /// Run the wadm-compatible deployer alone.
@@ -112,7 +117,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     // `trellis app` is a short-lived client: only warnings unless RUST_LOG says otherwise.
     let level = match cli.command {
-        Command::App(_) => "warn",
+        Command::App(_) | Command::Up(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -122,6 +127,7 @@ async fn run(cli: Cli) -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let (name, outcome) = match cli.command {
+        Command::Up(args) => ("up", up::run(args, shutdown_signal()).await),
         Command::Host(args) => ("host", run_host(args).await),
         Command::Deployer(args) => (
             "deployer",

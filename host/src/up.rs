@@ -1,0 +1,157 @@
+//! `trellis up`: everything on one machine with no set-up. A private nats-server (unless
+//! `--nats-url` joins a lattice), a host with the built-in providers, the deployer, and one
+//! manifest deployed; Ctrl-C stops all of it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::Value;
+use trellis_deployer::client::WadmClient;
+use trellis_deployer::{Deployer, DeployerConfig};
+use trellis_host::{EmbeddedNats, HostConfig, LatticeHost};
+
+/// How long `up` waits for the application to report `deployed`.
+const DEPLOY_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// The wadm manifest to deploy.
+    #[arg(default_value = "wadm-manifests/hello.yaml")]
+    manifest: PathBuf,
+    /// Join this lattice instead of starting a private nats-server.
+    #[arg(long, env = "TRELLIS_NATS_URL")]
+    nats_url: Option<String>,
+    /// The nats-server binary to run (default: `nats-server` on PATH).
+    #[arg(long, env = "TRELLIS_NATS_SERVER")]
+    nats_server: Option<PathBuf>,
+    /// Where the private nats-server keeps JetStream data (lattice state, key-value buckets).
+    #[arg(long, env = "TRELLIS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
+    lattice: String,
+}
+
+/// `$XDG_DATA_HOME/trellis` or `~/.local/share/trellis`, else a directory under the temp dir.
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("trellis")
+}
+
+pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.manifest.exists(),
+        "{} not found: run `trellis up` from the repository root, or name a manifest",
+        args.manifest.display()
+    );
+    let (nats, nats_url) = match args.nats_url {
+        Some(url) => {
+            println!("trellis up: joining the lattice at {url}");
+            (None, url)
+        }
+        None => {
+            let data_dir = args.data_dir.unwrap_or_else(default_data_dir).join("nats");
+            let nats = EmbeddedNats::start(args.nats_server.as_deref(), &data_dir)?;
+            let url = nats.url();
+            println!(
+                "trellis up: started nats-server on {url} (JetStream data in {})",
+                data_dir.display()
+            );
+            (Some(nats), url)
+        }
+    };
+    let host = LatticeHost::start(HostConfig {
+        nats_url: nats_url.clone(),
+        lattice: args.lattice.clone(),
+        ..HostConfig::default()
+    })
+    .await?;
+    println!(
+        "trellis up: host {} ({}) on lattice `{}` with the built-in providers",
+        host.host_id(),
+        host.friendly_name(),
+        args.lattice
+    );
+    let deployer = Deployer::start(DeployerConfig {
+        nats_url: nats_url.clone(),
+        lattice: args.lattice.clone(),
+        ..DeployerConfig::default()
+    })
+    .await?;
+    let deployed = deploy(&nats_url, &args.lattice, &args.manifest).await;
+    if let Err(error) = &deployed {
+        eprintln!("trellis up: {error:#}");
+    } else {
+        println!("trellis up: press Ctrl-C to stop");
+        let signal = shutdown.await;
+        println!("trellis up: received {signal}, stopping");
+    }
+    deployer.stop().await;
+    host.stop(None).await?;
+    drop(nats);
+    deployed
+}
+
+/// Deploys the manifest, waits for `deployed`, and says where it is served.
+async fn deploy(nats_url: &str, lattice: &str, manifest: &std::path::Path) -> anyhow::Result<()> {
+    let client = WadmClient::connect(nats_url, lattice).await?;
+    let cwd = std::env::current_dir().context("finding the current directory")?;
+    let (name, version) = trellis_deployer::cli::deploy_file(&client, manifest, &cwd, true).await?;
+    println!(
+        "trellis up: deploying {name} {version} from {}",
+        manifest.display()
+    );
+    let started = Instant::now();
+    loop {
+        let reply = client.status(&name).await?;
+        let status = &reply["status"]["status"];
+        match status["type"].as_str().unwrap_or_default() {
+            "deployed" => break,
+            "failed" if started.elapsed() > Duration::from_secs(10) => {
+                anyhow::bail!(
+                    "{name} failed: {}",
+                    status["message"].as_str().unwrap_or_default()
+                )
+            }
+            _ if started.elapsed() > DEPLOY_WAIT => anyhow::bail!(
+                "{name} was not deployed within {DEPLOY_WAIT:?}: {}",
+                status["message"].as_str().unwrap_or_default()
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    println!("trellis up: {name} is deployed");
+    for address in http_addresses(&std::fs::read_to_string(manifest)?) {
+        println!("  serving http://{address}");
+    }
+    Ok(())
+}
+
+/// The `address` of every link source config in the manifest: where HTTP servers listen.
+fn http_addresses(manifest: &str) -> Vec<String> {
+    let Ok(document) = serde_yaml::from_str::<Value>(manifest) else {
+        return Vec::new();
+    };
+    let mut addresses = Vec::new();
+    for component in document["spec"]["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for link in component["traits"].as_array().into_iter().flatten() {
+            for config in link["properties"]["source"]["config"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(address) = config["properties"]["address"].as_str() {
+                    addresses.push(address.to_string());
+                }
+            }
+        }
+    }
+    addresses
+}
