@@ -53,11 +53,8 @@ impl ConfigPlugin {
 struct ConfigState(Arc<ConfigMap>);
 
 fn state(ctx: &mut InvocationCtx) -> &mut ConfigState {
-    let extensions = ctx.extensions();
-    if extensions.get_mut::<ConfigState>().is_none() {
-        extensions.insert(ConfigState(Arc::default()));
-    }
-    extensions.get_mut::<ConfigState>().expect("inserted above")
+    ctx.extensions()
+        .get_or_insert_with(|| ConfigState(Arc::default()))
 }
 
 impl store::Host for ConfigState {

@@ -92,10 +92,7 @@ impl HttpState {
 /// The `wasi:http` view of an invocation; deny-all state when no plugin prepared one.
 pub(crate) fn view(ctx: &mut InvocationCtx) -> WasiHttpCtxView<'_> {
     let (table, extensions) = ctx.table_and_extensions();
-    if extensions.get_mut::<HttpState>().is_none() {
-        extensions.insert(HttpState::new(Arc::default()));
-    }
-    let state = extensions.get_mut::<HttpState>().expect("inserted above");
+    let state = extensions.get_or_insert_with(|| HttpState::new(Arc::default()));
     WasiHttpCtxView {
         ctx: &mut state.ctx,
         table,

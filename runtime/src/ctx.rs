@@ -61,6 +61,15 @@ impl Extensions {
         self.0.insert(TypeId::of::<T>(), Box::new(value));
     }
 
+    /// The value of type `T`, inserting `default()` first if there is none.
+    pub fn get_or_insert_with<T: Any + Send>(&mut self, default: impl FnOnce() -> T) -> &mut T {
+        self.0
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(default()))
+            .downcast_mut()
+            .expect("values are stored under their own type id")
+    }
+
     pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
         self.0
             .get_mut(&TypeId::of::<T>())

@@ -2,6 +2,7 @@
 //! process; cargo makes it a no-op when nothing changed) and finds them; [`nats`] starts a real
 //! NATS server for the lattice tests.
 
+pub mod lattice;
 pub mod nats;
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats_039 as nats;
 use futures::StreamExt as _;
@@ -16,8 +16,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use trellis_host::{Builtin, BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
+use trellis_tests::lattice::{ctl_client, eventually};
 use trellis_tests::nats::NatsServer;
-use wasmcloud_control_interface::{Client, ClientBuilder, Link};
+use wasmcloud_control_interface::{Client, Link};
 
 const LATTICE: &str = "builtins";
 const CONFIG_PROBE: &str = "trellis:providers/config-probe@0.1.0";
@@ -35,31 +36,6 @@ async fn start_host(server: &NatsServer, switches: &[&str]) -> LatticeHost {
     })
     .await
     .expect("starting the host")
-}
-
-async fn connect(server: &NatsServer) -> (Client, nats::Client) {
-    let nc = nats::connect(server.url()).await.unwrap();
-    let client = ClientBuilder::new(nc.clone())
-        .lattice(LATTICE)
-        .timeout(Duration::from_secs(5))
-        .auction_timeout(Duration::from_secs(2))
-        .build();
-    (client, nc)
-}
-
-/// Polls `check` every 50 ms until it returns `Some` (at most `WAIT`).
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The next lattice event of type `name` (waits at most `WAIT`).
@@ -156,7 +132,7 @@ async fn get(port: u16, path: &str) -> std::io::Result<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_server_builtin_routes_to_the_linked_component() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let host = start_host(&server, &[]).await;
     let id = host.host_id().to_string();
     let mut events = nc
@@ -258,7 +234,7 @@ async fn http_server_builtin_routes_to_the_linked_component() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_and_unknown_builtins_are_refused() {
     let server = NatsServer::start();
-    let (client, _nc) = connect(&server).await;
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
     let host = LatticeHost::start(HostConfig {
         nats_url: server.url(),
         lattice: LATTICE.into(),
@@ -316,7 +292,7 @@ async fn disabled_and_unknown_builtins_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_config_reaches_the_component_and_follows_changes() {
     let server = NatsServer::start();
-    let (client, _nc) = connect(&server).await;
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
     let host = start_host(&server, &[]).await;
     put_config(&client, "base", &[("greeting", "hello"), ("color", "red")]).await;
     put_config(&client, "override", &[("color", "blue")]).await;
@@ -408,7 +384,7 @@ async fn spy(nc: &nats::Client, target: &str) -> Arc<AtomicUsize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyvalue_link_config_and_a_switched_off_builtin_going_over_wrpc() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let host_a = start_host(&server, &["keyvalue=off"]).await;
     let host_b = start_host(&server, &[]).await;
     assert!(

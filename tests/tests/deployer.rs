@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use trellis_deployer::client::WadmClient;
@@ -16,10 +16,10 @@ use trellis_deployer::{Deployer, DeployerConfig, cli, manifest};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::Val;
 use trellis_tests::component_path;
+use trellis_tests::lattice::eventually;
 use trellis_tests::nats::NatsServer;
 
 const LATTICE: &str = "deploy";
-const WAIT: Duration = Duration::from_secs(30);
 
 struct Lattice {
     server: NatsServer,
@@ -85,20 +85,6 @@ fn example(name: &str) -> Value {
     let mut parsed = manifest::parse(&bytes).expect("the example is valid");
     cli::absolutize_file_refs(&mut parsed.document, repo_root());
     parsed.document
-}
-
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 impl Lattice {

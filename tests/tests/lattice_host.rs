@@ -2,7 +2,7 @@
 //! `wasmcloud-control-interface` 3.0.1 client (and raw NATS for malformed requests and events).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats_039 as nats;
 use futures::StreamExt as _;
@@ -10,8 +10,9 @@ use serde_json::Value;
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::Val;
 use trellis_tests::component_ref;
+use trellis_tests::lattice::{ctl_client, eventually};
 use trellis_tests::nats::NatsServer;
-use wasmcloud_control_interface::{Client, ClientBuilder, Link};
+use wasmcloud_control_interface::Link;
 
 const LATTICE: &str = "trellis";
 const ADDER: &str = "trellis:example/adder@0.1.0";
@@ -30,18 +31,6 @@ async fn start_host(server: &NatsServer, labels: &[(&str, &str)]) -> LatticeHost
     })
     .await
     .expect("starting the host")
-}
-
-async fn connect(server: &NatsServer) -> (Client, nats::Client) {
-    let nc = nats::connect(server.url())
-        .await
-        .expect("connecting to NATS");
-    let client = ClientBuilder::new(nc.clone())
-        .lattice(LATTICE)
-        .timeout(Duration::from_secs(5))
-        .auction_timeout(Duration::from_secs(2))
-        .build();
-    (client, nc)
 }
 
 /// Every event on the lattice, in arrival order.
@@ -86,21 +75,6 @@ async fn raw_request(nc: &nats::Client, subject: String, payload: &'static [u8])
     serde_json::from_slice(&reply.payload).unwrap()
 }
 
-/// Polls `check` every 50 ms until it returns `Some` (at most `WAIT`).
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn annotations() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("wasmcloud.dev/appspec".to_string(), "hello".to_string()),
@@ -115,7 +89,7 @@ fn annotations() -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announces_itself_answers_ping_and_stops_on_request() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let mut events = Events::subscribe(&nc).await;
     let host = start_host(&server, &[("zone", "a")]).await;
     let id = host.host_id().to_string();
@@ -156,7 +130,7 @@ async fn announces_itself_answers_ping_and_stops_on_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_put_and_delete_but_hostcore_is_reserved() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let host = start_host(&server, &[]).await;
     let id = host.host_id().to_string();
     let mut events = Events::subscribe(&nc).await;
@@ -191,7 +165,7 @@ async fn labels_put_and_delete_but_hostcore_is_reserved() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_runs_the_component_then_update_and_scale_to_zero() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let host = start_host(&server, &[]).await;
     let id = host.host_id().to_string();
     let mut events = Events::subscribe(&nc).await;
@@ -304,7 +278,7 @@ async fn scale_runs_the_component_then_update_and_scale_to_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_failures_are_reported() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let host = start_host(&server, &[]).await;
     let id = host.host_id().to_string();
     let mut events = Events::subscribe(&nc).await;
@@ -363,7 +337,7 @@ async fn scale_failures_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_share_config_and_links_and_answer_only_their_own_subjects() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let first = start_host(&server, &[("name", "first")]).await;
     let second = start_host(&server, &[("name", "second")]).await;
     let mut events = Events::subscribe(&nc).await;
@@ -529,7 +503,7 @@ async fn two_hosts_share_config_and_links_and_answer_only_their_own_subjects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auctions_bid_only_when_constraints_match() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let host = start_host(&server, &[("zone", "a")]).await;
     let reference = component_ref("exporter");
     let mut events = Events::subscribe(&nc).await;
@@ -589,7 +563,7 @@ async fn auctions_bid_only_when_constraints_match() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_unsupported_requests_get_error_replies() {
     let server = NatsServer::start();
-    let (client, nc) = connect(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let host = start_host(&server, &[]).await;
     let id = host.host_id().to_string();
     let p = format!("wasmbus.ctl.v1.{LATTICE}");

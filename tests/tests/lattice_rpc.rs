@@ -10,8 +10,9 @@ use futures::StreamExt as _;
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::{ImportRoute, InvokeError, Val};
 use trellis_tests::component_ref;
+use trellis_tests::lattice::{ctl_client, eventually};
 use trellis_tests::nats::NatsServer;
-use wasmcloud_control_interface::{Client, ClientBuilder, Link};
+use wasmcloud_control_interface::{Client, Link};
 
 const LATTICE: &str = "rpc";
 const FRONT: &str = "trellis:example/front@0.1.0";
@@ -29,17 +30,6 @@ async fn start_host(server: &NatsServer, in_process_links: bool) -> LatticeHost 
     })
     .await
     .expect("starting the host")
-}
-
-async fn client(server: &NatsServer) -> (Client, nats::Client) {
-    let nc = nats::connect(server.url())
-        .await
-        .expect("connecting to NATS");
-    let client = ClientBuilder::new(nc.clone())
-        .lattice(LATTICE)
-        .timeout(Duration::from_secs(5))
-        .build();
-    (client, nc)
 }
 
 /// Scales `id` from the guest component `guest` on `host` and waits until it runs there.
@@ -75,20 +65,6 @@ async fn link(client: &Client, source: &str, target: &str) {
         .unwrap();
     let ack = client.put_link(link).await.unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
-}
-
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn route(host: &LatticeHost, component: &str) -> ImportRoute {
@@ -150,7 +126,7 @@ fn string(value: &str) -> Val {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_cross_hosts_over_wrpc_and_come_home_in_process() {
     let server = NatsServer::start();
-    let (client, nc) = client(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let (home, away) = (
         start_host(&server, true).await,
         start_host(&server, true).await,
@@ -282,7 +258,7 @@ async fn calls_cross_hosts_over_wrpc_and_come_home_in_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_link_fails_fast_and_calls_spread_over_replicas() {
     let server = NatsServer::start();
-    let (client, _nc) = client(&server).await;
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
     let hosts = [
         start_host(&server, true).await,
         start_host(&server, true).await,
@@ -337,7 +313,7 @@ async fn a_missing_link_fails_fast_and_calls_spread_over_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_links_can_be_switched_off() {
     let server = NatsServer::start();
-    let (client, nc) = client(&server).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
     let host = start_host(&server, false).await;
     scale(&client, &host, "callee", "exporter", 2).await;
     scale(&client, &host, "caller", "importer", 2).await;

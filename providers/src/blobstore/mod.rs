@@ -265,10 +265,7 @@ impl HasData for BlobData {
 
 fn view(ctx: &mut InvocationCtx) -> BlobView<'_> {
     let (table, extensions) = ctx.table_and_extensions();
-    if extensions.get_mut::<BlobState>().is_none() {
-        extensions.insert(BlobState(None));
-    }
-    let state = extensions.get_mut::<BlobState>().expect("inserted above");
+    let state = extensions.get_or_insert_with(|| BlobState(None));
     BlobView { table, state }
 }
 

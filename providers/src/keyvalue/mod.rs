@@ -202,10 +202,7 @@ impl HasData for KvData {
 
 fn view(ctx: &mut InvocationCtx) -> KvView<'_> {
     let (table, extensions) = ctx.table_and_extensions();
-    if extensions.get_mut::<KvState>().is_none() {
-        extensions.insert(KvState(None));
-    }
-    let state = extensions.get_mut::<KvState>().expect("inserted above");
+    let state = extensions.get_or_insert_with(|| KvState(None));
     KvView { table, state }
 }
 

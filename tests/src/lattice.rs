@@ -1,0 +1,41 @@
+//! Helpers for tests that drive hosts on a real lattice: the control-interface client and
+//! bounded polling.
+
+use std::time::{Duration, Instant};
+
+use async_nats_039 as nats;
+use wasmcloud_control_interface::{Client, ClientBuilder};
+
+use crate::nats::NatsServer;
+
+/// The longest any test waits for the lattice to reach a state.
+pub const LATTICE_WAIT: Duration = Duration::from_secs(30);
+
+/// The real wasmcloud-control-interface client on its own async-nats 0.39 connection, and that
+/// connection (for events and raw requests).
+pub async fn ctl_client(server: &NatsServer, lattice: &str) -> (Client, nats::Client) {
+    let nc = nats::connect(server.url())
+        .await
+        .expect("connecting to NATS");
+    let client = ClientBuilder::new(nc.clone())
+        .lattice(lattice)
+        .timeout(Duration::from_secs(5))
+        .auction_timeout(Duration::from_secs(2))
+        .build();
+    (client, nc)
+}
+
+/// Polls `check` every 50 ms until it returns `Some`; fails the test after [`LATTICE_WAIT`].
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + LATTICE_WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
