@@ -1,0 +1,207 @@
+//! Test capability provider built with the real `wasmcloud-provider-sdk` 0.17.
+//!
+//! It exports `trellis:example/greeter@0.1.0` over wRPC. `greet` answers
+//! `provider says hello, {name}`, except for a few probe names that make the provider's state
+//! observable to tests:
+//! - `links?` → `links: source=[…] target=[…]`, the links this process currently holds,
+//!   as `{source_id}->{target}:{name}` lists, sorted;
+//! - `config?` → the provider's current config as sorted `key=value` pairs;
+//! - `pid?` → this process's ID (tests kill it to exercise restarts);
+//! - `add:{a},{b}` → calls `trellis:example/adder@0.1.0.add` on the target of the provider's
+//!   `trellis:example/adder` source link (provider → component over wRPC).
+//!
+//! Every received or deleted link and config update is also logged to stderr, which the host
+//! captures into its own logs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context as _};
+use wasmcloud_provider_sdk::{
+    get_connection, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo,
+    Provider, ProviderConfigUpdate, ProviderInitConfig,
+};
+
+mod bindings {
+    wit_bindgen_wrpc::generate!({
+        world: "greeter-provider",
+        path: "../wit",
+        generate_all,
+    });
+}
+
+use bindings::trellis::example::adder;
+
+/// A link as this provider sees it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct LinkKey {
+    source_id: String,
+    target: String,
+    name: String,
+    package: String,
+}
+
+impl LinkKey {
+    fn render(&self) -> String {
+        format!("{}->{}:{}", self.source_id, self.target, self.name)
+    }
+}
+
+/// What the provider has been told by the host.
+#[derive(Default)]
+struct Observed {
+    as_source: BTreeSet<LinkKey>,
+    as_target: BTreeSet<LinkKey>,
+    config: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct GreeterProvider {
+    observed: Arc<Mutex<Observed>>,
+}
+
+impl GreeterProvider {
+    fn observed(&self) -> std::sync::MutexGuard<'_, Observed> {
+        self.observed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn link_key(config: &LinkConfig<'_>) -> LinkKey {
+        LinkKey {
+            source_id: config.source_id.to_string(),
+            target: config.target_id.to_string(),
+            name: config.link_name.to_string(),
+            package: format!("{}:{}", config.wit_metadata.0, config.wit_metadata.1),
+        }
+    }
+
+    fn links_report(&self) -> String {
+        let observed = self.observed();
+        let render = |set: &BTreeSet<LinkKey>| {
+            set.iter().map(LinkKey::render).collect::<Vec<_>>().join(",")
+        };
+        format!(
+            "links: source=[{}] target=[{}]",
+            render(&observed.as_source),
+            render(&observed.as_target)
+        )
+    }
+
+    fn config_report(&self) -> String {
+        let observed = self.observed();
+        observed
+            .config
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn add_via_link(&self, args: &str) -> anyhow::Result<String> {
+        let (a, b) = args.split_once(',').context("expected add:{a},{b}")?;
+        let (a, b): (u32, u32) = (a.trim().parse()?, b.trim().parse()?);
+        let target = {
+            let observed = self.observed();
+            observed
+                .as_source
+                .iter()
+                .find(|l| l.package == "trellis:example")
+                .map(|l| l.target.clone())
+                .ok_or_else(|| anyhow!("no trellis:example source link"))?
+        };
+        let client = get_connection().get_wrpc_client(&target).await?;
+        let sum = adder::add(&client, None, a, b).await?;
+        Ok(format!("{target} says {a}+{b}={sum}"))
+    }
+}
+
+impl Provider for GreeterProvider {
+    async fn init(&self, init: impl ProviderInitConfig) -> anyhow::Result<()> {
+        eprintln!("test-provider: init {}", init.get_provider_id());
+        self.observed().config = init.get_config().clone().into_iter().collect();
+        Ok(())
+    }
+
+    async fn on_config_update(&self, update: impl ProviderConfigUpdate) -> anyhow::Result<()> {
+        let config: BTreeMap<_, _> = update.get_values().clone().into_iter().collect();
+        eprintln!("test-provider: config update {config:?}");
+        self.observed().config = config;
+        Ok(())
+    }
+
+    async fn receive_link_config_as_source(&self, config: LinkConfig<'_>) -> anyhow::Result<()> {
+        let key = Self::link_key(&config);
+        eprintln!("test-provider: link put as source {}", key.render());
+        self.observed().as_source.insert(key);
+        Ok(())
+    }
+
+    async fn receive_link_config_as_target(&self, config: LinkConfig<'_>) -> anyhow::Result<()> {
+        let key = Self::link_key(&config);
+        eprintln!("test-provider: link put as target {}", key.render());
+        self.observed().as_target.insert(key);
+        Ok(())
+    }
+
+    async fn delete_link_as_source(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        eprintln!(
+            "test-provider: link del as source {}->{}:{}",
+            info.get_source_id(),
+            info.get_target_id(),
+            info.get_link_name()
+        );
+        self.observed().as_source.retain(|l| {
+            !(l.target == info.get_target_id() && l.name == info.get_link_name())
+        });
+        Ok(())
+    }
+
+    async fn delete_link_as_target(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        eprintln!(
+            "test-provider: link del as target {}->{}:{}",
+            info.get_source_id(),
+            info.get_target_id(),
+            info.get_link_name()
+        );
+        self.observed().as_target.retain(|l| {
+            !(l.source_id == info.get_source_id() && l.name == info.get_link_name())
+        });
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        eprintln!("test-provider: shutdown");
+        Ok(())
+    }
+}
+
+impl bindings::exports::trellis::example::greeter::Handler<Option<Context>> for GreeterProvider {
+    async fn greet(&self, cx: Option<Context>, name: String) -> anyhow::Result<String> {
+        let caller = cx.and_then(|cx| cx.component).unwrap_or_default();
+        eprintln!("test-provider: greet({name}) from {caller}");
+        match name.as_str() {
+            "links?" => Ok(self.links_report()),
+            "config?" => Ok(self.config_report()),
+            "pid?" => Ok(std::process::id().to_string()),
+            _ => match name.strip_prefix("add:") {
+                Some(args) => self.add_via_link(args).await.or_else(|e| Ok(format!("error: {e:#}"))),
+                None => Ok(format!("provider says hello, {name}")),
+            },
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let provider = GreeterProvider::default();
+    let shutdown = run_provider(provider.clone(), "trellis-test-greeter")
+        .await
+        .context("failed to run provider")?;
+    let connection = get_connection();
+    let wrpc = connection
+        .get_wrpc_client(connection.provider_key())
+        .await
+        .context("failed to get wRPC client")?;
+    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve)
+        .await
+        .context("failed to serve exports")
+}
