@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
 mod up;
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 
@@ -33,6 +34,8 @@ enum Command {
     Deployer(trellis_deployer::cli::DeployerArgs),
     /// Manage wadm applications (a client of the wadm API).
     App(trellis_deployer::cli::AppArgs),
+    /// Drive hosts through the wasmCloud control interface.
+    Ctl(cli::ctl::CtlArgs),
 }
 
 #[derive(clap::Args)]
@@ -117,7 +120,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     // `trellis app` is a short-lived client: only warnings unless RUST_LOG says otherwise.
     let level = match cli.command {
-        Command::App(_) | Command::Up(_) => "warn",
+        Command::App(_) | Command::Up(_) | Command::Ctl(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -134,6 +137,7 @@ async fn run(cli: Cli) -> ExitCode {
             trellis_deployer::cli::run_deployer(args, shutdown_signal()).await,
         ),
         Command::App(args) => ("app", trellis_deployer::cli::run_app(args).await),
+        Command::Ctl(args) => ("ctl", cli::ctl::run(args).await.map_err(Into::into)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
