@@ -28,6 +28,18 @@ pub fn inventory(state: &HostState) -> HostInventory {
                 revision: 0,
                 annotations: p.annotations,
             })
+            .chain(
+                state
+                    .external
+                    .list()
+                    .into_iter()
+                    .map(|(id, p)| ProviderDescription {
+                        id,
+                        image_ref: p.image_ref,
+                        revision: p.claims.map_or(0, |c| c.revision),
+                        annotations: p.annotations,
+                    }),
+            )
             .collect(),
         host_id: state.host_id.clone(),
         friendly_name: state.identity.friendly_name.clone(),

@@ -13,6 +13,7 @@ mod events;
 mod identity;
 mod inventory;
 mod plugin_config;
+mod provider;
 mod rpc;
 mod state;
 mod store;
@@ -29,6 +30,7 @@ use trellis_runtime::Runtime;
 pub use builtins::{Builtin, BuiltinAlias, BuiltinError, BuiltinRef, parse_switches};
 pub use embedded::{EmbeddedNats, EmbeddedNatsError};
 pub use identity::{IdentityError, builtin_labels, friendly_name};
+pub use provider::ProviderSettings;
 pub use state::StopRequest;
 pub use store::StoreError;
 
@@ -36,6 +38,7 @@ use crate::builtins::{Plugins, Providers};
 use crate::components::Components;
 use crate::events::Events;
 use crate::identity::Identity;
+use crate::provider::ExternalProviders;
 use crate::state::HostState;
 use crate::store::{ConfigStore, LinkStore};
 
@@ -61,6 +64,8 @@ pub struct HostConfig {
     pub builtins: BTreeSet<Builtin>,
     /// Provider references `provider.start` treats as built-ins, besides the built-in schemes.
     pub builtin_aliases: Vec<BuiltinAlias>,
+    /// Health checks, restarts and stops of external (process) providers.
+    pub providers: ProviderSettings,
 }
 
 impl Default for HostConfig {
@@ -77,6 +82,7 @@ impl Default for HostConfig {
             stop_timeout: Duration::from_secs(10),
             builtins: Builtin::default_set(),
             builtin_aliases: Vec::new(),
+            providers: ProviderSettings::default(),
         }
     }
 }
@@ -184,6 +190,7 @@ impl LatticeHost {
             plugins,
             providers: Providers::default(),
             builtin_aliases: config.builtin_aliases,
+            external: ExternalProviders::new(nats.clone(), config.providers, config.rpc_timeout),
             stop: watch::Sender::new(None),
         });
 
@@ -263,6 +270,8 @@ impl LatticeHost {
         if tokio::time::timeout(budget, self.ctl).await.is_err() {
             tracing::warn!("control interface did not stop within {budget:?}");
         }
+        // Bounded by the provider shutdown timeout.
+        ExternalProviders::stop_all(&self.state).await;
         let stopped = async {
             self.state.components.stop_all(&self.state).await;
             self.state.runtime.shutdown().await;

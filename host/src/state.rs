@@ -12,6 +12,7 @@ use crate::builtins::{BuiltinAlias, Plugins, Providers};
 use crate::components::Components;
 use crate::events::Events;
 use crate::identity::Identity;
+use crate::provider::ExternalProviders;
 use crate::rpc::Lattice;
 use crate::store::{ConfigStore, LinkStore};
 
@@ -38,6 +39,8 @@ pub struct HostState {
     pub plugins: Plugins,
     pub providers: Providers,
     pub builtin_aliases: Vec<BuiltinAlias>,
+    /// Provider processes started from `file://` references.
+    pub external: ExternalProviders,
     pub events: Events,
     pub stop: watch::Sender<Option<StopRequest>>,
 }

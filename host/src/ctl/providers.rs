@@ -1,14 +1,18 @@
-//! Provider operations. This host runs no provider processes; it starts *built-in* providers:
-//! a `provider.start` whose reference names a switched-on built-in plugin (see
-//! [`crate::builtins`]) records the provider ID, which then shows in the inventory and is
-//! configured by its links. Any other reference, and a switched-off built-in, is refused with a
-//! clear error, and provider auctions get a bid only for switched-on built-ins.
+//! Provider operations. A `provider.start` whose reference names a switched-on built-in plugin
+//! (see [`crate::builtins`]) records the provider ID, which then shows in the inventory and is
+//! configured by its links. A `file://` reference starts an external provider process (see
+//! [`crate::provider`]) in the background. Any other reference, and a switched-off built-in, is
+//! refused with a clear error; provider auctions get a bid for switched-on built-ins and for
+//! `file://` references.
+
+use std::sync::Arc;
 
 use serde_json::json;
 
 use super::{CtlError, Reply, constraints_match, decode};
 use crate::builtins::{self, BuiltinError, RunningProvider};
 use crate::ctl::subjects::Operation;
+use crate::provider::{self, ExternalProviders, ProviderInfo};
 use crate::state::HostState;
 use crate::types::{
     ProviderAuctionAck, ProviderAuctionRequest, StartProviderCommand, StopProviderCommand,
@@ -26,8 +30,9 @@ fn builtin(state: &HostState, reference: &str) -> Result<builtins::BuiltinRef, B
 fn refused(provider: &str, error: BuiltinError) -> CtlError {
     let hint = match error {
         BuiltinError::NotBuiltin(_) => {
-            " (this host runs no provider processes, only built-in providers: \
-             wasmcloud+builtin://http-server, trellis+builtin://NAME, or --builtin-alias)"
+            " (use a built-in provider: wasmcloud+builtin://http-server, \
+             trellis+builtin://NAME or --builtin-alias; or a provider archive or executable: \
+             file:///path)"
         }
         _ => "",
     };
@@ -35,7 +40,7 @@ fn refused(provider: &str, error: BuiltinError) -> CtlError {
 }
 
 pub async fn start(
-    state: &HostState,
+    state: &Arc<HostState>,
     operation: &Operation<'_>,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
@@ -44,7 +49,11 @@ pub async fn start(
     if id.is_empty() {
         return Err(CtlError::Refused("provider_id must not be empty".into()));
     }
-    let resolved = builtin(state, &command.provider_ref).map_err(|e| refused(id, e))?;
+    let external = provider::is_external(&command.provider_ref);
+    let resolved = match external {
+        true => None,
+        false => Some(builtin(state, &command.provider_ref).map_err(|e| refused(id, e))?),
+    };
     let missing = state.config.missing(&command.config);
     if !missing.is_empty() {
         return Err(CtlError::Refused(format!(
@@ -53,6 +62,28 @@ pub async fn start(
         )));
     }
     let annotations = command.annotations.unwrap_or_default();
+    let running = || CtlError::Refused("provider with that ID is already running".into());
+    let Some(resolved) = resolved else {
+        if state.providers.get(id).is_some() {
+            return Err(running());
+        }
+        let info = ProviderInfo {
+            image_ref: command.provider_ref.clone(),
+            annotations,
+            config: command.config,
+            claims: None,
+        };
+        if !ExternalProviders::start(state, id, info) {
+            return Err(running());
+        }
+        if let Err(error) = state.links.ensure_spec(id, &command.provider_ref).await {
+            tracing::warn!(provider = id, "recording the provider spec: {error}");
+        }
+        return Ok(Reply::ok());
+    };
+    if state.external.contains(id) {
+        return Err(running());
+    }
     let provider = RunningProvider {
         image_ref: command.provider_ref.clone(),
         annotations: annotations.clone(),
@@ -60,9 +91,7 @@ pub async fn start(
         config: command.config.clone(),
     };
     if !state.providers.insert(id, provider) {
-        return Err(CtlError::Refused(
-            "provider with that ID is already running".into(),
-        ));
+        return Err(running());
     }
     if let Err(error) = state.links.ensure_spec(id, &command.provider_ref).await {
         tracing::warn!(provider = id, "recording the provider spec: {error}");
@@ -84,6 +113,12 @@ pub async fn stop(
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
     let command: StopProviderCommand = decode(operation, payload)?;
+    if ExternalProviders::stop(state, &command.provider_id)
+        .await
+        .is_some()
+    {
+        return Ok(Reply::ok());
+    }
     let Some(provider) = state.providers.remove(&command.provider_id) else {
         return Err(CtlError::Refused(
             "provider with that ID is not running".into(),
@@ -103,17 +138,19 @@ pub async fn stop(
     Ok(Reply::ok())
 }
 
-/// Bids iff the reference names a switched-on built-in, every constraint matches a label and
-/// the provider is not already running here.
+/// Bids iff the reference names a switched-on built-in or is a `file://` reference, every
+/// constraint matches a label and the provider is not already running here.
 pub fn auction(
     state: &HostState,
     operation: &Operation,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
     let request: ProviderAuctionRequest = decode(operation, payload)?;
-    if builtin(state, &request.provider_ref).is_err()
+    if (builtin(state, &request.provider_ref).is_err()
+        && !provider::is_external(&request.provider_ref))
         || !constraints_match(&request.constraints, &state.labels())
         || state.providers.get(&request.provider_id).is_some()
+        || state.external.contains(&request.provider_id)
     {
         tracing::debug!(provider = %request.provider_id, reference = %request.provider_ref, "not bidding for a provider");
         return Ok(Reply::Silent);

@@ -77,7 +77,10 @@ impl GreeterProvider {
     fn links_report(&self) -> String {
         let observed = self.observed();
         let render = |set: &BTreeSet<LinkKey>| {
-            set.iter().map(LinkKey::render).collect::<Vec<_>>().join(",")
+            set.iter()
+                .map(LinkKey::render)
+                .collect::<Vec<_>>()
+                .join(",")
         };
         format!(
             "links: source=[{}] target=[{}]",
@@ -149,9 +152,9 @@ impl Provider for GreeterProvider {
             info.get_target_id(),
             info.get_link_name()
         );
-        self.observed().as_source.retain(|l| {
-            !(l.target == info.get_target_id() && l.name == info.get_link_name())
-        });
+        self.observed()
+            .as_source
+            .retain(|l| !(l.target == info.get_target_id() && l.name == info.get_link_name()));
         Ok(())
     }
 
@@ -162,9 +165,9 @@ impl Provider for GreeterProvider {
             info.get_target_id(),
             info.get_link_name()
         );
-        self.observed().as_target.retain(|l| {
-            !(l.source_id == info.get_source_id() && l.name == info.get_link_name())
-        });
+        self.observed()
+            .as_target
+            .retain(|l| !(l.source_id == info.get_source_id() && l.name == info.get_link_name()));
         Ok(())
     }
 
@@ -183,7 +186,10 @@ impl bindings::exports::trellis::example::greeter::Handler<Option<Context>> for 
             "config?" => Ok(self.config_report()),
             "pid?" => Ok(std::process::id().to_string()),
             _ => match name.strip_prefix("add:") {
-                Some(args) => self.add_via_link(args).await.or_else(|e| Ok(format!("error: {e:#}"))),
+                Some(args) => self
+                    .add_via_link(args)
+                    .await
+                    .or_else(|e| Ok(format!("error: {e:#}"))),
                 None => Ok(format!("provider says hello, {name}")),
             },
         }

@@ -1,0 +1,224 @@
+//! What a provider process is handed on stdin: the `HostData` JSON the wasmCloud provider SDK
+//! (0.17, wasmcloud-core 0.21) expects, base64-encoded (standard, padded) and ended by `\r\n`;
+//! and the `InterfaceLinkDefinition`s it receives at start and on every link change.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::store::ConfigStore;
+use crate::types::Link;
+
+/// A link as providers see it: configuration names resolved to merged maps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InterfaceLinkDefinition {
+    pub source_id: String,
+    pub target: String,
+    pub name: String,
+    pub wit_namespace: String,
+    pub wit_package: String,
+    pub interfaces: Vec<String>,
+    pub source_config: BTreeMap<String, String>,
+    pub target_config: BTreeMap<String, String>,
+    /// XKey-sealed secrets; this host has no secrets support, so always `null`.
+    pub source_secrets: Option<Vec<u8>>,
+    pub target_secrets: Option<Vec<u8>>,
+}
+
+/// What identifies a link for a provider: the SDK treats puts with the same key as duplicates.
+pub type LinkKey = (String, String, String, String, String);
+
+impl InterfaceLinkDefinition {
+    pub fn resolve(link: &Link, config: &ConfigStore) -> Self {
+        Self {
+            source_id: link.source_id.clone(),
+            target: link.target.clone(),
+            name: link.name.clone(),
+            wit_namespace: link.wit_namespace.clone(),
+            wit_package: link.wit_package.clone(),
+            interfaces: link.interfaces.clone(),
+            source_config: merged_config(&link.source_config, config),
+            target_config: merged_config(&link.target_config, config),
+            source_secrets: None,
+            target_secrets: None,
+        }
+    }
+
+    pub fn key(&self) -> LinkKey {
+        (
+            self.source_id.clone(),
+            self.target.clone(),
+            self.name.clone(),
+            self.wit_namespace.clone(),
+            self.wit_package.clone(),
+        )
+    }
+}
+
+/// Every current link whose source or target is `provider_id`, by key.
+pub fn provider_links(
+    provider_id: &str,
+    links: &[Link],
+    config: &ConfigStore,
+) -> BTreeMap<LinkKey, InterfaceLinkDefinition> {
+    links
+        .iter()
+        .filter(|l| l.source_id == provider_id || l.target == provider_id)
+        .map(|l| {
+            let link = InterfaceLinkDefinition::resolve(l, config);
+            (link.key(), link)
+        })
+        .collect()
+}
+
+/// Named configurations merged in order (later names win); missing names count as empty.
+pub fn merged_config(names: &[String], config: &ConfigStore) -> BTreeMap<String, String> {
+    names
+        .iter()
+        .filter_map(|name| config.get(name))
+        .flatten()
+        .collect()
+}
+
+/// `otel_config`: observability off.
+#[derive(Debug, Serialize)]
+struct OtelConfig {
+    enable_observability: bool,
+    protocol: &'static str,
+    additional_ca_paths: Vec<String>,
+    trace_level: &'static str,
+}
+
+/// The `HostData` of wasmcloud-core 0.21.1, every field.
+#[derive(Debug, Serialize)]
+pub struct HostData {
+    pub host_id: String,
+    pub lattice_rpc_prefix: String,
+    pub link_name: String,
+    pub lattice_rpc_user_jwt: String,
+    pub lattice_rpc_user_seed: String,
+    pub lattice_rpc_url: String,
+    pub provider_key: String,
+    pub env_values: BTreeMap<String, String>,
+    pub instance_id: String,
+    pub link_definitions: Vec<InterfaceLinkDefinition>,
+    pub cluster_issuers: Vec<String>,
+    pub config: BTreeMap<String, String>,
+    /// Name → `{"kind": "String"|"Bytes", "value": …}`; always empty (no secrets support).
+    pub secrets: BTreeMap<String, serde_json::Value>,
+    pub host_xkey_public_key: String,
+    pub provider_xkey_private_key: String,
+    pub default_rpc_timeout_ms: Option<u64>,
+    pub structured_logging: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    otel_config: OtelConfig,
+}
+
+/// The per-start inputs of [`HostData::new`].
+pub struct HostDataParts {
+    pub host_id: String,
+    pub lattice: String,
+    pub nats_url: String,
+    pub provider_id: String,
+    pub links: Vec<InterfaceLinkDefinition>,
+    pub config: BTreeMap<String, String>,
+    pub host_xkey_public_key: String,
+    pub provider_xkey_seed: String,
+    pub rpc_timeout_ms: u64,
+}
+
+impl HostData {
+    /// A fresh instance ID, no credentials (this host connects without any), logs at the
+    /// SDK's default level.
+    pub fn new(parts: HostDataParts) -> Self {
+        Self {
+            host_id: parts.host_id,
+            lattice_rpc_prefix: parts.lattice,
+            link_name: "default".into(),
+            lattice_rpc_user_jwt: String::new(),
+            lattice_rpc_user_seed: String::new(),
+            lattice_rpc_url: parts.nats_url,
+            provider_key: parts.provider_id,
+            env_values: BTreeMap::new(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            link_definitions: parts.links,
+            cluster_issuers: Vec::new(),
+            config: parts.config,
+            secrets: BTreeMap::new(),
+            host_xkey_public_key: parts.host_xkey_public_key,
+            provider_xkey_private_key: parts.provider_xkey_seed,
+            default_rpc_timeout_ms: Some(parts.rpc_timeout_ms),
+            structured_logging: false,
+            log_level: None,
+            otel_config: OtelConfig {
+                enable_observability: false,
+                protocol: "Http",
+                additional_ca_paths: Vec::new(),
+                trace_level: "info",
+            },
+        }
+    }
+
+    /// The stdin line: base64 of the JSON, then `\r\n`.
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let json = serde_json::to_vec(self)?;
+        let mut line = base64::engine::general_purpose::STANDARD
+            .encode(json)
+            .into_bytes();
+        line.extend_from_slice(b"\r\n");
+        Ok(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_line_is_padded_base64_json_with_crlf() {
+        let data = HostData::new(HostDataParts {
+            host_id: "NHOST".into(),
+            lattice: "default".into(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            provider_id: "p".into(),
+            links: Vec::new(),
+            config: BTreeMap::from([("k".into(), "v".into())]),
+            host_xkey_public_key: "XHOST".into(),
+            provider_xkey_seed: "SXP".into(),
+            rpc_timeout_ms: 2000,
+        });
+        let line = data.encode().unwrap();
+        assert!(line.ends_with(b"\r\n"));
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(&line[..line.len() - 2])
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        for field in [
+            "host_id",
+            "lattice_rpc_prefix",
+            "link_name",
+            "lattice_rpc_user_jwt",
+            "lattice_rpc_user_seed",
+            "lattice_rpc_url",
+            "provider_key",
+            "env_values",
+            "instance_id",
+            "link_definitions",
+            "cluster_issuers",
+            "config",
+            "secrets",
+            "host_xkey_public_key",
+            "provider_xkey_private_key",
+            "default_rpc_timeout_ms",
+            "structured_logging",
+            "otel_config",
+        ] {
+            assert!(value.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(value["provider_key"], "p");
+        assert_eq!(value["config"]["k"], "v");
+        assert_eq!(value["otel_config"]["protocol"], "Http");
+    }
+}

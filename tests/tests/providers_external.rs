@@ -1,0 +1,409 @@
+//! External capability providers on a real `nats-server`: the greeter test provider (built with
+//! the real wasmcloud-provider-sdk 0.17 under `tests/providers`, packed as a provider archive)
+//! started through the control interface, called from a component through a link, calling a
+//! component back, receiving link and config changes, restarted after `kill -9` with its links
+//! re-delivered, and stopped without leaving a process behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_nats_039 as nats;
+use futures::StreamExt as _;
+use serde_json::Value;
+use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
+use trellis_runtime::Val;
+use trellis_tests::component_ref;
+use trellis_tests::lattice::{ctl_client, eventually};
+use trellis_tests::nats::NatsServer;
+use wasmcloud_control_interface::{Client, Link};
+
+const LATTICE: &str = "extproviders";
+const FRONT: &str = "trellis:example/front@0.1.0";
+const PROVIDER: &str = "greeter-provider";
+
+/// Builds the test providers (once per process; a no-op when unchanged) and returns the
+/// greeter's provider archive.
+fn greeter_archive() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers");
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("running tests/providers/build.sh");
+        assert!(status.success(), "building the test providers failed");
+    });
+    dir.join("target/release/greeter.par.gz")
+}
+
+async fn start_host(server: &NatsServer, cache: &Path) -> LatticeHost {
+    LatticeHost::start(HostConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        heartbeat_interval: Duration::from_secs(5),
+        rpc_timeout: Duration::from_secs(5),
+        providers: ProviderSettings {
+            health_interval: Duration::from_millis(300),
+            health_timeout: Duration::from_secs(1),
+            restart_backoff: Duration::from_millis(200),
+            restart_backoff_max: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(3),
+            cache_dir: cache.to_path_buf(),
+            ..ProviderSettings::default()
+        },
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting the host")
+}
+
+/// Every lattice event seen so far, as (name, data).
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<(String, Value)>>>);
+
+impl Events {
+    async fn record(nc: &nats::Client) -> Self {
+        let mut messages = nc
+            .subscribe(format!("wasmbus.evt.{LATTICE}.>"))
+            .await
+            .unwrap();
+        nc.flush().await.unwrap();
+        let events = Self::default();
+        let seen = events.0.clone();
+        tokio::spawn(async move {
+            while let Some(message) = messages.next().await {
+                let name = message.subject.rsplit('.').next().unwrap_or("").to_string();
+                let body: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+                seen.lock().unwrap().push((name, body["data"].clone()));
+            }
+        });
+        events
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .count()
+    }
+
+    /// Waits until there are more than `after` events called `name`; returns the newest.
+    async fn wait(&self, name: &str, after: usize) -> Value {
+        eventually(&format!("event {name} #{}", after + 1), || async {
+            let seen = self.0.lock().unwrap();
+            let matching: Vec<&Value> = seen
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, d)| d)
+                .collect();
+            (matching.len() > after).then(|| matching[matching.len() - 1].clone())
+        })
+        .await
+    }
+}
+
+async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str) {
+    let ack = client
+        .scale_component(
+            host.host_id(),
+            &component_ref(guest),
+            id,
+            1,
+            None,
+            vec![],
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually(&format!("{id} running"), || async {
+        host.runtime().component(id).await.map(|_| ())
+    })
+    .await;
+}
+
+fn link(source: &str, target: &str, interface: &str) -> Link {
+    Link::builder()
+        .source_id(source)
+        .target(target)
+        .name("default")
+        .wit_namespace("trellis")
+        .wit_package("example")
+        .interfaces(vec![interface.into()])
+        .build()
+        .unwrap()
+}
+
+async fn greet(host: &LatticeHost, name: &str) -> Result<String, String> {
+    let results = host
+        .runtime()
+        .invoke("front", FRONT, "greet", &[Val::String(name.into())], None)
+        .await
+        .map_err(|e| e.to_string())?;
+    match results.as_slice() {
+        [Val::String(s)] => Ok(s.clone()),
+        other => Err(format!("unexpected results {other:?}")),
+    }
+}
+
+/// Asks the provider (through the importer's link) until its answer to `probe` satisfies
+/// `wanted`; returns that answer.
+async fn until(host: &LatticeHost, probe: &str, wanted: impl Fn(&str) -> bool) -> String {
+    eventually(&format!("provider answer to {probe}"), || async {
+        greet(host, probe)
+            .await
+            .ok()
+            .filter(|answer| wanted(answer))
+    })
+    .await
+}
+
+fn alive(pid: i32) -> bool {
+    // A reaped process has no /proc entry; a zombie still would, so check its state too.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
+const TO_PROVIDER: &str = "front->greeter-provider:default";
+const FROM_PROVIDER: &str = "greeter-provider->adder-svc:default";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_provider_is_linked_supervised_restarted_and_stopped() {
+    let archive = greeter_archive();
+    let server = NatsServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let events = Events::record(&nc).await;
+    let host = start_host(&server, cache.path()).await;
+    scale(&client, &host, "adder-svc", "exporter").await;
+    scale(&client, &host, "front", "importer").await;
+
+    // A link and config that exist before the start arrive in HostData.
+    let ack = client
+        .put_link(link("front", PROVIDER, "greeter"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let config = std::collections::HashMap::from([("greeting".to_string(), "hi".to_string())]);
+    assert!(
+        client
+            .put_config("greeter-config", config)
+            .await
+            .unwrap()
+            .succeeded()
+    );
+
+    let reference = format!("file://{}", archive.display());
+    let ack = client
+        .start_provider(
+            host.host_id(),
+            &reference,
+            PROVIDER,
+            None,
+            vec!["greeter-config".into()],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let started = events.wait("provider_started", 0).await;
+    assert_eq!(started["provider_id"], PROVIDER);
+    assert_eq!(started["image_ref"], reference.as_str());
+    assert_eq!(started["claims"]["name"], "trellis-test-greeter");
+    let passed = events.wait("health_check_passed", 0).await;
+    assert_eq!(passed["provider_id"], PROVIDER);
+    assert_eq!(passed["host_id"], host.host_id());
+    events.wait("health_check_status", 0).await;
+    let inventory = client.get_host_inventory(host.host_id()).await.unwrap();
+    let inventory = inventory.data().expect("inventory");
+    let listed = inventory
+        .providers()
+        .iter()
+        .find(|p| p.id() == PROVIDER)
+        .expect("listed");
+    assert_eq!(listed.image_ref(), Some(reference.as_str()));
+
+    // Component → provider through the link; HostData carried the link and the config.
+    assert_eq!(greet(&host, "x").await.unwrap(), "provider says hello, x");
+    let links = greet(&host, "links?").await.unwrap();
+    assert!(
+        links.contains(&format!("target=[{TO_PROVIDER}]")),
+        "{links}"
+    );
+    assert_eq!(greet(&host, "config?").await.unwrap(), "greeting=hi");
+
+    // A link put while it runs reaches it (xkey subject); provider → component over wRPC.
+    let ack = client
+        .put_link(link(PROVIDER, "adder-svc", "adder"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    until(&host, "links?", |a| {
+        a.contains(&format!("source=[{FROM_PROVIDER}]"))
+    })
+    .await;
+    assert_eq!(
+        greet(&host, "add:2,3").await.unwrap(),
+        "adder-svc says 2+3=5"
+    );
+
+    // A link delete reaches it too, and so does a config change.
+    let ack = client
+        .delete_link(PROVIDER, "default", "trellis", "example")
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    until(&host, "links?", |a| a.contains("source=[]")).await;
+    let config = std::collections::HashMap::from([("greeting".to_string(), "hey".to_string())]);
+    assert!(
+        client
+            .put_config("greeter-config", config)
+            .await
+            .unwrap()
+            .succeeded()
+    );
+    until(&host, "config?", |a| a == "greeting=hey").await;
+    let ack = client
+        .put_link(link(PROVIDER, "adder-svc", "adder"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    until(&host, "links?", |a| {
+        a.contains(&format!("source=[{FROM_PROVIDER}]"))
+    })
+    .await;
+
+    // kill -9: restarted with an event, healthy again, links re-delivered through HostData.
+    let pid: i32 = greet(&host, "pid?").await.unwrap().parse().unwrap();
+    let passed_before = events.count("health_check_passed");
+    assert!(alive(pid));
+    kill9(pid);
+    let restarted = events.wait("provider_restarted", 0).await;
+    assert_eq!(restarted["provider_id"], PROVIDER);
+    assert_eq!(restarted["restarts"], 1);
+    assert!(
+        restarted["reason"].as_str().unwrap().contains("exited"),
+        "{restarted}"
+    );
+    events.wait("health_check_passed", passed_before).await;
+    let new_pid: i32 = until(&host, "pid?", |a| a.parse::<i32>().is_ok_and(|p| p != pid))
+        .await
+        .parse()
+        .unwrap();
+    let links = greet(&host, "links?").await.unwrap();
+    assert_eq!(
+        links,
+        format!("links: source=[{FROM_PROVIDER}] target=[{TO_PROVIDER}]")
+    );
+    assert_eq!(greet(&host, "config?").await.unwrap(), "greeting=hey");
+    assert!(!alive(pid));
+
+    // Stop: shutdown request, provider_stopped, no process left, gone from the inventory.
+    let ack = client
+        .stop_provider(host.host_id(), PROVIDER)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let stopped = events.wait("provider_stopped", 0).await;
+    assert_eq!(stopped["provider_id"], PROVIDER);
+    assert_eq!(stopped["reason"], "stop");
+    assert!(
+        !alive(new_pid),
+        "provider process {new_pid} survived its stop"
+    );
+    let inventory = client.get_host_inventory(host.host_id()).await.unwrap();
+    assert!(
+        inventory
+            .data()
+            .unwrap()
+            .providers()
+            .iter()
+            .all(|p| p.id() != PROVIDER)
+    );
+    assert_eq!(events.count("provider_restarted"), 1);
+    host.stop(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_references_fail_and_host_stop_takes_providers_down() {
+    let archive = greeter_archive();
+    let server = NatsServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let events = Events::record(&nc).await;
+    let host = start_host(&server, cache.path()).await;
+    scale(&client, &host, "front", "importer").await;
+
+    // A missing file and a non-provider file: acknowledged, then provider_start_failed.
+    let missing = "file:///nonexistent/provider.par.gz";
+    let ack = client
+        .start_provider(host.host_id(), missing, "missing", None, vec![])
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let failed = events.wait("provider_start_failed", 0).await;
+    assert_eq!(failed["provider_id"], "missing");
+    assert_eq!(failed["provider_ref"], missing);
+    assert!(
+        failed["error"].as_str().unwrap().contains("nonexistent"),
+        "{failed}"
+    );
+    let text = cache.path().join("not-a-provider.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let reference = format!("file://{}", text.display());
+    let ack = client
+        .start_provider(host.host_id(), &reference, "text", None, vec![])
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let failed = events.wait("provider_start_failed", 1).await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("neither"),
+        "{failed}"
+    );
+    let inventory = client.get_host_inventory(host.host_id()).await.unwrap();
+    assert!(inventory.data().unwrap().providers().is_empty());
+
+    // A running provider is stopped with the host.
+    let ack = client
+        .put_link(link("front", PROVIDER, "greeter"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let reference = format!("file://{}", archive.display());
+    let ack = client
+        .start_provider(host.host_id(), &reference, PROVIDER, None, vec![])
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let ack = client
+        .start_provider(host.host_id(), &reference, PROVIDER, None, vec![])
+        .await
+        .unwrap();
+    assert!(
+        !ack.succeeded(),
+        "a second start of a running ID is refused"
+    );
+    events.wait("health_check_passed", 0).await;
+    let pid: i32 = until(&host, "pid?", |a| a.parse::<i32>().is_ok())
+        .await
+        .parse()
+        .unwrap();
+    host.stop(None).await.unwrap();
+    let stopped = events.wait("provider_stopped", 0).await;
+    assert_eq!(stopped["provider_id"], PROVIDER);
+    assert!(!alive(pid), "provider process {pid} survived the host");
+}
+
+/// `kill -9 pid`.
+fn kill9(pid: i32) {
+    let status = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -9 {pid}");
+}
