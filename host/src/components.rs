@@ -402,6 +402,12 @@ async fn scaled(
     annotations: &Annotations,
     count: u32,
 ) {
+    tracing::info!(
+        component = id,
+        image_ref,
+        max_instances = count,
+        "component scaled"
+    );
     let data = json!({
         "annotations": annotations,
         "host_id": state.host_id,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod cli;
 mod up;
@@ -21,6 +21,16 @@ use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log output on stderr: `text`, or `json` (one object a line); levels per module via
+    /// RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "TRELLIS_LOG_FORMAT",
+        value_enum,
+        default_value_t = cli::logs::LogFormat::Text
+    )]
+    log_format: cli::logs::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +46,11 @@ enum Command {
     App(trellis_deployer::cli::AppArgs),
     /// Drive hosts through the wasmCloud control interface.
     Ctl(cli::ctl::CtlArgs),
+    /// Print the shell completion script, e.g. `source <(trellis completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -123,12 +138,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::App(_) | Command::Up(_) | Command::Ctl(_) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::logs::init(cli.log_format, level);
     let (name, outcome) = match cli.command {
         Command::Up(args) => ("up", up::run(args, shutdown_signal()).await),
         Command::Host(args) => ("host", run_host(args).await),
@@ -138,6 +148,10 @@ async fn run(cli: Cli) -> ExitCode {
         ),
         Command::App(args) => ("app", trellis_deployer::cli::run_app(args).await),
         Command::Ctl(args) => ("ctl", cli::ctl::run(args).await.map_err(Into::into)),
+        Command::Completions { shell } => {
+            cli::completions(shell, Cli::command());
+            return ExitCode::SUCCESS;
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,14 @@
 //! The `trellis host` process: joins a real NATS server, stops on SIGTERM with `host_stopped`
-//! and exit 0, and fails with a one-line reason when NATS is unreachable.
+//! and exit 0, and fails with a one-line reason when NATS is unreachable; `--log-format json`
+//! gives one JSON object a line with the component id on component lines; `trellis
+//! completions` prints a script for each shell.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use trellis_tests::nats::NatsServer;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -92,4 +95,115 @@ async fn unreachable_nats_fails_with_one_line() {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("cannot connect to NATS"), "{stderr}");
+}
+
+/// The next JSON log line whose `message` starts with `message` (waits at most `WAIT`); every
+/// line before it must be JSON too.
+async fn next_log(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    message: &str,
+) -> Value {
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let entry: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"));
+            if entry["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+            {
+                return entry;
+            }
+        }
+        panic!("stderr closed before `{message}`");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no `{message}` log line within {WAIT:?}"))
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_component_id() {
+    let server = NatsServer::start();
+    let mut host = trellis()
+        .args(["host", "--lattice", "logs", "--log-format", "json"])
+        .env("TRELLIS_NATS_URL", server.url())
+        .env("RUST_LOG", "info")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(host.stderr.take().unwrap()).lines();
+    let started = next_log(&mut lines, "host started").await;
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["target"], "trellis_host");
+    let host_id = started["host_id"].as_str().unwrap().to_string();
+
+    let ctl = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+        command
+            .arg("ctl")
+            .args(args)
+            .env("TRELLIS_NATS_URL", server.url())
+            .env("TRELLIS_LATTICE", "logs")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command.output()
+    };
+    let reference = trellis_tests::component_ref("exporter");
+    let scaled = tokio::time::timeout(WAIT, ctl(&["scale", &host_id, "adder", &reference]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(scaled.status.success(), "{scaled:?}");
+    let entry = next_log(&mut lines, "component scaled").await;
+    assert_eq!(entry["component"], "adder");
+    assert_eq!(entry["image_ref"], reference.as_str());
+
+    let args = [
+        "scale", &host_id, "broken", &reference, "--config", "absent",
+    ];
+    let failed = tokio::time::timeout(WAIT, ctl(&args))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        failed.status.success(),
+        "acked before the start: {failed:?}"
+    );
+    let entry = next_log(&mut lines, "scale failed").await;
+    assert_eq!(entry["level"], "WARN");
+    let message = entry["message"].as_str().unwrap();
+    assert!(message.contains("absent"), "{message}");
+    assert_eq!(entry["component"], "broken");
+
+    let pid = host.id().unwrap().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    next_log(&mut lines, "host stopped").await;
+    let status = tokio::time::timeout(WAIT, host.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _trellis"),
+        ("zsh", "#compdef trellis"),
+        ("fish", "complete -c trellis"),
+    ] {
+        let output = trellis()
+            .args(["completions", shell])
+            .stdout(Stdio::piped())
+            .output();
+        let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: no `{marker}`");
+        for word in ["ctl", "inventory", "log-format", "nats-url"] {
+            assert!(script.contains(word), "{shell}: no `{word}`");
+        }
+    }
+    let output = trellis().args(["completions", "tcsh"]).output();
+    let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
+    assert!(!output.status.success());
 }
