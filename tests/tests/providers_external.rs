@@ -1,8 +1,9 @@
 //! External capability providers on a real `nats-server`: the greeter test provider (built with
 //! the real wasmcloud-provider-sdk 0.17 under `tests/providers`, packed as a provider archive)
 //! started through the control interface, called from a component through a link, calling a
-//! component back, receiving link and config changes, restarted after `kill -9` with its links
-//! re-delivered, and stopped without leaving a process behind.
+//! component back, receiving link and config changes, restarted after `kill -9` (and after it
+//! stops answering health checks) with its links re-delivered, and stopped without leaving a
+//! process behind.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -284,7 +285,7 @@ async fn archive_provider_is_linked_supervised_restarted_and_stopped() {
     let pid: i32 = greet(&host, "pid?").await.unwrap().parse().unwrap();
     let passed_before = events.count("health_check_passed");
     assert!(alive(pid));
-    kill9(pid);
+    signal(pid, "-9");
     let restarted = events.wait("provider_restarted", 0).await;
     assert_eq!(restarted["provider_id"], PROVIDER);
     assert_eq!(restarted["restarts"], 1);
@@ -392,18 +393,36 @@ async fn bad_references_fail_and_host_stop_takes_providers_down() {
         "a second start of a running ID is refused"
     );
     events.wait("health_check_passed", 0).await;
-    let pid: i32 = until(&host, "pid?", |a| a.parse::<i32>().is_ok())
+    let frozen: i32 = until(&host, "pid?", |a| a.parse::<i32>().is_ok())
         .await
         .parse()
         .unwrap();
+
+    // A provider that stops answering health checks (SIGSTOP) is killed and restarted.
+    signal(frozen, "-STOP");
+    let restarted = events.wait("provider_restarted", 0).await;
+    let reason = restarted["reason"].as_str().unwrap();
+    assert!(reason.contains("stopped answering"), "{reason}");
+    let pid: i32 = until(&host, "pid?", |a| {
+        a.parse::<i32>().is_ok_and(|p| p != frozen)
+    })
+    .await
+    .parse()
+    .unwrap();
+    assert!(
+        !alive(frozen),
+        "the unresponsive process {frozen} was not killed"
+    );
     host.stop(None).await.unwrap();
     let stopped = events.wait("provider_stopped", 0).await;
     assert_eq!(stopped["provider_id"], PROVIDER);
     assert!(!alive(pid), "provider process {pid} survived the host");
 }
 
-/// `kill -9 pid`.
-fn kill9(pid: i32) {
-    let status = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    assert!(status.is_ok_and(|s| s.success()), "kill -9 {pid}");
+/// `kill {signal} {pid}`.
+fn signal(pid: i32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "kill {signal} {pid}");
 }
