@@ -262,7 +262,7 @@ async fn disabled_and_unknown_builtins_are_refused() {
         ("wasmcloud+builtin://messaging-nats", "not available"),
         ("trellis+builtin://teleport", "unknown built-in"),
         ("ghcr.io/wasmcloud/http-server:0.27.0", "switched off"),
-        ("ghcr.io/acme/custom:1", "no provider processes"),
+        ("ghcr.io/acme/custom:1", "file:///path"),
     ] {
         let ack = client
             .start_provider(&id, reference, "p", None, vec![])

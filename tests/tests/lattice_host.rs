@@ -574,7 +574,7 @@ async fn malformed_and_unsupported_requests_get_error_replies() {
         .unwrap();
     assert!(!provider.succeeded());
     assert!(
-        provider.message().contains("runs no provider processes"),
+        provider.message().contains("file:///path"),
         "{}",
         provider.message()
     );
