@@ -188,13 +188,15 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         builtin_aliases,
         ..HostConfig::default()
     };
+    // Listen before joining: a SIGTERM right after `host_started` must still stop gracefully.
+    let shutdown = shutdown_signal();
     let host = LatticeHost::start(config).await?;
     let deployer = match deployer {
         Some(config) => Some(trellis_deployer::Deployer::start(config).await?),
         None => None,
     };
     let deadline = tokio::select! {
-        signal = shutdown_signal() => {
+        signal = shutdown => {
             tracing::info!("received {signal}, stopping");
             None
         }
@@ -206,25 +208,32 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     host.stop(deadline).await
 }
 
-/// Waits for SIGINT or SIGTERM and names it.
-async fn shutdown_signal() -> &'static str {
+/// Listens for SIGINT and SIGTERM from the moment it is called (a signal arriving before the
+/// returned future is first polled still counts); the future names the first that arrives.
+fn shutdown_signal() -> impl Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(error) => {
-                tracing::warn!("cannot listen for SIGTERM: {error}");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                (int, term) => {
+                    if let Err(error) = int.and(term) {
+                        tracing::warn!("cannot listen for SIGINT and SIGTERM: {error}");
+                    }
+                    let _ = tokio::signal::ctrl_c().await;
+                    "SIGINT"
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }
