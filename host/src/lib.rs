@@ -7,6 +7,7 @@
 
 mod builtins;
 mod components;
+mod connect;
 mod ctl;
 mod embedded;
 mod events;
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 use trellis_runtime::Runtime;
 
 pub use builtins::{Builtin, BuiltinAlias, BuiltinError, BuiltinRef, parse_switches};
+pub use connect::NatsAuth;
 pub use embedded::{EmbeddedNats, EmbeddedNatsError};
 pub use identity::{IdentityError, builtin_labels, friendly_name};
 pub use provider::ProviderSettings;
@@ -46,6 +48,7 @@ use crate::store::{ConfigStore, LinkStore};
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     pub nats_url: String,
+    pub nats_auth: NatsAuth,
     pub lattice: String,
     /// Merged over the built-in `hostcore.*` labels (which cannot be overridden).
     pub labels: BTreeMap<String, String>,
@@ -72,6 +75,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         Self {
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_auth: NatsAuth::default(),
             lattice: "default".into(),
             labels: BTreeMap::new(),
             host_seed: None,
@@ -142,14 +146,11 @@ impl LatticeHost {
         }
         let identity = Identity::new(config.host_seed.as_deref(), config.name)?;
         let host_id = identity.host_id();
-        let nats = async_nats::ConnectOptions::new()
-            .name("wasmbus")
-            .connection_timeout(Duration::from_secs(5))
-            .connect(&config.nats_url)
+        let nats = connect::connect(&config.nats_url, &config.nats_auth)
             .await
-            .map_err(|e| HostError::Connect {
+            .map_err(|reason| HostError::Connect {
                 url: config.nats_url.clone(),
-                reason: e.to_string(),
+                reason,
             })?;
         let js = async_nats::jetstream::new(nats.clone());
         let links = Arc::new(LinkStore::open(&js, &config.lattice).await?);

@@ -10,7 +10,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod cli;
 mod up;
-use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
+use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, NatsAuth, parse_switches};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +65,15 @@ struct HostArgs {
     /// Lattice name.
     #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
     lattice: String,
+    /// NATS credentials file (user JWT and seed).
+    #[arg(long, env = "TRELLIS_NATS_CREDS", conflicts_with = "nats_nkey")]
+    nats_creds: Option<std::path::PathBuf>,
+    /// NATS user nkey seed (`SU…`).
+    #[arg(long, env = "TRELLIS_NATS_NKEY", hide_env_values = true)]
+    nats_nkey: Option<String>,
+    /// PEM file of CA certificates to trust for a TLS connection to NATS (TLS is then required).
+    #[arg(long, env = "TRELLIS_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
     /// A host label `key=value` (repeatable; `hostcore.*` keys are reserved).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -177,6 +186,11 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     }
     let config = HostConfig {
         nats_url: args.nats_url,
+        nats_auth: NatsAuth {
+            creds_file: args.nats_creds,
+            nkey_seed: args.nats_nkey,
+            tls_ca: args.tls_ca,
+        },
         lattice: args.lattice,
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
         host_seed: args.host_seed,

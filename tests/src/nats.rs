@@ -18,8 +18,14 @@ impl NatsServer {
     /// taken by someone else between picking and binding it (tests run in parallel): then the
     /// server exits and another port is tried (at most 5).
     pub fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// Like [`NatsServer::start`], with extra server configuration (e.g. an `authorization`
+    /// block).
+    pub fn start_with_config(config: &str) -> Self {
         for _ in 0..5 {
-            if let Some(server) = Self::try_start() {
+            if let Some(server) = Self::try_start(config) {
                 return server;
             }
         }
@@ -27,8 +33,10 @@ impl NatsServer {
     }
 
     /// One attempt on one port: `None` when the server exited (its port was taken).
-    fn try_start() -> Option<Self> {
+    fn try_start(config: &str) -> Option<Self> {
         let store = tempfile::tempdir().expect("temporary JetStream store");
+        let config_file = store.path().join("server.conf");
+        std::fs::write(&config_file, config).expect("writing the server configuration");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("picking a free port")
@@ -36,6 +44,8 @@ impl NatsServer {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store.path())
+            .arg("-c")
+            .arg(&config_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

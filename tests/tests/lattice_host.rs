@@ -633,3 +633,41 @@ async fn malformed_and_unsupported_requests_get_error_replies() {
     assert_eq!(hosts.len(), 1);
     host.stop(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_a_server_that_requires_an_nkey_and_is_refused_without_it() {
+    let user = nkeys::KeyPair::new_user();
+    let server = NatsServer::start_with_config(&format!(
+        "authorization {{ users = [ {{ nkey: {} }} ] }}",
+        user.public_key()
+    ));
+    let config = |auth: trellis_host::NatsAuth| HostConfig {
+        nats_url: server.url(),
+        nats_auth: auth,
+        lattice: LATTICE.into(),
+        ..HostConfig::default()
+    };
+    let refused = LatticeHost::start(config(Default::default()))
+        .await
+        .err()
+        .expect("anonymous is refused");
+    let message = refused.to_string();
+    assert!(
+        message.starts_with("cannot connect to NATS at"),
+        "{message}"
+    );
+    assert!(
+        message.to_lowercase().contains("authorization"),
+        "{message}"
+    );
+
+    let auth = trellis_host::NatsAuth {
+        nkey_seed: Some(user.seed().unwrap()),
+        ..Default::default()
+    };
+    let host = LatticeHost::start(config(auth))
+        .await
+        .expect("the nkey is accepted");
+    assert!(host.host_id().starts_with('N'));
+    host.stop(None).await.unwrap();
+}
