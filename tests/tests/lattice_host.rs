@@ -671,3 +671,71 @@ async fn joins_a_server_that_requires_an_nkey_and_is_refused_without_it() {
     assert!(host.host_id().starts_with('N'));
     host.stop(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_lets_calls_in_flight_finish_on_the_old_code() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let host = start_host(&server, &[]).await;
+    let id = host.host_id().to_string();
+    let mut events = Events::subscribe(&nc).await;
+    let old = component_ref("prober");
+    let ack = client
+        .scale_component(&id, &old, "napper", 2, None, vec![], false)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    events
+        .next("component_scaled", |d| d["max_instances"] == 2)
+        .await;
+
+    // A second copy of the same code under another reference is a new version to the host.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("prober-v2.wasm");
+    std::fs::copy(trellis_tests::component_path("prober"), &copy).unwrap();
+    let new = format!("file://{}", copy.display());
+
+    let runtime = host.runtime().clone();
+    let in_flight = tokio::spawn(async move {
+        runtime
+            .invoke(
+                "napper",
+                "trellis:example/probe@0.1.0",
+                "nap",
+                &[Val::U32(1500)],
+                None,
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ack = client
+        .update_component(&id, "napper", &new, None)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    events
+        .next("component_scaled", |d| d["image_ref"] == new.as_str())
+        .await;
+    assert!(
+        !in_flight.is_finished(),
+        "the update must not wait for, or cut, the call in flight"
+    );
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        [Val::U32(1500)],
+        "the call in flight finishes"
+    );
+
+    let inventory = client.get_host_inventory(&id).await.unwrap();
+    assert_eq!(
+        inventory.data().unwrap().components()[0].image_ref(),
+        new.as_str()
+    );
+    let after = host
+        .runtime()
+        .invoke("napper", "trellis:example/probe@0.1.0", "ok", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(after, [Val::U32(42)]);
+    host.stop(None).await.unwrap();
+}

@@ -9,6 +9,10 @@ impl Guest for Prober {
     fn ok() -> u32 {
         42
     }
+    fn nap(ms: u32) -> u32 {
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(ms)));
+        ms
+    }
     fn spin() {
         let mut x: u64 = 0;
         loop {
