@@ -143,6 +143,11 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             accepted = socket.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Responses go out in several small writes (head, body chunks, end); with
+                    // Nagle's algorithm each waits for the client's delayed ACK (~40 ms).
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!("TCP_NODELAY: {error}");
+                    }
                     let routes = routes.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |request| {
