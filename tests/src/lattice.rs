@@ -1,7 +1,11 @@
 //! Helpers for tests that drive hosts on a real lattice: the control-interface client and
 //! bounded polling.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
 
 use async_nats_039 as nats;
 use wasmcloud_control_interface::{Client, ClientBuilder};
@@ -38,4 +42,26 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Counts the messages published under `{lattice}.{target}.wrpc.>`: proof that calls to
+/// `target` went over NATS (or, when it stays put, that they did not).
+pub async fn count_wrpc_messages(
+    nc: &nats::Client,
+    lattice: &str,
+    target: &str,
+) -> Arc<AtomicUsize> {
+    let mut messages = nc
+        .subscribe(format!("{lattice}.{target}.wrpc.>"))
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while messages.next().await.is_some() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    count
 }

@@ -5,8 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats_039 as nats;
@@ -16,7 +15,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use trellis_host::{Builtin, BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{ctl_client, eventually};
+use trellis_tests::lattice::{count_wrpc_messages, ctl_client, eventually};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
@@ -364,23 +363,6 @@ async fn increment(host: &LatticeHost, id: &str, bucket: &str) -> Result<u64, St
     }
 }
 
-/// Counts the messages published under a lattice ID's wRPC subjects.
-async fn spy(nc: &nats::Client, target: &str) -> Arc<AtomicUsize> {
-    let mut messages = nc
-        .subscribe(format!("{LATTICE}.{target}.wrpc.>"))
-        .await
-        .unwrap();
-    nc.flush().await.unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    tokio::spawn(async move {
-        while messages.next().await.is_some() {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    count
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyvalue_link_config_and_a_switched_off_builtin_going_over_wrpc() {
     let server = NatsServer::start();
@@ -406,7 +388,7 @@ async fn keyvalue_link_config_and_a_switched_off_builtin_going_over_wrpc() {
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     put_config(&client, "kv-counts", &[("bucket", "counts")]).await;
-    let traffic = spy(&nc, "kv").await;
+    let traffic = count_wrpc_messages(&nc, LATTICE, "kv").await;
     scale(&client, &host_b, "counter-b", "kv", &[]).await;
     assert!(
         increment(&host_b, "counter-b", "counts").await.is_err(),

@@ -1,16 +1,13 @@
 //! Components on different hosts calling each other over wRPC on a real `nats-server`, and the
 //! same calls going in-process when the target comes to the caller's host.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use async_nats_039 as nats;
-use futures::StreamExt as _;
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::{ImportRoute, InvokeError, Val};
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{ctl_client, eventually};
+use trellis_tests::lattice::{count_wrpc_messages, ctl_client, eventually};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
@@ -83,23 +80,6 @@ async fn wait_for_route(host: &LatticeHost, component: &str, wanted: ImportRoute
     .await;
 }
 
-/// Counts the wRPC invocations published to a lattice ID's subjects.
-async fn spy(nc: &nats::Client, target: &str) -> Arc<AtomicUsize> {
-    let mut messages = nc
-        .subscribe(format!("{LATTICE}.{target}.wrpc.>"))
-        .await
-        .unwrap();
-    nc.flush().await.unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    tokio::spawn(async move {
-        while messages.next().await.is_some() {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    count
-}
-
 /// Waits until `caller`'s calls on `host` get through: the link may reach that host's copy of
 /// the lattice state a moment after the put was acknowledged by another host.
 async fn wait_for_link(host: &LatticeHost) {
@@ -136,7 +116,7 @@ async fn calls_cross_hosts_over_wrpc_and_come_home_in_process() {
     link(&client, "caller", "callee").await;
     wait_for_route(&home, "caller", ImportRoute::Remote).await;
     wait_for_link(&home).await;
-    let traffic = spy(&nc, "callee").await;
+    let traffic = count_wrpc_messages(&nc, LATTICE, "callee").await;
 
     // Every type family crosses the lattice intact.
     let point = |x, y, label: &str| {
@@ -318,7 +298,7 @@ async fn in_process_links_can_be_switched_off() {
     scale(&client, &host, "callee", "exporter", 2).await;
     scale(&client, &host, "caller", "importer", 2).await;
     link(&client, "caller", "callee").await;
-    let traffic = spy(&nc, "callee").await;
+    let traffic = count_wrpc_messages(&nc, LATTICE, "callee").await;
     wait_for_route(&host, "caller", ImportRoute::Remote).await;
     wait_for_link(&host).await;
     assert_eq!(
