@@ -10,6 +10,7 @@
 //! | [`blobstore`] | `wasi:blobstore` (`0.2.0-draft`) | filesystem (rooted), in-memory |
 //! | [`http_client`] | `wasi:http/outgoing-handler` | deny by default, allowed hosts per component |
 //! | [`http_server`] | consumes `wasi:http/incoming-handler` exports | hyper HTTP/1.1 listeners |
+//! | [`messaging`] | `wasmcloud:messaging/consumer@0.2.0`, consumes `handler` exports | NATS (the host's connection) |
 //!
 //! Each plugin keeps per-component state keyed by component id (set in `bind`, dropped in
 //! `unbind`) and hands it to each invocation through the store's extensions in `prepare`.
@@ -23,6 +24,7 @@ pub mod http_server;
 
 pub mod keyvalue;
 pub mod logging;
+pub mod messaging;
 
 pub use blobstore::BlobstorePlugin;
 pub use config::ConfigPlugin;
@@ -31,3 +33,4 @@ pub use http_server::HttpServerPlugin;
 
 pub use keyvalue::KeyvaluePlugin;
 pub use logging::LoggingPlugin;
+pub use messaging::MessagingPlugin;
