@@ -122,11 +122,18 @@ impl RemoteInvoker for Lattice {
         let lattice = self.clone();
         let (instance, func) = (instance.to_string(), func.to_string());
         Box::pin(async move {
-            let target = lattice.target(&call.caller, DEFAULT_LINK, &instance)?;
+            let interface = InterfaceName::parse(&instance)
+                .ok_or_else(|| RpcError::NotAnInterface(instance.clone()))?
+                .unversioned();
+            let link_name = call.selection.link_name(&interface).unwrap_or(DEFAULT_LINK);
+            let target = match call.selection.target(&interface) {
+                Some(target) => target.to_string(),
+                None => lattice.target(&call.caller, link_name, &instance)?,
+            };
             let client = lattice.client(&target).await?;
             let mut headers = HeaderMap::new();
             headers.insert("source-id", &*call.caller);
-            headers.insert("link-name", DEFAULT_LINK);
+            headers.insert("link-name", link_name);
             let (outgoing, incoming) = client
                 .invoke(Some(headers), &instance, &func, params, paths)
                 .await?;
@@ -139,6 +146,12 @@ impl RemoteInvoker for Lattice {
 
     fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    fn check_link(&self, caller: &str, link_name: &str, interface: &str) -> Result<(), String> {
+        self.target(caller, link_name, interface)
+            .map(drop)
+            .map_err(|error| error.to_string())
     }
 }
 

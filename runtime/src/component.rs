@@ -8,6 +8,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use crate::engine::Engine;
+use crate::interface::InterfaceName;
 
 /// Where a component's bytes come from.
 #[derive(Clone, Debug)]
@@ -104,6 +105,14 @@ impl LoadedComponent {
 
     pub fn digest_hex(&self) -> String {
         hex::encode(self.digest)
+    }
+
+    /// Whether this component picks its link targets while it runs (`wasmcloud:bus/lattice`).
+    pub fn chooses_links(&self) -> bool {
+        self.imports
+            .iter()
+            .filter_map(|import| InterfaceName::parse(import))
+            .any(|import| crate::link_names::is_bus_lattice(&import))
     }
 
     /// Whether this component exports the instance `name`.

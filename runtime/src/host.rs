@@ -13,6 +13,7 @@ use crate::ctx::InvocationCtx;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{InvokeError, StartError, StopError};
 use crate::interface::InterfaceName;
+use crate::link_names;
 use crate::linking::{self, ImportFallback, ImportRoute, LinkTable, Plug};
 use crate::plugin::{Binding, Plugin};
 use crate::remote::{Remote, RemoteInvoker, WrpcPolyfill};
@@ -298,7 +299,7 @@ impl Runtime {
         let mut plugs: Vec<Plug> = Vec::new();
         let mut routes = Vec::new();
         for import in &loaded.imports {
-            if let Some(target) = self.in_process_target(state, id, import, members) {
+            if let Some(target) = self.in_process_target(state, id, loaded, import, members) {
                 let bytes = match state.components.get(&target) {
                     Some(running) => running.current().bytes.clone(),
                     None => {
@@ -345,6 +346,10 @@ impl Runtime {
                         wasi_linked = true;
                     }
                     ImportRoute::Wasi
+                }
+                Some(name) if link_names::is_bus_lattice(name) => {
+                    link_names::add_to_linker(&mut linker, name).map_err(load_error)?;
+                    ImportRoute::Bus
                 }
                 Some(name) if let Some(plugin) = self.plugin_for(name, bound_plugins) => {
                     plugin.add_to_linker(&mut linker, name).map_err(|e| {
@@ -428,16 +433,19 @@ impl Runtime {
     }
 
     /// The component on this runtime that `id`'s `import` should be composed with, if any: the
-    /// explicit link's target when it runs here, else a member of the same workload.
+    /// explicit link's target when it runs here, else a member of the same workload. Never for
+    /// a component that chooses its links at run time (`wasmcloud:bus/lattice`).
     fn in_process_target(
         &self,
         state: &State,
         id: &str,
+        importer: &LoadedComponent,
         import: &str,
         members: &[(String, LoadedComponent)],
     ) -> Option<String> {
         let name = InterfaceName::parse(import)?;
         if !self.0.in_process_links
+            || importer.chooses_links()
             || wasi::is_baseline(&name)
             || self.plugin_for(&name, &[]).is_some()
         {
@@ -594,7 +602,7 @@ impl Runtime {
             let ready = pending.iter().position(|&i| {
                 let (id, loaded) = &members[i];
                 loaded.imports.iter().all(|import| {
-                    match self.in_process_target(state, id, import, members) {
+                    match self.in_process_target(state, id, loaded, import, members) {
                         Some(target) => state.components.contains_key(&target),
                         None => true,
                     }

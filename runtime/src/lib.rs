@@ -15,6 +15,7 @@ mod engine;
 mod error;
 mod host;
 mod interface;
+mod link_names;
 mod linking;
 mod plugin;
 mod remote;
@@ -30,6 +31,7 @@ pub use engine::{Engine, EngineConfig, PoolingLimits};
 pub use error::{InvokeError, StartError, StopError};
 pub use host::{Heartbeat, Host, Runtime, RuntimeBuilder};
 pub use interface::InterfaceName;
+pub use link_names::LinkSelection;
 pub use linking::{ImportFallback, ImportRoute, LinkTable};
 pub use plugin::{Binding, Plugin};
 pub use remote::{

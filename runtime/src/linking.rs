@@ -1,7 +1,8 @@
 //! Import resolution and in-process linking.
 //!
-//! Each import of a component is routed, in order, to the WASI baseline, an enabled plugin, an
-//! export of another component on this runtime, or the embedder's [`ImportFallback`].
+//! Each import of a component is routed, in order, to the WASI baseline (or the runtime's own
+//! `wasmcloud:bus/lattice`), an enabled plugin, an export of another component on this runtime,
+//! or the embedder's [`ImportFallback`].
 //!
 //! In-process links are made by *composition*: the exporter is plugged into the importer with
 //! wac-graph and the result is compiled as one component, so calls cross through wasmtime's
@@ -25,6 +26,8 @@ use crate::interface::InterfaceName;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImportRoute {
     Wasi,
+    /// `wasmcloud:bus/lattice`, implemented by the runtime: the component chooses its links.
+    Bus,
     Plugin(String),
     /// Composed with this component's export: a direct call.
     InProcess(String),

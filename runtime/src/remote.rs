@@ -19,6 +19,7 @@ use wrpc_runtime_wasmtime::{RemoteResource, SharedResourceTable, WrpcCtx, WrpcCt
 use wrpc_transport::Index;
 
 use crate::ctx::InvocationCtx;
+use crate::link_names::LinkSelection;
 use crate::linking::ImportFallback;
 
 /// An outgoing (parameter) stream of one invocation.
@@ -84,10 +85,12 @@ impl AsyncRead for RemoteIncoming {
     }
 }
 
-/// Who is calling, for the invoker's link lookup and headers.
+/// Who is calling and which links it chose, for the invoker's target lookup and headers.
 #[derive(Clone, Debug)]
 pub struct RemoteCall {
     pub caller: Arc<str>,
+    /// Choices made through `wasmcloud:bus/lattice` during this invocation.
+    pub selection: Arc<LinkSelection>,
 }
 
 pub type RemoteInvocation =
@@ -106,6 +109,10 @@ pub trait RemoteInvoker: Send + Sync + 'static {
 
     /// How long a remote call may take before the caller's import fails.
     fn timeout(&self) -> Duration;
+
+    /// Whether `caller` has a link named `link_name` for `interface` (`ns:pkg/iface`); the
+    /// error says what is missing. Asked when a component chooses a link name.
+    fn check_link(&self, caller: &str, link_name: &str, interface: &str) -> Result<(), String>;
 }
 
 /// The embedder's invoker as a `wrpc_transport::Invoke`.

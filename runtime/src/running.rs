@@ -292,6 +292,7 @@ impl RunningComponent {
                 client,
                 call: RemoteCall {
                     caller: self.id.clone(),
+                    selection: Default::default(),
                 },
                 shared: Default::default(),
             }),

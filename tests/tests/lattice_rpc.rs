@@ -313,3 +313,139 @@ async fn in_process_links_can_be_switched_off() {
     .await;
     host.stop(None).await.unwrap();
 }
+
+const CHOOSER: &str = "trellis:chooser/chooser";
+const GREETING: &str = "component says hello, ada";
+
+async fn link_greeter(client: &Client, name: &str, target: &str) {
+    let link = Link::builder()
+        .source_id("chooser")
+        .target(target)
+        .name(name)
+        .wit_namespace("trellis")
+        .wit_package("example")
+        .interfaces(vec!["greeter".into()])
+        .build()
+        .unwrap();
+    let ack = client.put_link(link).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}
+
+async fn choose(host: &LatticeHost, function: &str, choice: &str) -> Result<Val, InvokeError> {
+    let mut results = host
+        .runtime()
+        .invoke(
+            "chooser",
+            CHOOSER,
+            function,
+            &[string(choice), string("ada")],
+            None,
+        )
+        .await?;
+    Ok(results.remove(0))
+}
+
+fn ok_string(value: &str) -> Val {
+    Val::Result(Ok(Some(Box::new(string(value)))))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_names_chosen_at_run_time_select_the_target() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let (home, away) = (
+        start_host(&server, true).await,
+        start_host(&server, true).await,
+    );
+    // `first` runs beside the chooser, `second` on the other host.
+    scale(&client, &home, "first", "exporter", 2).await;
+    scale(&client, &away, "second", "exporter", 2).await;
+    scale(&client, &home, "chooser", "chooser", 2).await;
+    link_greeter(&client, "default", "first").await;
+    link_greeter(&client, "backup", "second").await;
+    let (to_first, to_second) = (
+        count_wrpc_messages(&nc, LATTICE, "first").await,
+        count_wrpc_messages(&nc, LATTICE, "second").await,
+    );
+    let greeter_route = home
+        .runtime()
+        .routes("chooser")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(import, _)| import == "trellis:example/greeter@0.1.0")
+        .map(|(_, route)| route);
+    assert_eq!(
+        greeter_route,
+        Some(ImportRoute::Remote),
+        "a component that chooses links at run time is not composed with a co-located target"
+    );
+    eventually("both links reached the chooser's host", || async {
+        choose(&home, "greet-checked", "backup")
+            .await
+            .ok()
+            .filter(|greeting| *greeting == ok_string(GREETING))
+    })
+    .await;
+
+    // 1.0.0: the chosen link decides where each call goes.
+    let (first_before, second_before) = (
+        to_first.load(Ordering::SeqCst),
+        to_second.load(Ordering::SeqCst),
+    );
+    assert_eq!(
+        choose(&home, "greet-via", "default").await.unwrap(),
+        string(GREETING)
+    );
+    eventually("the default link's call reached `first`", || async {
+        (to_first.load(Ordering::SeqCst) > first_before).then_some(())
+    })
+    .await;
+    assert_eq!(to_second.load(Ordering::SeqCst), second_before);
+    assert_eq!(
+        choose(&home, "greet-via", "backup").await.unwrap(),
+        string(GREETING)
+    );
+    eventually("the backup link's call reached `second`", || async {
+        (to_second.load(Ordering::SeqCst) > second_before).then_some(())
+    })
+    .await;
+
+    // 1.0.0 cannot report a missing link: the call itself fails fast, naming it.
+    let started = Instant::now();
+    let error = choose(&home, "greet-via", "missing").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a missing link must not hang"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("no `missing` link for `trellis:example/greeter`"),
+        "{error}"
+    );
+
+    // 2.0.0 reports it from set-link-name.
+    let Val::Result(Err(Some(reason))) = choose(&home, "greet-checked", "missing").await.unwrap()
+    else {
+        panic!("set-link-name 2.0.0 must refuse a link that does not exist");
+    };
+    assert!(
+        matches!(&*reason, Val::String(reason) if reason.contains("no `missing` link")),
+        "{reason:?}"
+    );
+
+    // 2.0.0 can also address a target directly, without a link.
+    let second_before = to_second.load(Ordering::SeqCst);
+    assert_eq!(
+        choose(&home, "greet-at", "second").await.unwrap(),
+        ok_string(GREETING)
+    );
+    eventually("the targeted call reached `second`", || async {
+        (to_second.load(Ordering::SeqCst) > second_before).then_some(())
+    })
+    .await;
+
+    home.stop(None).await.unwrap();
+    away.stop(None).await.unwrap();
+}
