@@ -10,7 +10,8 @@
 //! | reference | built-in |
 //! |---|---|
 //! | `wasmcloud+builtin://http-server` | [`Builtin::HttpServer`] |
-//! | `trellis+builtin://{http-server,http-client,keyvalue,blobstore,config,logging}` | that one |
+//! | `wasmcloud+builtin://messaging-nats` | [`Builtin::Messaging`] |
+//! | `trellis+builtin://{http-server,http-client,keyvalue,blobstore,config,logging,messaging}` | that one |
 //! | an alias pattern (`--builtin-alias PATTERN=BUILTIN`), e.g. `ghcr.io/wasmcloud/http-server:*` | its target |
 //!
 //! A target may carry default plugin config as a query: `keyvalue?backend=nats`.
@@ -23,7 +24,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 use trellis_providers::{
     BlobstorePlugin, ConfigPlugin, HttpClientPlugin, HttpServerPlugin, KeyvaluePlugin,
-    LoggingPlugin,
+    LoggingPlugin, MessagingPlugin,
 };
 use trellis_runtime::Plugin;
 
@@ -41,16 +42,18 @@ pub enum Builtin {
     Blobstore,
     Config,
     Logging,
+    Messaging,
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 6] = [
+    pub const ALL: [Builtin; 7] = [
         Builtin::HttpServer,
         Builtin::HttpClient,
         Builtin::Keyvalue,
         Builtin::Blobstore,
         Builtin::Config,
         Builtin::Logging,
+        Builtin::Messaging,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Builtin {
             Builtin::Blobstore => "blobstore",
             Builtin::Config => "config",
             Builtin::Logging => "logging",
+            Builtin::Messaging => "messaging",
         }
     }
 
@@ -80,11 +84,9 @@ impl fmt::Display for Builtin {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BuiltinError {
     #[error(
-        "unknown built-in `{0}` (known: http-server, http-client, keyvalue, blobstore, config, logging)"
+        "unknown built-in `{0}` (known: http-server, http-client, keyvalue, blobstore, config, logging, messaging)"
     )]
     Unknown(String),
-    #[error("built-in `{0}` is not available in this build of Trellis")]
-    NotAvailable(String),
     #[error("expected NAME=on|off, got `{0}`")]
     BadSwitch(String),
     #[error("expected PATTERN=BUILTIN[?key=value&…] (or `wasmcloud`), got `{0}`")]
@@ -99,13 +101,10 @@ impl FromStr for Builtin {
     type Err = BuiltinError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name {
-            "messaging" | "messaging-nats" => Err(BuiltinError::NotAvailable(name.to_string())),
-            _ => Builtin::ALL
-                .into_iter()
-                .find(|b| b.name() == name)
-                .ok_or_else(|| BuiltinError::Unknown(name.to_string())),
-        }
+        Builtin::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| BuiltinError::Unknown(name.to_string()))
     }
 }
 
@@ -168,6 +167,7 @@ impl BuiltinAlias {
             ("ghcr.io/wasmcloud/http-client:*", "http-client"),
             ("ghcr.io/wasmcloud/keyvalue-nats:*", "keyvalue?backend=nats"),
             ("ghcr.io/wasmcloud/blobstore-fs:*", "blobstore"),
+            ("ghcr.io/wasmcloud/messaging-nats:*", "messaging"),
         ]
         .into_iter()
         .map(|(pattern, target)| BuiltinAlias {
@@ -203,14 +203,15 @@ impl BuiltinAlias {
 /// `trellis+builtin://` schemes, then the aliases in order.
 pub fn resolve(reference: &str, aliases: &[BuiltinAlias]) -> Result<BuiltinRef, BuiltinError> {
     if let Some(name) = reference.strip_prefix("wasmcloud+builtin://") {
-        return match name {
-            "http-server" => Ok(BuiltinRef {
-                builtin: Builtin::HttpServer,
-                defaults: ConfigMap::new(),
-            }),
-            "messaging-nats" => Err(BuiltinError::NotAvailable(name.to_string())),
-            other => Err(BuiltinError::Unknown(other.to_string())),
+        let builtin = match name {
+            "http-server" => Builtin::HttpServer,
+            "messaging-nats" => Builtin::Messaging,
+            other => return Err(BuiltinError::Unknown(other.to_string())),
         };
+        return Ok(BuiltinRef {
+            builtin,
+            defaults: ConfigMap::new(),
+        });
     }
     if let Some(target) = reference.strip_prefix("trellis+builtin://") {
         return target.parse();
@@ -233,8 +234,8 @@ pub struct Plugins {
 
 impl Plugins {
     /// Makes the switched-on plugins, in the order the runtime consults them. The keyvalue
-    /// plugin's `nats` backend uses the host's connection; the HTTP server only serves
-    /// components a link from an http-server provider configures.
+    /// plugin's `nats` backend and the messaging plugin use the host's connection; the HTTP
+    /// server only serves components a link from an http-server provider configures.
     pub fn new(enabled: &BTreeSet<Builtin>, nats: &async_nats::Client) -> Self {
         let mut all: Vec<Arc<dyn Plugin>> = Vec::new();
         let mut config = None;
@@ -250,6 +251,7 @@ impl Plugins {
                 Builtin::Blobstore => Arc::new(BlobstorePlugin::new()),
                 Builtin::HttpClient => Arc::new(HttpClientPlugin::new()),
                 Builtin::HttpServer => Arc::new(HttpServerPlugin::configured_only()),
+                Builtin::Messaging => Arc::new(MessagingPlugin::new(nats.clone())),
             };
             all.push(plugin);
         }
@@ -356,10 +358,12 @@ mod tests {
         let kv = resolve("trellis+builtin://keyvalue?backend=nats", &[]).unwrap();
         assert_eq!(kv.builtin, Builtin::Keyvalue);
         assert_eq!(kv.defaults["backend"], "nats");
-        assert!(matches!(
-            resolve("wasmcloud+builtin://messaging-nats", &[]),
-            Err(BuiltinError::NotAvailable(_))
-        ));
+        let messaging = resolve("wasmcloud+builtin://messaging-nats", &[]).unwrap();
+        assert_eq!(messaging.builtin, Builtin::Messaging);
+        assert_eq!(
+            resolve("trellis+builtin://messaging", &[]).unwrap().builtin,
+            Builtin::Messaging
+        );
         let image = "ghcr.io/wasmcloud/keyvalue-nats:0.3.1";
         assert!(matches!(
             resolve(image, &[]),
@@ -369,6 +373,12 @@ mod tests {
         assert_eq!(
             resolve(image, &aliases).unwrap().defaults["backend"],
             "nats"
+        );
+        assert_eq!(
+            resolve("ghcr.io/wasmcloud/messaging-nats:0.23.1", &aliases)
+                .unwrap()
+                .builtin,
+            Builtin::Messaging
         );
         let custom = BuiltinAlias::parse_all("my/http:1=http-server").unwrap();
         assert!(resolve("my/http:1", &custom).is_ok());

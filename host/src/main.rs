@@ -94,7 +94,7 @@ struct HostArgs {
     rpc_timeout_ms: u64,
     /// Switch built-in providers on or off: `NAME=on|off`, comma-separated or repeated, applied
     /// to the default set (all on: http-server, http-client, keyvalue, blobstore, config,
-    /// logging).
+    /// logging, messaging).
     #[arg(
         long = "builtin",
         env = "TRELLIS_BUILTINS",

@@ -258,7 +258,6 @@ async fn disabled_and_unknown_builtins_are_refused() {
     assert!(ack.succeeded(), "{}", ack.message());
     for (reference, expected) in [
         ("wasmcloud+builtin://http-server", "switched off"),
-        ("wasmcloud+builtin://messaging-nats", "not available"),
         ("trellis+builtin://teleport", "unknown built-in"),
         ("ghcr.io/wasmcloud/http-server:0.27.0", "switched off"),
         ("ghcr.io/acme/custom:1", "file:///path"),
