@@ -1,7 +1,7 @@
 //! Built-in providers addressed from the lattice, on a real `nats-server`, driven by the real
 //! `wasmcloud-control-interface` client: `provider.start` with built-in references, links that
-//! configure the plugins (HTTP routing, keyvalue buckets), named config delivered live, and a
-//! switched-off built-in whose calls go over wRPC.
+//! configure the plugins (HTTP routing, keyvalue buckets, messaging subscriptions), named config
+//! delivered live, and switched-off built-ins whose calls go over wRPC.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -437,4 +437,193 @@ async fn keyvalue_link_config_and_a_switched_off_builtin_going_over_wrpc() {
     .await;
     host_a.stop(None).await.unwrap();
     host_b.stop(None).await.unwrap();
+}
+
+const MESSENGER_PROBE: &str = "trellis:providers/messenger-probe@0.1.0";
+
+/// Runs the messenger's probe `function`: the `ok` payload's bytes (empty for none), or the
+/// error the guest saw.
+async fn messenger(host: &LatticeHost, function: &str, params: &[Val]) -> Result<Vec<u8>, String> {
+    let out = host
+        .runtime()
+        .invoke("messenger", MESSENGER_PROBE, function, params, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bytes = |value: &Val| match value {
+        Val::List(items) => items
+            .iter()
+            .map(|item| match item {
+                Val::U8(b) => *b,
+                other => panic!("not a byte: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not a list: {other:?}"),
+    };
+    match &out[0] {
+        Val::Result(Ok(None)) => Ok(Vec::new()),
+        Val::Result(Ok(Some(value))) => Ok(bytes(value)),
+        Val::Result(Err(Some(error))) => Err(format!("{error:?}")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn byte_list(data: &[u8]) -> Val {
+    Val::List(data.iter().map(|b| Val::U8(*b)).collect())
+}
+
+/// Whether a request on `subject` finds no subscriber.
+async fn no_responders(nc: &nats::Client, subject: &str) -> bool {
+    matches!(
+        nc.request(subject.to_string(), "hello".into()).await,
+        Err(e) if e.kind() == nats::RequestErrorKind::NoResponders
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_builtin_publishes_requests_and_serves_linked_subscriptions() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let host = start_host(&server, &[]).await;
+    let ack = client
+        .start_provider(
+            host.host_id(),
+            "wasmcloud+builtin://messaging-nats",
+            "messaging",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    scale(&client, &host, "messenger", "messenger", &[]).await;
+
+    // publish and request go out on the host's NATS connection.
+    let mut observed = nc.subscribe("out.>").await.unwrap();
+    nc.flush().await.unwrap();
+    let published = messenger(
+        &host,
+        "publish",
+        &[
+            Val::String("out.greeting".into()),
+            byte_list(b"hi"),
+            Val::Option(None),
+        ],
+    )
+    .await;
+    assert_eq!(published, Ok(Vec::new()));
+    let message = tokio::time::timeout(WAIT, observed.next())
+        .await
+        .expect("the published message")
+        .unwrap();
+    assert_eq!(&message.payload[..], b"hi");
+    let mut service = nc.subscribe("svc.time").await.unwrap();
+    nc.flush().await.unwrap();
+    let responder = {
+        let nc = nc.clone();
+        tokio::spawn(async move {
+            let request = tokio::time::timeout(WAIT, service.next())
+                .await
+                .unwrap()
+                .unwrap();
+            nc.publish(request.reply.unwrap(), "tick".into())
+                .await
+                .unwrap();
+        })
+    };
+    let request = [
+        Val::String("svc.time".into()),
+        byte_list(b"now?"),
+        Val::U32(5000),
+    ];
+    assert_eq!(
+        messenger(&host, "request", &request).await,
+        Ok(b"tick".to_vec())
+    );
+    responder.await.unwrap();
+
+    // Not linked yet: nothing is subscribed for the component.
+    assert!(no_responders(&nc, "tasks.one").await);
+    put_config(&client, "messenger-subs", &[("subscriptions", "tasks.*")]).await;
+    for link in [
+        link(
+            "messaging",
+            "messenger",
+            "wasmcloud",
+            "messaging",
+            &["handler"],
+            &["messenger-subs"],
+            &[],
+        ),
+        link(
+            "messenger",
+            "messaging",
+            "wasmcloud",
+            "messaging",
+            &["consumer"],
+            &[],
+            &[],
+        ),
+    ] {
+        let ack = client.put_link(link).await.unwrap();
+        assert!(ack.succeeded(), "{}", ack.message());
+    }
+    let reply = eventually("the linked subscription to answer", || async {
+        nc.request("tasks.one", "hello".into()).await.ok()
+    })
+    .await;
+    assert_eq!(&reply.payload[..], b"handled tasks.one: hello");
+
+    // A trapping handler does not end the subscription.
+    nc.publish("tasks.bad", "trap".into()).await.unwrap();
+    let reply = nc.request("tasks.two", "again".into()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"handled tasks.two: again");
+
+    // Deleting the link unsubscribes; sending still works (the binding grants it).
+    let ack = client
+        .delete_link("messaging", "default", "wasmcloud", "messaging")
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("delivery to stop", || async {
+        no_responders(&nc, "tasks.one").await.then_some(())
+    })
+    .await;
+    let published = messenger(
+        &host,
+        "publish",
+        &[
+            Val::String("out.after".into()),
+            byte_list(b"still"),
+            Val::Option(None),
+        ],
+    )
+    .await;
+    assert_eq!(published, Ok(Vec::new()));
+
+    // Switched off, the built-in is not there: the import goes to the lattice.
+    let off = start_host(&server, &["messaging=off"]).await;
+    let ack = client
+        .start_provider(
+            off.host_id(),
+            "trellis+builtin://messaging",
+            "messaging-off",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        !ack.succeeded() && ack.message().contains("switched off"),
+        "{}",
+        ack.message()
+    );
+    scale(&client, &off, "messenger-off", "messenger", &[]).await;
+    let routes = off.runtime().routes("messenger-off").await.unwrap();
+    let consumer = routes
+        .iter()
+        .find(|(import, _)| import.starts_with("wasmcloud:messaging/consumer"))
+        .expect("consumer import");
+    assert_eq!(consumer.1, ImportRoute::Remote);
+    off.stop(None).await.unwrap();
+    host.stop(None).await.unwrap();
 }
