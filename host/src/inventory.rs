@@ -25,6 +25,7 @@ pub fn inventory(state: &HostState) -> HostInventory {
             .map(|(id, p)| ProviderDescription {
                 id,
                 image_ref: p.image_ref,
+                name: None,
                 revision: 0,
                 annotations: p.annotations,
             })
@@ -36,6 +37,7 @@ pub fn inventory(state: &HostState) -> HostInventory {
                     .map(|(id, p)| ProviderDescription {
                         id,
                         image_ref: p.image_ref,
+                        name: p.claims.as_ref().map(|c| c.name.clone()),
                         revision: p.claims.map_or(0, |c| c.revision),
                         annotations: p.annotations,
                     }),

@@ -42,7 +42,7 @@ use crate::events::Events;
 use crate::identity::Identity;
 use crate::provider::ExternalProviders;
 use crate::state::HostState;
-use crate::store::{ConfigStore, LinkStore};
+use crate::store::{ClaimsStore, ConfigStore, LinkStore};
 
 /// How a host is configured.
 #[derive(Clone, Debug)]
@@ -155,6 +155,7 @@ impl LatticeHost {
         let js = async_nats::jetstream::new(nats.clone());
         let links = Arc::new(LinkStore::open(&js, &config.lattice).await?);
         let store_config = ConfigStore::open(&js, &config.lattice).await?;
+        let claims = ClaimsStore::open(&js, &config.lattice).await?;
         let lattice = rpc::Lattice::new(
             nats.clone(),
             &config.lattice,
@@ -188,6 +189,7 @@ impl LatticeHost {
             links,
             rpc: lattice.clone(),
             config: store_config,
+            claims,
             plugins,
             providers: Providers::default(),
             builtin_aliases: config.builtin_aliases,
@@ -284,6 +286,7 @@ impl LatticeHost {
         self.state.events.publish("host_stopped", data).await;
         self.state.links.stop_watching();
         self.state.config.stop_watching();
+        self.state.claims.stop_watching();
         // Bounded: with the server gone, flush and drain would wait for a reconnect forever.
         let closed = async {
             self.nats.flush().await?;

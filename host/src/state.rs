@@ -14,7 +14,7 @@ use crate::events::Events;
 use crate::identity::Identity;
 use crate::provider::ExternalProviders;
 use crate::rpc::Lattice;
-use crate::store::{ConfigStore, LinkStore};
+use crate::store::{ClaimsStore, ConfigStore, LinkStore};
 
 /// A request to stop the host, with the time it may take (from `host.stop`'s `timeout`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct HostState {
     /// wRPC on NATS: serving exports and reaching link targets.
     pub rpc: Lattice,
     pub config: ConfigStore,
+    /// Claims of the lattice's signed artifacts (`claims.get`).
+    pub claims: ClaimsStore,
     /// The built-in plugins switched on, and the built-in providers started from them.
     pub plugins: Plugins,
     pub providers: Providers,

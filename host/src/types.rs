@@ -55,11 +55,14 @@ pub struct ComponentDescription {
     pub limits: Option<BTreeMap<String, String>>,
 }
 
-/// A provider in the inventory (this host lists the built-in providers it started).
+/// A provider in the inventory: built-in providers and provider processes started here.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProviderDescription {
     pub id: String,
     pub image_ref: String,
+    /// From the provider archive's claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub revision: i32,
     pub annotations: Annotations,
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{CtlError, Reply, decode};
 use crate::ctl::subjects::Operation;
 use crate::state::HostState;
+use crate::store::StoredClaims;
 use crate::types::{DeleteLinkRequest, Link};
 
 pub async fn link_put(
@@ -85,9 +86,15 @@ pub fn link_get(state: &HostState) -> Result<Reply, CtlError> {
     Reply::with(state.links.links())
 }
 
-/// Claims come from signed artifacts, which this host does not load yet: always empty.
-pub fn claims_get() -> Result<Reply, CtlError> {
-    Reply::with(Vec::<BTreeMap<String, String>>::new())
+/// Every claim stored in the lattice (by any host), as the string maps wasmCloud answers.
+pub fn claims_get(state: &HostState) -> Result<Reply, CtlError> {
+    let claims: Vec<BTreeMap<String, String>> = state
+        .claims
+        .all()
+        .iter()
+        .map(StoredClaims::to_map)
+        .collect();
+    Reply::with(claims)
 }
 
 pub async fn config_put(

@@ -200,7 +200,7 @@ async fn dispatch(
         LinkPut => lattice::link_put(state, operation, payload).await,
         LinkDel => lattice::link_del(state, operation, payload).await,
         LinkGet => lattice::link_get(state),
-        ClaimsGet => lattice::claims_get(),
+        ClaimsGet => lattice::claims_get(state),
         ConfigPut(name) => lattice::config_put(state, operation, name, payload).await,
         ConfigGet(name) => lattice::config_get(state, name),
         ConfigDel(name) => lattice::config_del(state, name).await,

@@ -14,6 +14,8 @@ use provider_archive::ProviderArchive;
 use serde::Serialize;
 use wascap::jwt::{CapabilityProvider, validate_token};
 
+use crate::store::{StoredClaims, StoredProviderClaims};
+
 /// The claims of a provider archive, as events and the inventory report them.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProviderClaims {
@@ -26,6 +28,26 @@ pub struct ProviderClaims {
     pub tags: Option<Vec<String>>,
     pub not_before_human: String,
     pub expires_human: String,
+    /// The provider's own key (`V…`), the claims' subject.
+    #[serde(skip)]
+    pub subject: String,
+    /// The JSON schema of the provider's configuration, as JSON text.
+    #[serde(skip)]
+    pub config_schema: Option<String>,
+}
+
+impl ProviderClaims {
+    /// What is stored under `CLAIMS_{subject}` for `claims.get`.
+    pub fn stored(&self) -> StoredClaims {
+        StoredClaims::Provider(StoredProviderClaims {
+            issuer: self.issuer.clone(),
+            name: self.name.clone(),
+            revision: self.revision.to_string(),
+            subject: self.subject.clone(),
+            version: self.version.clone(),
+            config_schema: self.config_schema.clone(),
+        })
+    }
 }
 
 /// A runnable provider binary and, for archives, its claims.
@@ -175,6 +197,10 @@ fn claims(par: &ProviderArchive) -> Result<ProviderClaims, String> {
         tags: None,
         not_before_human: validation.not_before_human,
         expires_human: validation.expires_human,
+        subject: token.claims.subject.clone(),
+        config_schema: metadata
+            .and_then(|m| m.config_schema.as_ref())
+            .map(ToString::to_string),
     })
 }
 

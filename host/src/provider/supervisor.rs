@@ -88,6 +88,10 @@ impl Supervisor {
         };
         if let Some(claims) = &executable.claims {
             self.external().set_claims(&self.id, claims.clone());
+            // Claims are informational (claims.get, wadm): a failed write does not stop the start.
+            if let Err(error) = self.state.claims.put(&claims.stored()).await {
+                tracing::warn!(provider = %self.id, "storing the provider's claims: {error}");
+            }
         }
         let settings = self.external().settings.clone();
         let mut backoff = settings.restart_backoff;

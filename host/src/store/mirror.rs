@@ -89,6 +89,10 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
         let mut keys = kv.keys().await.map_err(|e| bucket_error(e.to_string()))?;
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| bucket_error(e.to_string()))?;
+            // The bucket may hold other kinds of keys (links and claims share one).
+            if !key.starts_with(prefix) {
+                continue;
+            }
             if let Some(entry) = kv.entry(&key).await.map_err(|e| StoreError::Read {
                 key: key.clone(),
                 reason: e.to_string(),

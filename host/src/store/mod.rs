@@ -1,11 +1,13 @@
-//! Lattice state shared by every host through JetStream KV: links in `LATTICEDATA_{lattice}`
-//! and named configuration in `CONFIGDATA_{lattice}`. Each host keeps an in-memory mirror of
-//! its bucket, loaded at start and kept current by a watch.
+//! Lattice state shared by every host through JetStream KV: links and claims in
+//! `LATTICEDATA_{lattice}` and named configuration in `CONFIGDATA_{lattice}`. Each host keeps an
+//! in-memory mirror of each kind, loaded at start and kept current by a watch.
 
+mod claims;
 mod config;
 mod links;
 mod mirror;
 
+pub use claims::{ClaimsStore, ProviderClaims as StoredProviderClaims, StoredClaims};
 pub use config::ConfigStore;
 pub use links::{LinkError, LinkStore};
 
