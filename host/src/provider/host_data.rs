@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::Serialize;
 
+use super::credentials::RpcCredentials;
 use crate::store::ConfigStore;
 use crate::types::Link;
 
@@ -81,6 +82,28 @@ pub fn merged_config(names: &[String], config: &ConfigStore) -> BTreeMap<String,
         .collect()
 }
 
+/// Where the host logs the lines its providers print (see `process`).
+pub const OUTPUT_TARGET: &str = "trellis_host::provider::output";
+
+/// The host's log level for provider output, from its `tracing` subscriber (`RUST_LOG`): the
+/// most detailed level it records for [`OUTPUT_TARGET`]; `None` when it records nothing there.
+pub fn log_level() -> Option<&'static str> {
+    use tracing::{Level, enabled};
+    if enabled!(target: OUTPUT_TARGET, Level::TRACE) {
+        Some("trace")
+    } else if enabled!(target: OUTPUT_TARGET, Level::DEBUG) {
+        Some("debug")
+    } else if enabled!(target: OUTPUT_TARGET, Level::INFO) {
+        Some("info")
+    } else if enabled!(target: OUTPUT_TARGET, Level::WARN) {
+        Some("warn")
+    } else if enabled!(target: OUTPUT_TARGET, Level::ERROR) {
+        Some("error")
+    } else {
+        None
+    }
+}
+
 /// `otel_config`: observability off.
 #[derive(Debug, Serialize)]
 struct OtelConfig {
@@ -127,18 +150,21 @@ pub struct HostDataParts {
     pub host_xkey_public_key: String,
     pub provider_xkey_seed: String,
     pub rpc_timeout_ms: u64,
+    pub credentials: RpcCredentials,
+    /// `error`…`trace`; `None` leaves the provider at its own default.
+    pub log_level: Option<&'static str>,
 }
 
 impl HostData {
-    /// A fresh instance ID, no credentials (this host connects without any), logs at the
-    /// SDK's default level.
+    /// A fresh instance ID; no secrets (this host has no secrets backend), so `secrets` is the
+    /// empty map (the SDK refuses `null`), observability off.
     pub fn new(parts: HostDataParts) -> Self {
         Self {
             host_id: parts.host_id,
             lattice_rpc_prefix: parts.lattice,
             link_name: "default".into(),
-            lattice_rpc_user_jwt: String::new(),
-            lattice_rpc_user_seed: String::new(),
+            lattice_rpc_user_jwt: parts.credentials.jwt,
+            lattice_rpc_user_seed: parts.credentials.seed,
             lattice_rpc_url: parts.nats_url,
             provider_key: parts.provider_id,
             env_values: BTreeMap::new(),
@@ -151,7 +177,7 @@ impl HostData {
             provider_xkey_private_key: parts.provider_xkey_seed,
             default_rpc_timeout_ms: Some(parts.rpc_timeout_ms),
             structured_logging: false,
-            log_level: None,
+            log_level: parts.log_level.map(String::from),
             otel_config: OtelConfig {
                 enable_observability: false,
                 protocol: "Http",
@@ -188,6 +214,11 @@ mod tests {
             host_xkey_public_key: "XHOST".into(),
             provider_xkey_seed: "SXP".into(),
             rpc_timeout_ms: 2000,
+            credentials: RpcCredentials {
+                jwt: "eyJ.jwt".into(),
+                seed: "SUSEED".into(),
+            },
+            log_level: Some("debug"),
         });
         let line = data.encode().unwrap();
         assert!(line.ends_with(b"\r\n"));
@@ -220,5 +251,9 @@ mod tests {
         assert_eq!(value["provider_key"], "p");
         assert_eq!(value["config"]["k"], "v");
         assert_eq!(value["otel_config"]["protocol"], "Http");
+        assert_eq!(value["lattice_rpc_user_jwt"], "eyJ.jwt");
+        assert_eq!(value["lattice_rpc_user_seed"], "SUSEED");
+        assert_eq!(value["log_level"], "debug");
+        assert_eq!(value["secrets"], serde_json::json!({}));
     }
 }

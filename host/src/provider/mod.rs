@@ -2,6 +2,7 @@
 //! archives or plain executables), handed their HostData, supervised and linked.
 //!
 //! - [`archive`]: from reference to executable (PAR parsing, claims, extraction).
+//! - [`credentials`]: the NATS credentials providers are handed.
 //! - [`host_data`]: the HostData stdin line and the links providers receive.
 //! - [`process`]: the child process (environment, output capture, no orphans).
 //! - [`supervisor`]: one task per provider: (re)start with capped exponential backoff, health
@@ -12,6 +13,7 @@
 //! event the reference host does not have (it restarts silently).
 
 mod archive;
+mod credentials;
 mod host_data;
 mod process;
 mod supervisor;
@@ -27,6 +29,7 @@ use tokio::task::JoinHandle;
 
 pub use archive::ProviderClaims;
 
+use crate::connect::NatsAuth;
 use crate::state::HostState;
 use crate::types::Annotations;
 
@@ -97,6 +100,8 @@ pub struct ExternalProviders {
     host_xkey: nkeys::XKey,
     settings: ProviderSettings,
     rpc_timeout: Duration,
+    /// How the host joined NATS; providers are handed the matching credentials.
+    auth: NatsAuth,
 }
 
 impl ExternalProviders {
@@ -104,6 +109,7 @@ impl ExternalProviders {
         nats: async_nats::Client,
         settings: ProviderSettings,
         rpc_timeout: Duration,
+        auth: NatsAuth,
     ) -> Self {
         Self {
             table: Mutex::default(),
@@ -111,6 +117,7 @@ impl ExternalProviders {
             host_xkey: nkeys::XKey::new(),
             settings,
             rpc_timeout,
+            auth,
         }
     }
 

@@ -91,6 +91,6 @@ impl ProviderProcess {
 async fn forward(stream: impl AsyncRead + Unpin, provider: String, name: &'static str) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "trellis_host::provider::output", provider = %provider, stream = name, "{line}");
+        tracing::info!(target: super::host_data::OUTPUT_TARGET, provider = %provider, stream = name, "{line}");
     }
 }

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::archive::{self, Executable};
+use super::credentials;
 use super::host_data::{
-    HostData, HostDataParts, InterfaceLinkDefinition, LinkKey, merged_config, provider_links,
+    self, HostData, HostDataParts, InterfaceLinkDefinition, LinkKey, merged_config, provider_links,
 };
 use super::process::ProviderProcess;
 use super::{ExternalProviders, ProviderInfo};
@@ -132,6 +133,11 @@ impl Supervisor {
     fn spawn(&mut self, executable: &Executable) -> Result<(ProviderProcess, String), String> {
         self.delivered = provider_links(&self.id, &self.state.links.links(), &self.state.config);
         self.config = merged_config(&self.info.config, &self.state.config);
+        let credentials =
+            credentials::for_providers(&self.external().auth).map_err(|e| e.to_string())?;
+        if credentials.seed_only() {
+            tracing::warn!(provider = %self.id, "the host joined NATS with an nkey seed only; providers built with wasmcloud-provider-sdk 0.17 need a user JWT as well (--nats-creds) and may be refused by the server");
+        }
         let host_data = HostData::new(HostDataParts {
             host_id: self.state.host_id.clone(),
             lattice: self.state.lattice.clone(),
@@ -142,6 +148,8 @@ impl Supervisor {
             host_xkey_public_key: self.external().host_xkey.public_key(),
             provider_xkey_seed: self.xkey.seed().map_err(|e| e.to_string())?,
             rpc_timeout_ms: self.external().rpc_timeout.as_millis() as u64,
+            credentials,
+            log_level: host_data::log_level(),
         });
         let line = host_data.encode().map_err(|e| e.to_string())?;
         let process = ProviderProcess::spawn(&executable.path, line, &self.id)
@@ -191,19 +199,6 @@ impl Supervisor {
                     return (Ended::Stopped, was_healthy);
                 }
                 Wake::Check => match self.check_health(settings.health_timeout).await {
-                    Health::Answer(now) => {
-                        (answered, missed) = (true, 0);
-                        let event = match (healthy, now) {
-                            (false, true) => "health_check_passed",
-                            (true, false) => "health_check_failed",
-                            _ => "health_check_status",
-                        };
-                        healthy = now;
-                        was_healthy |= now;
-                        let data = json!({ "host_id": self.state.host_id, "provider_id": self.id });
-                        self.state.events.publish(event, data).await;
-                    }
-                    Health::Unparsable => (answered, missed) = (true, 0),
                     Health::NoAnswer => {
                         if answered || spawned.elapsed() >= settings.startup_grace {
                             missed += 1;
@@ -214,6 +209,28 @@ impl Supervisor {
                                 format!("stopped answering health checks ({missed} missed)");
                             return (Ended::Failed(reason), was_healthy);
                         }
+                    }
+                    answer => {
+                        if !answered {
+                            // The one-time config update the reference host sends after a
+                            // start. Sent right after the spawn it would reach no one (the SDK
+                            // subscribes only once it has connected); the first health answer
+                            // shows it is listening.
+                            self.send_config().await;
+                        }
+                        (answered, missed) = (true, 0);
+                        let Health::Answer(now) = answer else {
+                            continue;
+                        };
+                        let event = match (healthy, now) {
+                            (false, true) => "health_check_passed",
+                            (true, false) => "health_check_failed",
+                            _ => "health_check_status",
+                        };
+                        healthy = now;
+                        was_healthy |= now;
+                        let data = json!({ "host_id": self.state.host_id, "provider_id": self.id });
+                        self.state.events.publish(event, data).await;
                     }
                 },
                 Wake::Links => self.sync_links().await,
@@ -270,15 +287,19 @@ impl Supervisor {
 
     /// Sends the provider's merged config when it changed.
     async fn sync_config(&mut self) {
-        let current = merged_config(&self.info.config, &self.state.config);
-        if current != self.config {
-            let subject = format!(
-                "wasmbus.rpc.{}.{}.config.update",
-                self.state.lattice, self.id
-            );
-            self.publish(&subject, &current).await;
-            self.config = current;
+        if merged_config(&self.info.config, &self.state.config) != self.config {
+            self.send_config().await;
         }
+    }
+
+    /// Sends the provider's current merged config.
+    async fn send_config(&mut self) {
+        self.config = merged_config(&self.info.config, &self.state.config);
+        let subject = format!(
+            "wasmbus.rpc.{}.{}.config.update",
+            self.state.lattice, self.id
+        );
+        self.publish(&subject, &self.config).await;
     }
 
     async fn publish(&self, subject: &str, body: &impl serde::Serialize) {

@@ -7,6 +7,10 @@
 //!   as `{source_id}->{target}:{name}` lists, sorted;
 //! - `config?` → the provider's current config as sorted `key=value` pairs;
 //! - `pid?` → this process's ID (tests kill it to exercise restarts);
+//! - `config-updates?` → how many config updates this process has received;
+//! - `host-data?` → what the SDK read from HostData:
+//!   `log_level={level|none} structured_logging={bool} secrets={count} user_jwt={set|empty}
+//!   user_seed={set|empty}`;
 //! - `add:{a},{b}` → calls `trellis:example/adder@0.1.0.add` on the target of the provider's
 //!   `trellis:example/adder` source link (provider → component over wRPC).
 //!
@@ -18,8 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context as _};
 use wasmcloud_provider_sdk::{
-    get_connection, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo,
-    Provider, ProviderConfigUpdate, ProviderInitConfig,
+    get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig,
+    LinkDeleteInfo, Provider, ProviderConfigUpdate, ProviderInitConfig,
 };
 
 mod bindings {
@@ -53,6 +57,7 @@ struct Observed {
     as_source: BTreeSet<LinkKey>,
     as_target: BTreeSet<LinkKey>,
     config: BTreeMap<String, String>,
+    config_updates: usize,
 }
 
 #[derive(Clone, Default)]
@@ -99,6 +104,21 @@ impl GreeterProvider {
             .join(",")
     }
 
+    fn host_data_report() -> anyhow::Result<String> {
+        let data = load_host_data()?;
+        let set = |value: &str| if value.is_empty() { "empty" } else { "set" };
+        let log_level = data.log_level.as_ref().map_or("none".to_string(), |level| {
+            format!("{level:?}").to_lowercase()
+        });
+        Ok(format!(
+            "log_level={log_level} structured_logging={} secrets={} user_jwt={} user_seed={}",
+            data.structured_logging,
+            data.secrets.len(),
+            set(&data.lattice_rpc_user_jwt),
+            set(&data.lattice_rpc_user_seed),
+        ))
+    }
+
     async fn add_via_link(&self, args: &str) -> anyhow::Result<String> {
         let (a, b) = args.split_once(',').context("expected add:{a},{b}")?;
         let (a, b): (u32, u32) = (a.trim().parse()?, b.trim().parse()?);
@@ -127,7 +147,9 @@ impl Provider for GreeterProvider {
     async fn on_config_update(&self, update: impl ProviderConfigUpdate) -> anyhow::Result<()> {
         let config: BTreeMap<_, _> = update.get_values().clone().into_iter().collect();
         eprintln!("test-provider: config update {config:?}");
-        self.observed().config = config;
+        let mut observed = self.observed();
+        observed.config = config;
+        observed.config_updates += 1;
         Ok(())
     }
 
@@ -185,6 +207,8 @@ impl bindings::exports::trellis::example::greeter::Handler<Option<Context>> for 
             "links?" => Ok(self.links_report()),
             "config?" => Ok(self.config_report()),
             "pid?" => Ok(std::process::id().to_string()),
+            "config-updates?" => Ok(self.observed().config_updates.to_string()),
+            "host-data?" => Self::host_data_report().or_else(|e| Ok(format!("error: {e:#}"))),
             _ => match name.strip_prefix("add:") {
                 Some(args) => self
                     .add_via_link(args)
