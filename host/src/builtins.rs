@@ -28,6 +28,7 @@ use trellis_providers::{
 };
 use trellis_runtime::Plugin;
 
+use crate::translated::ProviderServer;
 use crate::types::Annotations;
 
 /// Plugin configuration: key → value.
@@ -229,6 +230,8 @@ pub struct Plugins {
     pub enabled: BTreeSet<Builtin>,
     /// The config plugin, when on: named config reaches components through it.
     pub config: Option<Arc<ConfigPlugin>>,
+    /// The keyvalue plugin, when on: a keyvalue provider started here serves the lattice with it.
+    pub keyvalue: Option<Arc<KeyvaluePlugin>>,
     pub all: Vec<Arc<dyn Plugin>>,
 }
 
@@ -239,6 +242,7 @@ impl Plugins {
     pub fn new(enabled: &BTreeSet<Builtin>, nats: &async_nats::Client) -> Self {
         let mut all: Vec<Arc<dyn Plugin>> = Vec::new();
         let mut config = None;
+        let mut keyvalue = None;
         for builtin in enabled {
             let plugin: Arc<dyn Plugin> = match builtin {
                 Builtin::Logging => Arc::new(LoggingPlugin::new()),
@@ -247,7 +251,11 @@ impl Plugins {
                     config = Some(plugin.clone());
                     plugin
                 }
-                Builtin::Keyvalue => Arc::new(KeyvaluePlugin::with_nats(nats.clone())),
+                Builtin::Keyvalue => {
+                    let plugin = Arc::new(KeyvaluePlugin::with_nats(nats.clone()));
+                    keyvalue = Some(plugin.clone());
+                    plugin
+                }
                 Builtin::Blobstore => Arc::new(BlobstorePlugin::new()),
                 Builtin::HttpClient => Arc::new(HttpClientPlugin::new()),
                 Builtin::HttpServer => Arc::new(HttpServerPlugin::configured_only()),
@@ -261,6 +269,7 @@ impl Plugins {
         Self {
             enabled: enabled.clone(),
             config,
+            keyvalue,
             all,
         }
     }
@@ -274,6 +283,8 @@ pub struct RunningProvider {
     pub builtin: BuiltinRef,
     /// Named config given at start: defaults for every link's plugin config.
     pub config: Vec<String>,
+    /// Its translated interfaces on the lattice (keyvalue); dropped with the last clone.
+    pub _serving: Option<Arc<ProviderServer>>,
 }
 
 /// The built-in providers started on this host, with change notification.

@@ -18,6 +18,7 @@ mod provider;
 mod rpc;
 mod state;
 mod store;
+mod translated;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,9 +164,11 @@ impl LatticeHost {
             config.rpc_timeout,
         );
         let plugins = Plugins::new(&config.builtins, &nats);
+        let fallbacks = translated::fallback_plugins(&config.builtins, &lattice);
         let runtime = plugins
             .all
             .iter()
+            .chain(&fallbacks)
             .fold(Runtime::builder(), |builder, plugin| {
                 builder.plugin(plugin.clone())
             })

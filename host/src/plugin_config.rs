@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use trellis_runtime::HostInterface;
 
-use crate::builtins::ConfigMap;
+use crate::builtins::{ConfigMap, RunningProvider};
 use crate::state::HostState;
 
 /// The link name whose links configure built-in plugins.
@@ -93,16 +93,29 @@ pub fn desired(state: &HostState, id: &str, config: &[String]) -> PluginConfig {
         let Some(provider) = state.providers.get(provider) else {
             continue;
         };
-        let mut map = provider.builtin.defaults.clone();
-        map.extend(merged(state, &provider.config));
-        map.extend(merged(state, component_side));
-        map.extend(merged(state, provider_side));
+        let map = link_config(state, &provider, component_side, provider_side);
         for interface in &link.interfaces {
             let name = format!("{}:{}/{interface}", link.wit_namespace, link.wit_package);
             interfaces.entry(name).or_insert_with(|| map.clone());
         }
     }
     PluginConfig(interfaces)
+}
+
+/// The plugin config a link between a component and built-in `provider` gives: the built-in
+/// reference's defaults, the provider's named config, then the named configs on the
+/// component's side of the link and on the provider's side, merged in that order.
+pub fn link_config(
+    state: &HostState,
+    provider: &RunningProvider,
+    component_side: &[String],
+    provider_side: &[String],
+) -> ConfigMap {
+    let mut map = provider.builtin.defaults.clone();
+    map.extend(merged(state, &provider.config));
+    map.extend(merged(state, component_side));
+    map.extend(merged(state, provider_side));
+    map
 }
 
 /// Keeps every running component's plugin config current until the host stops (the caller

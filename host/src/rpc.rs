@@ -21,7 +21,7 @@ use wrpc_transport::{Invoke as _, Serve as _};
 use crate::store::LinkStore;
 
 /// The link name used unless a component picks another.
-const DEFAULT_LINK: &str = "default";
+pub(crate) const DEFAULT_LINK: &str = "default";
 
 /// Why a remote call could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ impl Lattice {
         format!("{}.{id}", self.lattice)
     }
 
-    async fn client(&self, target: &str) -> anyhow::Result<wrpc_transport_nats::Client> {
+    pub(crate) async fn client(&self, target: &str) -> anyhow::Result<wrpc_transport_nats::Client> {
         let prefix = self.prefix(target);
         if let Some(client) = self.clients.lock().unwrap().get(&prefix) {
             return Ok(client.clone());
@@ -88,7 +88,7 @@ impl Lattice {
     }
 
     /// The target of `source`'s `link_name` link for `instance` (`ns:pkg/iface@ver`).
-    fn target(&self, source: &str, link_name: &str, instance: &str) -> Result<String, RpcError> {
+    pub(crate) fn target(&self, source: &str, link_name: &str, instance: &str) -> Result<String, RpcError> {
         let interface = InterfaceName::parse(instance)
             .ok_or_else(|| RpcError::NotAnInterface(instance.to_string()))?;
         self.links

@@ -1,8 +1,9 @@
 //! Helpers for tests that drive hosts on a real lattice: the control-interface client and
 //! bounded polling.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -64,4 +65,26 @@ pub async fn count_wrpc_messages(
         }
     });
     count
+}
+
+/// The distinct subjects published under `{lattice}.{target}.wrpc.>`: which instances and
+/// functions of `target` were called over NATS.
+pub async fn record_wrpc_subjects(
+    nc: &nats::Client,
+    lattice: &str,
+    target: &str,
+) -> Arc<Mutex<BTreeSet<String>>> {
+    let mut messages = nc
+        .subscribe(format!("{lattice}.{target}.wrpc.>"))
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    let subjects = Arc::new(Mutex::new(BTreeSet::new()));
+    let seen = subjects.clone();
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            seen.lock().unwrap().insert(message.subject.to_string());
+        }
+    });
+    subjects
 }

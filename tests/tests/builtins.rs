@@ -3,19 +3,18 @@
 //! configure the plugins (HTTP routing, keyvalue buckets, messaging subscriptions), named config
 //! delivered live, and switched-off built-ins whose calls go over wRPC.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::TcpListener;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats_039 as nats;
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use trellis_host::{Builtin, BuiltinAlias, HostConfig, LatticeHost, parse_switches};
+use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{count_wrpc_messages, ctl_client, eventually};
+use trellis_tests::lattice::{ctl_client, eventually, record_wrpc_subjects};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
@@ -362,19 +361,74 @@ async fn increment(host: &LatticeHost, id: &str, bucket: &str) -> Result<u64, St
     }
 }
 
+async fn exercise(host: &LatticeHost, id: &str, bucket: &str) -> Vec<String> {
+    let out = host
+        .runtime()
+        .invoke(
+            id,
+            KV_PROBE,
+            "exercise",
+            &[Val::String(bucket.into())],
+            None,
+        )
+        .await
+        .unwrap();
+    match &out[0] {
+        Val::Result(Ok(Some(list))) => match &**list {
+            Val::List(items) => items
+                .iter()
+                .map(|item| match item {
+                    Val::String(s) => s.clone(),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect(),
+            other => panic!("unexpected {other:?}"),
+        },
+        other => panic!("exercise failed: {other:?}"),
+    }
+}
+
+/// Median of `rounds` increments by `id` on `host` (each a whole invocation).
+async fn median_increment(host: &LatticeHost, id: &str, bucket: &str, rounds: usize) -> Duration {
+    let mut took = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        increment(host, id, bucket).await.unwrap();
+        took.push(started.elapsed());
+    }
+    took.sort();
+    took[rounds / 2]
+}
+
+/// The wRPC functions of `wrpc:keyvalue` a full `exercise` and `increment` call, as subjects.
+fn translated_subjects(target: &str) -> BTreeSet<String> {
+    [
+        ("store", "get"),
+        ("store", "set"),
+        ("store", "delete"),
+        ("store", "exists"),
+        ("store", "list-keys"),
+        ("atomics", "increment"),
+        ("batch", "get-many"),
+        ("batch", "set-many"),
+        ("batch", "delete-many"),
+    ]
+    .iter()
+    .map(|(interface, function)| {
+        format!("{LATTICE}.{target}.wrpc.0.0.1.wrpc:keyvalue/{interface}@0.2.0-draft.{function}")
+    })
+    .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyvalue_link_config_and_a_switched_off_builtin_going_over_wrpc() {
+async fn keyvalue_off_reaches_a_keyvalue_provider_on_another_host_by_translated_names() {
     let server = NatsServer::start();
     let (client, nc) = ctl_client(&server, LATTICE).await;
     let host_a = start_host(&server, &["keyvalue=off"]).await;
     let host_b = start_host(&server, &[]).await;
-    assert!(
-        !parse_switches(["keyvalue=off"])
-            .unwrap()
-            .contains(&Builtin::Keyvalue)
-    );
 
-    // On B the built-in serves a component linked to it, with the bucket from the link.
+    // On B the built-in, started as provider `kv`, serves a component linked to it in-process,
+    // with the bucket from the link.
     let ack = client
         .start_provider(
             host_b.host_id(),
@@ -387,24 +441,28 @@ async fn keyvalue_link_config_and_a_switched_off_builtin_going_over_wrpc() {
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     put_config(&client, "kv-counts", &[("bucket", "counts")]).await;
-    let traffic = count_wrpc_messages(&nc, LATTICE, "kv").await;
+    put_config(&client, "kv-lattice", &[("bucket", "lattice-counts")]).await;
+    let subjects = record_wrpc_subjects(&nc, LATTICE, "kv").await;
     scale(&client, &host_b, "counter-b", "kv", &[]).await;
     assert!(
         increment(&host_b, "counter-b", "counts").await.is_err(),
         "no link yet: only the default bucket may be opened"
     );
-    let kv_link = |source: &str| {
+    let kv_link = |source: &str, target: &str, config: &str| {
         link(
             source,
-            "kv",
+            target,
             "wasi",
             "keyvalue",
             &["store", "atomics", "batch"],
             &[],
-            &["kv-counts"],
+            &[config],
         )
     };
-    let ack = client.put_link(kv_link("counter-b")).await.unwrap();
+    let ack = client
+        .put_link(kv_link("counter-b", "kv", "kv-counts"))
+        .await
+        .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     let first = eventually("the link's bucket to be bound", || async {
         increment(&host_b, "counter-b", "counts").await.ok()
@@ -414,27 +472,97 @@ async fn keyvalue_link_config_and_a_switched_off_builtin_going_over_wrpc() {
         increment(&host_b, "counter-b", "counts").await,
         Ok(first + 1)
     );
-    assert_eq!(
-        traffic.load(Ordering::SeqCst),
-        0,
+    let in_process = exercise(&host_b, "counter-b", "counts").await;
+    assert!(
+        subjects.lock().unwrap().is_empty(),
         "in-process on B: no wRPC"
     );
 
-    // On A the built-in is off: the same import goes to the lattice, to the link's target.
+    // On A the built-in is off: a stand-in implements the import and calls the link target.
     scale(&client, &host_a, "counter-a", "kv", &[]).await;
     let routes = host_a.runtime().routes("counter-a").await.unwrap();
     let store = routes
         .iter()
         .find(|(import, _)| import.starts_with("wasi:keyvalue/store"))
         .expect("store import");
-    assert_eq!(store.1, ImportRoute::Remote);
-    let ack = client.put_link(kv_link("counter-a")).await.unwrap();
+    assert_eq!(store.1, ImportRoute::Plugin("keyvalue-over-lattice".into()));
+
+    // Without a link the call fails at once, naming what is missing.
+    let started = Instant::now();
+    let missing = increment(&host_a, "counter-a", "lattice-counts")
+        .await
+        .unwrap_err();
+    assert!(
+        missing.contains("`counter-a` has no `default` link for `wasi:keyvalue/atomics`"),
+        "{missing}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A link to something nobody serves fails fast too, naming the target.
+    let ack = client
+        .put_link(kv_link("counter-a", "nobody", "kv-lattice"))
+        .await
+        .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
-    eventually("A's link to be mirrored", || async {
-        let _ = increment(&host_a, "counter-a", "counts").await;
-        (traffic.load(Ordering::SeqCst) > 0).then_some(())
+    let unserved = eventually("the link to `nobody` to reach A", || async {
+        let error = increment(&host_a, "counter-a", "lattice-counts")
+            .await
+            .unwrap_err();
+        error.contains("`nobody`").then_some(error)
     })
     .await;
+    let started = Instant::now();
+    assert!(
+        increment(&host_a, "counter-a", "lattice-counts")
+            .await
+            .is_err()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{unserved}: {:?}",
+        started.elapsed()
+    );
+    let ack = client
+        .delete_link("counter-a", "default", "wasi", "keyvalue")
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+
+    // Linked to `kv`: the counter lives in B's plugin, in the bucket A's link names.
+    let ack = client
+        .put_link(kv_link("counter-a", "kv", "kv-lattice"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let first = eventually("A's link to `kv` to be mirrored", || async {
+        increment(&host_a, "counter-a", "lattice-counts").await.ok()
+    })
+    .await;
+    assert_eq!(first, 1);
+    assert_eq!(
+        increment(&host_a, "counter-a", "lattice-counts").await,
+        Ok(2)
+    );
+    // The provider applies the link's bucket rule, as the in-process binding does.
+    let denied = increment(&host_a, "counter-a", "counts").await.unwrap_err();
+    assert!(denied.contains("no-such-store"), "{denied}");
+    assert_eq!(
+        exercise(&host_a, "counter-a", "lattice-counts").await,
+        in_process,
+        "the same transcript over the lattice as in-process"
+    );
+    assert_eq!(*subjects.lock().unwrap(), translated_subjects("kv"));
+
+    let rounds = 200;
+    let remote = median_increment(&host_a, "counter-a", "lattice-counts", rounds).await;
+    let local = median_increment(&host_b, "counter-b", "counts", rounds).await;
+    println!(
+        "increment invocation, median of {rounds}: wrpc:keyvalue via NATS {remote:?}, in-process {local:?}"
+    );
     host_a.stop(None).await.unwrap();
     host_b.stop(None).await.unwrap();
 }

@@ -14,6 +14,7 @@ use crate::builtins::{self, BuiltinError, RunningProvider};
 use crate::ctl::subjects::Operation;
 use crate::provider::{self, ExternalProviders, ProviderInfo};
 use crate::state::HostState;
+use crate::translated;
 use crate::types::{
     ProviderAuctionAck, ProviderAuctionRequest, StartProviderCommand, StopProviderCommand,
 };
@@ -81,14 +82,23 @@ pub async fn start(
         }
         return Ok(Reply::ok());
     };
-    if state.external.contains(id) {
+    if state.external.contains(id) || state.providers.get(id).is_some() {
         return Err(running());
     }
+    // Serving before the ack, so that callers may use the provider as soon as it is started.
+    let serving = translated::serve_provider(state, id, &resolved)
+        .await
+        .map_err(|e| {
+            CtlError::Refused(format!(
+                "cannot start provider `{id}`: serving it on the lattice: {e:#}"
+            ))
+        })?;
     let provider = RunningProvider {
         image_ref: command.provider_ref.clone(),
         annotations: annotations.clone(),
         builtin: resolved.clone(),
         config: command.config.clone(),
+        _serving: serving.map(Arc::new),
     };
     if !state.providers.insert(id, provider) {
         return Err(running());

@@ -13,6 +13,9 @@
 //! The in-memory backend keeps one map per bucket name for as long as the plugin lives (shared by
 //! the components that name the same bucket); the NATS backend uses a JetStream KV bucket, created
 //! on first bind if missing, so its data outlives the host.
+//!
+//! The same buckets are reachable without a component invocation through [`KeyvaluePlugin::access`]
+//! (the lattice host serves `wrpc:keyvalue` with it), with the same rules and results.
 
 mod memory;
 mod nats;
@@ -116,6 +119,79 @@ impl Backend {
     }
 }
 
+/// One opened bucket: the operations of `wasi:keyvalue` store, atomics and batch on it.
+#[derive(Clone)]
+pub struct KvBucket(Backend);
+
+/// One page of `list-keys`: up to 1000 keys, and the cursor of the next page if any.
+pub struct KeyPage {
+    pub keys: Vec<String>,
+    pub cursor: Option<u64>,
+}
+
+impl KvBucket {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.0.get(key).await
+    }
+
+    pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        self.0.set(key, value).await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.0.delete(key).await
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        Ok(self.0.get(key).await?.is_some())
+    }
+
+    /// Keys in sorted order, a page at a time; `cursor` is where the page starts.
+    pub async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+        let keys = self.0.keys().await?;
+        let start = usize::try_from(cursor.unwrap_or(0))
+            .unwrap_or(usize::MAX)
+            .min(keys.len());
+        let end = start.saturating_add(PAGE).min(keys.len());
+        Ok(KeyPage {
+            keys: keys[start..end].to_vec(),
+            cursor: (end < keys.len()).then_some(end as u64),
+        })
+    }
+
+    pub async fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        self.0.increment(key, delta).await
+    }
+
+    /// Each key's value (`None` when absent), in the order asked.
+    pub async fn get_many(
+        &self,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            let value = self.0.get(&key).await?;
+            values.push(value.map(|v| (key, v)));
+        }
+        Ok(values)
+    }
+
+    /// Stops at the first failure; earlier writes stay (the WIT promises no atomicity).
+    pub async fn set_many(&self, key_values: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
+        for (key, value) in key_values {
+            self.0.set(&key, value).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_many(&self, keys: Vec<String>) -> Result<(), KvError> {
+        for key in keys {
+            self.0.delete(&key).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Adds `delta` to a counter stored as decimal text (absent = 0).
 fn add_to_counter(key: &str, current: Option<&[u8]>, delta: u64) -> Result<u64, KvError> {
     let current = match current {
@@ -131,21 +207,30 @@ fn add_to_counter(key: &str, current: Option<&[u8]>, delta: u64) -> Result<u64, 
 }
 
 /// The `bucket` resource: an opened bucket.
-pub struct Bucket {
+pub struct Bucket(KvBucket);
+
+/// What one caller may open: the configured bucket, under its name, `default` or `""`.
+pub struct KvAccess {
+    bucket: String,
     backend: Backend,
 }
 
-/// What one component may open.
-struct KvBinding {
-    bucket: String,
-    backend: Backend,
+impl KvAccess {
+    /// The bucket `identifier` names, or `NoSuchStore`.
+    pub fn open(&self, identifier: &str) -> Result<KvBucket, KvError> {
+        if identifier.is_empty() || identifier == "default" || identifier == self.bucket {
+            Ok(KvBucket(self.backend.clone()))
+        } else {
+            Err(KvError::NoSuchStore(identifier.to_string()))
+        }
+    }
 }
 
 /// Serves `wasi:keyvalue` from memory or NATS JetStream KV.
 pub struct KeyvaluePlugin {
     jetstream: Option<async_nats::jetstream::Context>,
     memory: Mutex<BTreeMap<String, Arc<memory::MemoryBucket>>>,
-    bindings: Bound<KvBinding>,
+    bindings: Bound<KvAccess>,
 }
 
 impl KeyvaluePlugin {
@@ -183,10 +268,23 @@ impl KeyvaluePlugin {
             other => Err(KvConfigError::UnknownBackend(other.to_string())),
         }
     }
+
+    /// What a caller with plugin config `config` (keys as in the module docs) may open.
+    pub async fn access(
+        &self,
+        config: &BTreeMap<String, String>,
+    ) -> Result<KvAccess, KvConfigError> {
+        let kind = config.get("backend").map_or("memory", String::as_str);
+        let bucket = config.get("bucket").map_or("default", String::as_str);
+        Ok(KvAccess {
+            bucket: bucket.to_string(),
+            backend: self.backend(kind, bucket).await?,
+        })
+    }
 }
 
 /// Per-invocation state: what the component may open.
-struct KvState(Option<Arc<KvBinding>>);
+struct KvState(Option<Arc<KvAccess>>);
 
 /// What the generated host traits are implemented for.
 pub struct KvView<'a> {
@@ -207,8 +305,8 @@ fn view(ctx: &mut InvocationCtx) -> KvView<'_> {
 }
 
 impl KvView<'_> {
-    fn backend(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<Backend> {
-        Ok(self.table.get(bucket)?.backend.clone())
+    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<KvBucket> {
+        Ok(self.table.get(bucket)?.0.clone())
     }
 }
 
@@ -223,40 +321,35 @@ type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;
 
 impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
-        let Some(binding) = &self.state.0 else {
+        let Some(access) = &self.state.0 else {
             return Ok(Err(store::Error::AccessDenied));
         };
-        if !(identifier.is_empty() || identifier == "default" || identifier == binding.bucket) {
-            return Ok(Err(guest_error(KvError::NoSuchStore(identifier))));
+        match access.open(&identifier) {
+            Ok(bucket) => Ok(Ok(self.table.push(Bucket(bucket))?)),
+            Err(error) => Ok(Err(guest_error(error))),
         }
-        let backend = binding.backend.clone();
-        Ok(Ok(self.table.push(Bucket { backend })?))
     }
 }
 
 impl store::HostBucket for KvView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
-        let backend = self.backend(&bucket)?;
-        Ok(backend.get(&key).await.map_err(guest_error))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket.get(&key).await.map_err(guest_error))
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
-        let backend = self.backend(&bucket)?;
-        Ok(backend.set(&key, value).await.map_err(guest_error))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket.set(&key, value).await.map_err(guest_error))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
-        let backend = self.backend(&bucket)?;
-        Ok(backend.delete(&key).await.map_err(guest_error))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket.delete(&key).await.map_err(guest_error))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
-        let backend = self.backend(&bucket)?;
-        Ok(backend
-            .get(&key)
-            .await
-            .map(|v| v.is_some())
-            .map_err(guest_error))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket.exists(&key).await.map_err(guest_error))
     }
 
     async fn list_keys(
@@ -264,19 +357,15 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> KvResult<store::KeyResponse> {
-        let backend = self.backend(&bucket)?;
-        let keys = match backend.keys().await {
-            Ok(keys) => keys,
-            Err(error) => return Ok(Err(guest_error(error))),
-        };
-        let start = usize::try_from(cursor.unwrap_or(0))
-            .unwrap_or(usize::MAX)
-            .min(keys.len());
-        let end = start.saturating_add(PAGE).min(keys.len());
-        Ok(Ok(store::KeyResponse {
-            keys: keys[start..end].to_vec(),
-            cursor: (end < keys.len()).then_some(end as u64),
-        }))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket
+            .list_keys(cursor)
+            .await
+            .map(|page| store::KeyResponse {
+                keys: page.keys,
+                cursor: page.cursor,
+            })
+            .map_err(guest_error))
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -292,8 +381,8 @@ impl atomics::Host for KvView<'_> {
         key: String,
         delta: u64,
     ) -> KvResult<u64> {
-        let backend = self.backend(&bucket)?;
-        Ok(backend.increment(&key, delta).await.map_err(guest_error))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket.increment(&key, delta).await.map_err(guest_error))
     }
 }
 
@@ -303,15 +392,8 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
-        let backend = self.backend(&bucket)?;
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            match backend.get(&key).await {
-                Ok(value) => values.push(value.map(|v| (key, v))),
-                Err(error) => return Ok(Err(guest_error(error))),
-            }
-        }
-        Ok(Ok(values))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket.get_many(keys).await.map_err(guest_error))
     }
 
     async fn set_many(
@@ -319,23 +401,13 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvResult<()> {
-        let backend = self.backend(&bucket)?;
-        for (key, value) in key_values {
-            if let Err(error) = backend.set(&key, value).await {
-                return Ok(Err(guest_error(error)));
-            }
-        }
-        Ok(Ok(()))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket.set_many(key_values).await.map_err(guest_error))
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
-        let backend = self.backend(&bucket)?;
-        for key in keys {
-            if let Err(error) = backend.delete(&key).await {
-                return Ok(Err(guest_error(error)));
-            }
-        }
-        Ok(Ok(()))
+        let bucket = self.bucket(&bucket)?;
+        Ok(bucket.delete_many(keys).await.map_err(guest_error))
     }
 }
 
@@ -355,22 +427,8 @@ impl Plugin for KeyvaluePlugin {
     }
 
     async fn bind(&self, binding: &Binding) -> anyhow::Result<()> {
-        let kind = binding
-            .config
-            .get("backend")
-            .map_or("memory", String::as_str);
-        let bucket = binding
-            .config
-            .get("bucket")
-            .map_or("default", String::as_str);
-        let backend = self.backend(kind, bucket).await?;
-        self.bindings.insert(
-            &binding.component_id,
-            KvBinding {
-                bucket: bucket.to_string(),
-                backend,
-            },
-        );
+        let access = self.access(&binding.config).await?;
+        self.bindings.insert(&binding.component_id, access);
         Ok(())
     }
 
