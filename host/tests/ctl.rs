@@ -1,12 +1,12 @@
 //! Golden tests of `trellis ctl`: a real nats-server, an in-process `LatticeHost`, and the real
-//! `trellis` binary for every subcommand, checking the `-o json` shapes and values, one human
-//! table, and the one-line errors.
+//! `trellis` binary for every subcommand, checking the `-o json` shapes and values, human
+//! tables, and the one-line errors.
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use trellis_host::{HostConfig, LatticeHost};
+use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
 use trellis_tests::component_ref;
 use trellis_tests::nats::NatsServer;
 
@@ -264,6 +264,91 @@ async fn every_subcommand_prints_json() {
         .expect("the host was asked to stop");
     assert_eq!(request.timeout, Some(Duration::from_millis(2000)));
     host.stop(request.timeout).await.unwrap();
+}
+
+/// A provider archive whose binary is a shell script that idles, signed by fresh keys; returns
+/// its `file://` reference and the claims' subject and issuer.
+async fn idle_provider_archive(dir: &std::path::Path) -> (String, String, String) {
+    let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    let mut par = provider_archive::ProviderArchive::new(
+        "idle-provider",
+        "trellis-tests",
+        Some(4),
+        Some("1.2.3".into()),
+    );
+    par.add_library(&target, b"#!/bin/sh\nexec sleep 120\n")
+        .expect("adding the binary");
+    let (issuer, subject) = (nkeys::KeyPair::new_account(), nkeys::KeyPair::new_service());
+    let path = dir.join("idle.par.gz");
+    par.write(&path, &issuer, &subject, true)
+        .await
+        .expect("writing the archive");
+    (
+        format!("file://{}", path.display()),
+        subject.public_key(),
+        issuer.public_key(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_lists_provider_archive_claims() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let cache = tempfile::tempdir().unwrap();
+    let host = LatticeHost::start(HostConfig {
+        nats_url: url.clone(),
+        lattice: LATTICE.into(),
+        providers: ProviderSettings {
+            // The idle script never answers the shutdown request.
+            shutdown_timeout: Duration::from_millis(300),
+            cache_dir: cache.path().to_path_buf(),
+            ..ProviderSettings::default()
+        },
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting the host");
+    let id = host.host_id().to_string();
+    assert_eq!(json(&url, &["claims"]).await, json!([]));
+
+    let (reference, subject, issuer) = idle_provider_archive(cache.path()).await;
+    let started = json(&url, &["provider", "start", &id, "idle", &reference]).await;
+    assert_eq!(started, ack());
+    inventory_until(&url, &id, "the provider named from its claims", |inv| {
+        inv["providers"][0]["name"] == "idle-provider"
+    })
+    .await;
+    // Every key wasmCloud answers, short JWT names included.
+    assert_eq!(
+        json(&url, &["claims"]).await,
+        json!([{
+            "config_schema": "",
+            "iss": issuer,
+            "issuer": issuer,
+            "name": "idle-provider",
+            "rev": "4",
+            "revision": "4",
+            "sub": subject,
+            "subject": subject,
+            "version": "1.2.3",
+        }])
+    );
+    let output = ctl(&url, &["claims"]).await;
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["SUBJECT", "NAME", "VERSION", "REVISION", "ISSUER"],
+            vec![&subject, "idle-provider", "1.2.3", "4", &issuer],
+        ],
+        "{stdout}"
+    );
+    host.stop(None).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

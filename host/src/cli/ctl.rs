@@ -86,6 +86,11 @@ enum CtlCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// List the claims of the lattice's signed components and provider archives.
+    Claims {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Links between components and providers.
     #[command(subcommand)]
     Link(LinkCommand),
@@ -409,6 +414,7 @@ fn annotations(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>>
 fn common(command: &CtlCommand) -> &Common {
     match command {
         CtlCommand::Hosts { common }
+        | CtlCommand::Claims { common }
         | CtlCommand::Inventory { common, .. }
         | CtlCommand::Scale { common, .. }
         | CtlCommand::Update { common, .. }
@@ -480,6 +486,7 @@ pub async fn run(args: CtlArgs) -> Result<(), CtlError> {
                 format!("updating {component_id} on {host_id} to {new_reference}"),
             )
         }
+        CtlCommand::Claims { .. } => claims(&ctl).await,
         CtlCommand::Link(command) => link(&ctl, command).await,
         CtlCommand::Config(command) => config(&ctl, command).await,
         CtlCommand::Provider(ProviderCommand::Start {
@@ -630,6 +637,42 @@ async fn inventory(ctl: &Ctl, host_id: &str) -> Result<(), CtlError> {
     print!(
         "\n{}",
         table::render(&["PROVIDER ID", "REFERENCE", "NAME"], &providers)
+    );
+    Ok(())
+}
+
+async fn claims(ctl: &Ctl) -> Result<(), CtlError> {
+    let result = ctl.client.get_claims().await;
+    let response = ctl.answered("claims", To::AnyHost, result)?;
+    let mut claims: Vec<BTreeMap<String, String>> = response
+        .data()
+        .into_iter()
+        .flatten()
+        .map(|claim| claim.clone().into_iter().collect())
+        .collect();
+    let field = |claim: &BTreeMap<String, String>, key: &str| {
+        claim
+            .get(key)
+            .filter(|value| !value.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "-".to_string())
+    };
+    claims.sort_by_key(|claim| (field(claim, "name"), field(claim, "subject")));
+    if ctl.output == Output::Json {
+        return print_json(&claims);
+    }
+    let rows: Vec<Vec<String>> = claims
+        .iter()
+        .map(|claim| {
+            ["subject", "name", "version", "revision", "issuer"]
+                .iter()
+                .map(|key| field(claim, key))
+                .collect()
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(&["SUBJECT", "NAME", "VERSION", "REVISION", "ISSUER"], &rows)
     );
     Ok(())
 }
