@@ -1,6 +1,7 @@
 //! The built-in provider plugins driven through `trellis_runtime::Runtime` by real guest
 //! components (tests/components): logging, config, key-value (memory and NATS JetStream),
-//! blobstore, outgoing HTTP and the HTTP server, over real sockets on loopback.
+//! blobstore, outgoing HTTP, the HTTP server, over real sockets on loopback, and messaging
+//! through a real NATS server.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,12 +9,13 @@ use std::time::Duration;
 
 use trellis_providers::{
     BlobstorePlugin, ConfigPlugin, HttpClientPlugin, HttpServerPlugin, KeyvaluePlugin,
-    LoggingPlugin,
+    LoggingPlugin, MessagingPlugin,
 };
 use trellis_runtime::{
     Host, HostInterface, Plugin, Runtime, StartError, Val, Workload, WorkloadComponent,
 };
 use trellis_tests::component;
+use trellis_tests::lattice::eventually;
 use trellis_tests::nats::NatsServer;
 
 const LOG_PROBE: &str = "trellis:providers/log-probe@0.1.0";
@@ -21,6 +23,7 @@ const CONFIG_PROBE: &str = "trellis:providers/config-probe@0.1.0";
 const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
 const BLOB_PROBE: &str = "trellis:providers/blob-probe@0.1.0";
 const FETCH_PROBE: &str = "trellis:providers/fetch-probe@0.1.0";
+const MESSENGER_PROBE: &str = "trellis:providers/messenger-probe@0.1.0";
 
 async fn runtime_with(plugins: Vec<Arc<dyn Plugin>>) -> Runtime {
     let mut builder = Runtime::builder();
@@ -749,5 +752,138 @@ async fn http_server_routes_streams_and_survives_traps() {
         assert!(std::time::Instant::now() < deadline, "listener still open");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    runtime.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// messaging
+
+/// The next message of `subscriber`, within five seconds.
+async fn next_message(subscriber: &mut async_nats::Subscriber) -> async_nats::Message {
+    use futures::StreamExt as _;
+    tokio::time::timeout(Duration::from_secs(5), subscriber.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("subscription open")
+}
+
+/// The messenger's `request` probe: the reply body as text, or the error the guest saw.
+async fn messenger_request(runtime: &Runtime, subject: &str, body: &str) -> Result<String, String> {
+    let out = runtime
+        .invoke(
+            "messenger",
+            MESSENGER_PROBE,
+            "request",
+            &[string(subject), bytes(body.as_bytes()), Val::U32(2000)],
+            None,
+        )
+        .await
+        .unwrap();
+    match &out[0] {
+        Val::Result(Ok(Some(reply))) => Ok(String::from_utf8(from_bytes(reply)).unwrap()),
+        _ => Err(err_text(&out[0])),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_publishes_requests_and_handles_subscriptions() {
+    let server = NatsServer::start();
+    let nc = async_nats::connect(server.url()).await.unwrap();
+    let plugin_client = async_nats::connect(server.url()).await.unwrap();
+    let runtime = runtime_with(vec![Arc::new(MessagingPlugin::new(plugin_client))]).await;
+    let subscriptions = [("subscriptions", "greet.*, jobs|workers")];
+    runtime
+        .workload_start(single(
+            "messenger",
+            "messenger",
+            "wasmcloud:messaging/handler",
+            &subscriptions,
+        ))
+        .await
+        .unwrap();
+
+    // publish, with the reply-to passed through.
+    let mut out = nc.subscribe("probe.out").await.unwrap();
+    nc.flush().await.unwrap();
+    let published = runtime
+        .invoke(
+            "messenger",
+            MESSENGER_PROBE,
+            "publish",
+            &[
+                string("probe.out"),
+                bytes(b"hi"),
+                Val::Option(Some(Box::new(string("probe.reply")))),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    ok(&published[0]);
+    let message = next_message(&mut out).await;
+    assert_eq!(&message.payload[..], b"hi");
+    assert_eq!(message.reply.as_deref(), Some("probe.reply"));
+
+    // request, answered by a responder here; no responder and reserved subjects are errors.
+    let mut service = nc.subscribe("svc.echo").await.unwrap();
+    nc.flush().await.unwrap();
+    let responder = {
+        let nc = nc.clone();
+        tokio::spawn(async move {
+            let request = next_message(&mut service).await;
+            let mut answer = b"echo: ".to_vec();
+            answer.extend_from_slice(&request.payload);
+            nc.publish(request.reply.unwrap(), answer.into())
+                .await
+                .unwrap();
+        })
+    };
+    assert_eq!(
+        messenger_request(&runtime, "svc.echo", "ping").await,
+        Ok("echo: ping".into())
+    );
+    responder.await.unwrap();
+    let error = messenger_request(&runtime, "nobody.home", "ping")
+        .await
+        .unwrap_err();
+    assert!(error.contains("no responders"), "{error}");
+    let error = messenger_request(&runtime, "wasmbus.ctl.v1.default.host.ping", "")
+        .await
+        .unwrap_err();
+    assert!(error.contains("reserved"), "{error}");
+
+    // A request on a subscribed subject reaches handle-message, whose answer goes to reply-to.
+    let reply = eventually("the subscription to answer", || async {
+        nc.request("greet.alice", "hello".into()).await.ok()
+    })
+    .await;
+    assert_eq!(&reply.payload[..], b"handled greet.alice: hello");
+    // Without a reply-to the handler answers on messenger.out; queue-group subscriptions work.
+    let mut handled = nc.subscribe("messenger.out").await.unwrap();
+    nc.flush().await.unwrap();
+    nc.publish("jobs", "work".into()).await.unwrap();
+    assert_eq!(
+        &next_message(&mut handled).await.payload[..],
+        b"handled jobs: work"
+    );
+
+    // A trapping handler and one returning an error leave the subscription serving.
+    nc.publish("greet.x", "trap".into()).await.unwrap();
+    nc.publish("greet.x", "fail".into()).await.unwrap();
+    let reply = nc.request("greet.bob", "again".into()).await.unwrap();
+    assert_eq!(&reply.payload[..], b"handled greet.bob: again");
+
+    // Stopping the component unsubscribes.
+    runtime
+        .workload_stop("providers/messenger", false)
+        .await
+        .unwrap();
+    eventually("the subscription to end", || async {
+        match nc.request("greet.alice", "hello".into()).await {
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Some(()),
+            _ => None,
+        }
+    })
+    .await;
     runtime.shutdown().await;
 }
