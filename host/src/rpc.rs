@@ -87,8 +87,27 @@ impl Lattice {
             .clone())
     }
 
+    /// Where `call`'s import of `instance` goes, and under which link name: the target the
+    /// component chose through `wasmcloud:bus/lattice`, else its link (by the link name it
+    /// chose, `default` unless it chose one).
+    pub(crate) fn route<'c>(
+        &self,
+        call: &'c RemoteCall,
+        instance: &str,
+    ) -> Result<(String, &'c str), RpcError> {
+        let interface = InterfaceName::parse(instance)
+            .ok_or_else(|| RpcError::NotAnInterface(instance.to_string()))?
+            .unversioned();
+        let link_name = call.selection.link_name(&interface).unwrap_or(DEFAULT_LINK);
+        let target = match call.selection.target(&interface) {
+            Some(target) => target.to_string(),
+            None => self.target(&call.caller, link_name, instance)?,
+        };
+        Ok((target, link_name))
+    }
+
     /// The target of `source`'s `link_name` link for `instance` (`ns:pkg/iface@ver`).
-    pub(crate) fn target(&self, source: &str, link_name: &str, instance: &str) -> Result<String, RpcError> {
+    fn target(&self, source: &str, link_name: &str, instance: &str) -> Result<String, RpcError> {
         let interface = InterfaceName::parse(instance)
             .ok_or_else(|| RpcError::NotAnInterface(instance.to_string()))?;
         self.links
@@ -122,14 +141,7 @@ impl RemoteInvoker for Lattice {
         let lattice = self.clone();
         let (instance, func) = (instance.to_string(), func.to_string());
         Box::pin(async move {
-            let interface = InterfaceName::parse(&instance)
-                .ok_or_else(|| RpcError::NotAnInterface(instance.clone()))?
-                .unversioned();
-            let link_name = call.selection.link_name(&interface).unwrap_or(DEFAULT_LINK);
-            let target = match call.selection.target(&interface) {
-                Some(target) => target.to_string(),
-                None => lattice.target(&call.caller, link_name, &instance)?,
-            };
+            let (target, link_name) = lattice.route(&call, &instance)?;
             let client = lattice.client(&target).await?;
             let mut headers = HeaderMap::new();
             headers.insert("source-id", &*call.caller);

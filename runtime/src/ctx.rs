@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::budget::MemoryCeiling;
-use crate::remote::RemoteCtx;
+use crate::remote::{RemoteCall, RemoteCtx};
 
 /// Store data of one invocation.
 pub struct InvocationCtx {
@@ -26,6 +26,12 @@ impl InvocationCtx {
     /// The component this invocation runs, as the workload named it.
     pub fn component_id(&self) -> &str {
         &self.component_id
+    }
+
+    /// Who calls the lattice in this invocation and which links it chose so far, when the
+    /// runtime has a remote invoker: for plugins that forward calls to link targets themselves.
+    pub fn remote_call(&self) -> Option<&RemoteCall> {
+        self.remote.as_ref().map(|remote| &remote.call)
     }
 
     pub fn table(&mut self) -> &mut ResourceTable {

@@ -11,12 +11,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_nats::HeaderMap;
-use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin};
+use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wit_bindgen_wrpc::bytes::Bytes;
 
 use super::wrpc_bindings::wrpc::keyvalue as remote;
-use crate::rpc::{DEFAULT_LINK, Lattice};
+use crate::rpc::Lattice;
 
 mod host_bindings {
     wasmtime::component::bindgen!({
@@ -52,24 +52,28 @@ impl KeyvalueOverLattice {
     }
 }
 
-/// Per-invocation state: who calls, and how to reach the lattice.
+/// Per-invocation state: how to reach the lattice.
+struct LatticeAccess(Arc<Lattice>);
+
+/// One host call's caller: who calls, with the links it chose so far.
 struct Caller {
-    id: Arc<str>,
+    call: RemoteCall,
     lattice: Arc<Lattice>,
 }
 
 impl Caller {
-    /// Runs one wRPC call to whatever `self`'s `interface` link targets. `call` gets the target's
-    /// client and the headers; everything that keeps it from answering becomes `error::other`.
+    /// Runs one wRPC call to wherever the caller's `interface` import goes (its link, or what
+    /// it chose through `wasmcloud:bus/lattice`). `call` gets the target's client and the
+    /// headers; everything that keeps it from answering becomes `error::other`.
     async fn call<T, F, Fut>(&self, interface: &str, call: F) -> Result<T, store::Error>
     where
         F: FnOnce(wrpc_transport_nats::Client, Option<HeaderMap>) -> Fut,
         Fut: Future<Output = anyhow::Result<Result<T, remote::store::Error>>>,
     {
         let other = |message: String| store::Error::Other(message);
-        let target = self
+        let (target, link_name) = self
             .lattice
-            .target(&self.id, DEFAULT_LINK, interface)
+            .route(&self.call, interface)
             .map_err(|e| other(e.to_string()))?;
         let client = self
             .lattice
@@ -77,8 +81,8 @@ impl Caller {
             .await
             .map_err(|e| other(format!("reaching keyvalue target `{target}`: {e:#}")))?;
         let mut headers = HeaderMap::new();
-        headers.insert("source-id", &*self.id);
-        headers.insert("link-name", DEFAULT_LINK);
+        headers.insert("source-id", &*self.call.caller);
+        headers.insert("link-name", link_name);
         let timeout = self.lattice.timeout;
         match tokio::time::timeout(timeout, call(client, Some(headers))).await {
             Ok(Ok(Ok(value))) => Ok(value),
@@ -100,7 +104,7 @@ impl Caller {
 /// What the generated host traits are implemented for.
 struct KvView<'a> {
     table: &'a mut ResourceTable,
-    caller: Option<&'a Caller>,
+    caller: Option<Caller>,
 }
 
 struct KvData;
@@ -109,9 +113,17 @@ impl HasData for KvData {
     type Data<'a> = KvView<'a>;
 }
 
+/// Read at every host call: the component may choose another link between two calls.
 fn view(ctx: &mut InvocationCtx) -> KvView<'_> {
+    let call = ctx.remote_call().cloned().unwrap_or_else(|| RemoteCall {
+        caller: ctx.component_id().into(),
+        selection: Default::default(),
+    });
     let (table, extensions) = ctx.table_and_extensions();
-    let caller = extensions.get_mut::<Caller>().map(|caller| &*caller);
+    let caller = extensions.get_mut::<LatticeAccess>().map(|access| Caller {
+        call,
+        lattice: access.0.clone(),
+    });
     KvView { table, caller }
 }
 
@@ -122,6 +134,7 @@ impl KvView<'_> {
     fn target(&self, bucket: &Resource<RemoteBucket>) -> wasmtime::Result<(&Caller, String)> {
         let caller = self
             .caller
+            .as_ref()
             .ok_or_else(|| wasmtime::format_err!("keyvalue call outside a prepared invocation"))?;
         Ok((caller, self.table.get(bucket)?.0.clone()))
     }
@@ -311,11 +324,8 @@ impl Plugin for KeyvalueOverLattice {
         Ok(())
     }
 
-    fn prepare(&self, component_id: &str, extensions: &mut Extensions) -> anyhow::Result<()> {
-        extensions.insert(Caller {
-            id: component_id.into(),
-            lattice: self.lattice.clone(),
-        });
+    fn prepare(&self, _component_id: &str, extensions: &mut Extensions) -> anyhow::Result<()> {
+        extensions.insert(LatticeAccess(self.lattice.clone()));
         Ok(())
     }
 }
