@@ -97,7 +97,7 @@ pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
     // Where each ID is (or is about to be) placed, for co-location.
     let mut placed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (host_id, inv) in hosts {
-        for c in &inv.components {
+        for c in inv.components.iter().chain(&inv.providers) {
             placed
                 .entry(c.id.clone())
                 .or_default()
@@ -132,17 +132,24 @@ pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
                 component_spread(&app.name, w, hosts, preference)
             }
             (Kind::Component, ScalerKind::Daemon) => component_daemon(&app.name, w, hosts),
-            (Kind::Capability, scaler) => provider(&app.name, w, hosts, scaler),
+            (Kind::Capability, scaler) => provider(&app.name, w, hosts, scaler, preference),
         };
         for action in &plan.actions {
-            if let Action::Scale(c) = action
-                && c.count > 0
-            {
-                placed
-                    .entry(c.component_id.clone())
-                    .or_default()
-                    .insert(c.host_id.clone());
-                *load.entry(c.host_id.clone()).or_default() += 1;
+            match action {
+                Action::Scale(c) if c.count > 0 => {
+                    placed
+                        .entry(c.component_id.clone())
+                        .or_default()
+                        .insert(c.host_id.clone());
+                    *load.entry(c.host_id.clone()).or_default() += 1;
+                }
+                Action::StartProvider(p) => {
+                    placed
+                        .entry(p.provider_id.clone())
+                        .or_default()
+                        .insert(p.host_id.clone());
+                }
+                _ => {}
             }
         }
         out.push((i, plan));
@@ -280,7 +287,13 @@ fn component_daemon(app: &str, w: &Workload, hosts: &Hosts) -> WorkloadPlan {
     plan
 }
 
-fn provider(app: &str, w: &Workload, hosts: &Hosts, scaler: ScalerKind) -> WorkloadPlan {
+fn provider(
+    app: &str,
+    w: &Workload,
+    hosts: &Hosts,
+    scaler: ScalerKind,
+    preference: impl Fn(&str) -> (std::cmp::Reverse<usize>, usize),
+) -> WorkloadPlan {
     let mut plan = WorkloadPlan::default();
     let start = |host: &str, spread: &str| {
         Action::StartProvider(StartProvider {
@@ -318,9 +331,12 @@ fn provider(app: &str, w: &Workload, hosts: &Hosts, scaler: ScalerKind) -> Workl
             .filter(|(id, h)| eligible(h, spread) && !used.contains(id.as_str()))
             .map(|(id, _)| id)
             .collect();
-        let (running, free): (Vec<&String>, Vec<&String>) = eligible_hosts
+        let (running, mut free): (Vec<&String>, Vec<&String>) = eligible_hosts
             .iter()
             .partition(|id| hosts[id.as_str()].provider(&w.id).is_some());
+        // Next to the components it is linked with: a built-in provider (HTTP server,
+        // key-value) only serves the components on its own host.
+        free.sort_by_key(|id| (preference(id), (*id).clone()));
         let target_hosts = if scaler == ScalerKind::Daemon {
             eligible_hosts.len()
         } else {
@@ -490,6 +506,42 @@ spec:
         let plans = plan_app(&app(false), &hosts);
         assert_eq!(hosts_of(&plans, 0), ["h2"]);
         assert_eq!(hosts_of(&plans, 1), ["h1"]);
+    }
+
+    #[test]
+    fn a_provider_starts_next_to_the_component_it_links_to() {
+        let yaml = r#"
+apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata: { name: web, annotations: {} }
+spec:
+  components:
+    - name: site
+      type: component
+      properties: { image: "file:///site.wasm" }
+      traits:
+        - type: spreadscaler
+          properties: { instances: 1 }
+    - name: server
+      type: capability
+      properties: { image: "trellis+builtin://http-server" }
+      traits:
+        - type: link
+          properties: { target: { name: site }, namespace: wasi, package: http, interfaces: [incoming-handler] }
+"#;
+        let spec = AppSpec::new(&manifest::parse(yaml.as_bytes()).unwrap().manifest, "v1");
+        // `site` already runs on h2 as planned, which makes h2 the busier host.
+        let site = &spec.workloads[0];
+        let mut h2 = host(&[]);
+        h2.components.push(Instance {
+            id: site.id.clone(),
+            image_ref: Some(site.image.clone()),
+            annotations: Some(site.annotations("web", crate::spec::DEFAULT_SPREAD)),
+            max_instances: 1,
+        });
+        let hosts = Hosts::from([("h1".to_string(), host(&[])), ("h2".to_string(), h2)]);
+        let plans = plan_app(&spec, &hosts);
+        assert_eq!(hosts_of(&plans, 1), ["h2"]);
     }
 
     #[test]
