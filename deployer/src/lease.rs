@@ -44,6 +44,20 @@ impl Lease {
         })
     }
 
+    /// The lease's revision if it holds our name: a write whose acknowledgement was lost (a
+    /// timeout under load) still took effect, and the lease must not be given up for it.
+    async fn held(&self) -> Option<u64> {
+        match self.kv.entry(&self.key).await {
+            Ok(Some(entry))
+                if entry.operation == kv::Operation::Put
+                    && entry.value.as_ref() == self.holder.as_bytes() =>
+            {
+                Some(entry.revision)
+            }
+            _ => None,
+        }
+    }
+
     /// Holds or contends for the lease until `stop` turns true, reporting whether this
     /// deployer is the active one on `active`; releases the lease on the way out.
     pub async fn run(self, active: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
@@ -55,18 +69,30 @@ impl Lease {
                 Some(r) => match self.kv.update(&self.key, body.into(), r).await {
                     Ok(next) => Some(next),
                     Err(e) => {
-                        tracing::warn!("lost the deployer lease: {e}");
-                        None
+                        let still_ours = self.held().await;
+                        if still_ours.is_none() {
+                            tracing::warn!("lost the deployer lease: {e}");
+                        }
+                        still_ours
                     }
                 },
-                None => self.kv.create(&self.key, body.into()).await.ok(),
+                None => match self.kv.create(&self.key, body.into()).await {
+                    Ok(r) => Some(r),
+                    Err(_) => self.held().await,
+                },
             };
             if active.send_replace(revision.is_some()) != revision.is_some() {
                 tracing::info!(active = revision.is_some(), "deployer lease changed");
             }
+            let asleep = tokio::time::Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(renew) => {}
                 _ = stop.wait_for(|s| *s) => break,
+            }
+            // A renewal this late risks the lease: something starves this task.
+            let late = asleep.elapsed().saturating_sub(renew);
+            if late > renew {
+                tracing::warn!(?late, "the deployer lease renewal ran late");
             }
         }
         if revision.is_some()
