@@ -244,36 +244,36 @@ impl Api {
 
     async fn delete(&self, name: &str, payload: &[u8]) -> Value {
         let version = requested_version(payload);
-        let last = self.deployed_spec(name).await;
         let removed = self
             .store
             .update_app(name, |stored: &mut StoredApp| {
                 let before = stored.manifests.0.len();
+                let deployed = stored.deployed_version.clone();
                 let undeploy = match &version {
-                    Some(v) => {
-                        stored.manifests.0.retain(|(k, _)| k != v);
-                        stored.deployed_version.as_deref() == Some(v.as_str())
-                    }
-                    None => {
-                        stored.manifests.0.clear();
-                        stored.deployed_version.is_some()
-                    }
+                    Some(v) => deployed.as_ref() == Some(v),
+                    None => deployed.is_some(),
                 };
+                // Before the version goes: the cleanup needs its manifest.
+                if undeploy {
+                    stored.undeploy();
+                }
+                match &version {
+                    Some(v) => stored.manifests.0.retain(|(k, _)| k != v),
+                    None => stored.manifests.0.clear(),
+                }
                 if stored.manifests.0.len() == before {
                     return None;
                 }
-                if undeploy {
-                    stored.deployed_version = None;
-                }
-                Some(undeploy)
+                Some(undeploy.then(|| stored.undeploying.clone()).flatten())
             })
             .await;
         match removed {
-            Ok(Some(undeploy)) => {
-                if undeploy {
+            Ok(Some(undeploying)) => {
+                let undeploy = undeploying.is_some();
+                if let Some(last) = undeploying {
                     self.send(Msg::Undeploy {
                         name: name.to_string(),
-                        last: last.map(Box::new),
+                        last: spec_of(&last.version, &last.manifest).map(Box::new),
                     })
                     .await;
                 }
@@ -289,8 +289,7 @@ impl Api {
     async fn deployed_spec(&self, name: &str) -> Option<AppSpec> {
         let stored = self.store.app(name).await.ok()??;
         let (version, document) = stored.deployed()?;
-        let parsed = manifest::from_document(document.clone()).ok()?;
-        Some(AppSpec::new(&parsed.manifest, version))
+        spec_of(version, document)
     }
 
     async fn deploy(&self, name: &str, payload: &[u8]) -> Value {
@@ -369,19 +368,23 @@ impl Api {
     }
 
     async fn undeploy(&self, name: &str) -> Value {
-        let last = self.deployed_spec(name).await;
+        // The intent is stored first, so that whichever deployer is active finishes it.
         let written = self
             .store
             .update_app(name, |s: &mut StoredApp| {
-                s.deployed_version.take().map(|_| ())
+                s.undeploy()?;
+                s.undeploying.clone()
             })
             .await;
-        if let Err(e) = written {
-            return json!({"result": "error", "message": e.to_string(), "name": name});
-        }
+        let last = match written {
+            Ok(undeploying) => {
+                undeploying.and_then(|u| spec_of(&u.version, &u.manifest).map(Box::new))
+            }
+            Err(e) => return json!({"result": "error", "message": e.to_string(), "name": name}),
+        };
         self.send(Msg::Undeploy {
             name: name.to_string(),
-            last: last.map(Box::new),
+            last,
         })
         .await;
         let event = json!({"specversion": "1.0", "id": uuid::Uuid::new_v4().to_string(), "type": "com.wadm.manifest_unpublished", "source": "wadm", "datacontenttype": "application/json", "data": {"name": name}});
@@ -407,6 +410,28 @@ fn put_reply(result: &str, total: usize, version: &str, message: &str, name: &st
         "message": message,
         "name": name,
     })
+}
+
+/// The lattice spec of a stored manifest version.
+fn spec_of(version: &str, document: &Value) -> Option<AppSpec> {
+    let parsed = manifest::from_document(document.clone()).ok()?;
+    Some(AppSpec::new(&parsed.manifest, version))
+}
+
+/// Apps whose undeploy was stored but whose cleanup was never confirmed (the deployer that
+/// began it stopped or failed over), with the version to clean up.
+pub async fn pending_undeploys(
+    store: &ManifestStore,
+) -> Result<Vec<(String, Option<AppSpec>)>, StoreError> {
+    let mut out = Vec::new();
+    for name in store.names().await? {
+        if let Some(stored) = store.record(&name).await?
+            && let Some(u) = stored.undeploying
+        {
+            out.push((name, spec_of(&u.version, &u.manifest)));
+        }
+    }
+    Ok(out)
 }
 
 /// Loads every deployed app for the reconciler (after a restart).

@@ -110,6 +110,7 @@ impl Deployer {
         let ctl = lattice::Ctl::new(nats.clone(), &config.lattice, config.request_timeout);
         let reconciler = worker::Worker::new(
             ctl,
+            store.clone(),
             nats.clone(),
             &config.lattice,
             statuses.clone(),
@@ -128,7 +129,7 @@ impl Deployer {
             nats: nats.clone(),
             lattice: config.lattice.clone(),
         });
-        let mut tasks = vec![tokio::spawn(reconciler.run(rx, active.clone(), store))];
+        let mut tasks = vec![tokio::spawn(reconciler.run(rx, active.clone()))];
         tasks.push(tokio::spawn(async move {
             while let Some(message) = events.next().await {
                 let Ok(event) = serde_json::from_slice::<serde_json::Value>(&message.payload)
@@ -185,6 +186,16 @@ impl Deployer {
     /// Whether this deployer holds the lattice lease (serves the API and reconciles).
     pub fn is_active(&self) -> bool {
         *self.active.borrow()
+    }
+
+    /// Stops at once, as if the process had died: the lease is neither released nor renewed,
+    /// so a standby takes over only when it expires (after the lease TTL), and whatever was
+    /// under way is left for it to finish.
+    pub fn abort(self) {
+        self.lease.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     /// Releases the lease (another deployer takes over at once), stops serving and

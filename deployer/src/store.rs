@@ -1,6 +1,10 @@
 //! Durable manifests in JetStream KV, laid out as wadm does: bucket `wadm_manifests`, key
 //! `<lattice>-<app>` holding every version in put order plus the deployed version, and key
 //! `<lattice>` holding the list of app names. Writes are compare-and-set on the revision.
+//!
+//! Beyond wadm, an app record also holds the version being undeployed until its cleanup is
+//! done (`trellis_undeploying`, which wadm ignores), so that a deployer taking over after a
+//! failover finishes an undeploy (or a delete) that the previous one had only begun.
 
 use std::time::Duration;
 
@@ -63,9 +67,40 @@ pub struct StoredApp {
     pub manifests: Versions,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_version: Option<String>,
+    /// An undeploy whose cleanup has not been confirmed yet. It carries its own copy of the
+    /// manifest because a delete removes the version from `manifests`.
+    #[serde(
+        default,
+        rename = "trellis_undeploying",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub undeploying: Option<Undeploying>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Undeploying {
+    pub version: String,
+    pub manifest: Value,
 }
 
 impl StoredApp {
+    /// Nothing left to keep: no versions and no cleanup pending.
+    pub fn is_empty(&self) -> bool {
+        self.manifests.0.is_empty() && self.undeploying.is_none()
+    }
+
+    /// Takes the deployed version away, remembering it for cleanup; `None` if none was.
+    pub fn undeploy(&mut self) -> Option<String> {
+        let version = self.deployed_version.take()?;
+        if let Some(manifest) = self.get(&version).cloned() {
+            self.undeploying = Some(Undeploying {
+                version: version.clone(),
+                manifest,
+            });
+        }
+        Some(version)
+    }
+
     pub fn get(&self, version: &str) -> Option<&Value> {
         self.manifests
             .0
@@ -138,9 +173,18 @@ impl ManifestStore {
         }
     }
 
+    /// An app with at least one stored version.
     pub async fn app(&self, app: &str) -> Result<Option<StoredApp>, StoreError> {
+        Ok(self
+            .record(app)
+            .await?
+            .filter(|stored| !stored.manifests.0.is_empty()))
+    }
+
+    /// Whatever is stored for an app, including one deleted while its undeploy is pending.
+    pub async fn record(&self, app: &str) -> Result<Option<StoredApp>, StoreError> {
         let (stored, _): (StoredApp, _) = self.read(&self.key(app)).await?;
-        Ok((!stored.manifests.0.is_empty()).then_some(stored))
+        Ok((!stored.is_empty()).then_some(stored))
     }
 
     /// Read-modify-write of `key` with compare-and-set; `change` returns `None` to write nothing
@@ -202,19 +246,18 @@ impl ManifestStore {
         Err(write_error("too many concurrent writers".into()))
     }
 
-    /// Changes one app's record; an app left without versions is removed with its name.
+    /// Changes one app's record; an app left without versions (and no pending undeploy) is
+    /// removed with its name.
     pub async fn update_app<R>(
         &self,
         app: &str,
         change: impl FnMut(&mut StoredApp) -> Option<R>,
     ) -> Result<Option<R>, StoreError> {
         let result = self
-            .modify(&self.key(app), change, |s: &StoredApp| {
-                s.manifests.0.is_empty()
-            })
+            .modify(&self.key(app), change, StoredApp::is_empty)
             .await?;
         if result.is_some() {
-            let exists = self.app(app).await?.is_some();
+            let exists = self.record(app).await?.is_some();
             self.modify(
                 &self.lattice,
                 |names: &mut Vec<String>| {
@@ -233,7 +276,7 @@ impl ManifestStore {
         Ok(result)
     }
 
-    /// Names of the apps stored for this lattice.
+    /// Names of the apps stored for this lattice (with those deleted while undeploying).
     pub async fn names(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.read::<Vec<String>>(&self.lattice).await?.0)
     }

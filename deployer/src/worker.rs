@@ -7,6 +7,9 @@
 //! (until the lattice shows its effect or a timeout), and a command that fails is retried with
 //! exponential backoff, at most [`MAX_ATTEMPTS`] times until the lattice changes (a host joins
 //! or leaves) or the app is deployed again.
+//!
+//! An undeploy is finished when the lattice shows nothing of the app any more; only then is
+//! its stored intent cleared, so a deployer that takes over after a failover finishes it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -20,7 +23,7 @@ use crate::manifest::ScalerKind;
 use crate::plan::{self, Action, Hosts};
 use crate::spec::{AppSpec, Link};
 use crate::status::{ScalerStatus, Status, StatusInfo, StatusType};
-use crate::store::ManifestStore;
+use crate::store::{ManifestStore, StoredApp};
 
 pub const MAX_ATTEMPTS: u32 = 5;
 const IN_FLIGHT: Duration = Duration::from_secs(10);
@@ -61,6 +64,10 @@ struct App {
     /// Links and owned configs of replaced versions still to delete.
     stale_links: Vec<Link>,
     stale_configs: Vec<String>,
+    /// The undeployed version whose stored intent is cleared once its cleanup is done.
+    undeploying: Option<String>,
+    /// Undeployed, and the last pass still found instances of it to stop.
+    cleaning: bool,
 }
 
 struct HostEntry {
@@ -70,6 +77,7 @@ struct HostEntry {
 
 pub struct Worker {
     ctl: Ctl,
+    store: ManifestStore,
     nats: async_nats::Client,
     lattice: String,
     hosts: BTreeMap<String, HostEntry>,
@@ -83,6 +91,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         ctl: Ctl,
+        store: ManifestStore,
         nats: async_nats::Client,
         lattice: &str,
         statuses: Statuses,
@@ -90,6 +99,7 @@ impl Worker {
     ) -> Self {
         Self {
             ctl,
+            store,
             nats,
             lattice: lattice.to_string(),
             hosts: BTreeMap::new(),
@@ -102,14 +112,10 @@ impl Worker {
     }
 
     /// Runs until `inbox` closes. Works only while `active` (this deployer holds the lattice
-    /// lease): on activation it discovers the hosts and loads every deployed app from `store`,
-    /// then reconciles on input and on every tick; on deactivation it forgets its state.
-    pub async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<Msg>,
-        mut active: watch::Receiver<bool>,
-        store: ManifestStore,
-    ) {
+    /// lease): on activation it discovers the hosts and loads every deployed app (and every
+    /// unfinished undeploy) from the store, then reconciles on input and on every tick; on
+    /// deactivation it forgets its state.
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Msg>, mut active: watch::Receiver<bool>) {
         loop {
             while !*active.borrow_and_update() {
                 tokio::select! {
@@ -118,7 +124,7 @@ impl Worker {
                     msg = inbox.recv() => if msg.is_none() { return },
                 }
             }
-            self.activate(&store).await;
+            self.activate().await;
             let mut tick = tokio::time::interval(self.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -152,12 +158,23 @@ impl Worker {
         }
     }
 
-    async fn activate(&mut self, store: &ManifestStore) {
+    async fn activate(&mut self) {
         tracing::info!(lattice = %self.lattice, "deployer is active");
         for host in self.ctl.ping(Duration::from_millis(500)).await {
             self.add_host(&host.id, host.labels);
         }
-        match crate::api::deployed_apps(store).await {
+        // Undeploys first: a later deploy of the same app keeps what it still wants.
+        match crate::api::pending_undeploys(&self.store).await {
+            Ok(pending) => {
+                for (name, last) in pending {
+                    tracing::info!(app = name, "resuming an unfinished undeploy");
+                    let last = last.map(Box::new);
+                    self.handle(Msg::Undeploy { name, last }).await;
+                }
+            }
+            Err(e) => tracing::error!("loading unfinished undeploys: {e}"),
+        }
+        match crate::api::deployed_apps(&self.store).await {
             Ok(specs) => {
                 for spec in specs {
                     self.handle(Msg::Deploy(Box::new(spec))).await;
@@ -198,6 +215,11 @@ impl Worker {
                 if let Some(old) = app.spec.take() {
                     retire(app, &old, Some(&spec));
                 }
+                // Left from an undeploy just before: keep what this version wants.
+                app.stale_links
+                    .retain(|l| !spec.links.iter().any(|k| k.link.identity() == l.identity()));
+                app.stale_configs
+                    .retain(|c| !spec.owned_configs.contains_key(c));
                 app.configs_ready.clear();
                 app.spec = Some(*spec);
                 self.failures.clear();
@@ -206,6 +228,7 @@ impl Worker {
                 let app = self.apps.entry(name.clone()).or_default();
                 if let Some(old) = app.spec.take().or(last.map(|b| *b)) {
                     retire(app, &old, None);
+                    app.undeploying = Some(old.version.clone());
                 }
                 self.publish(&name, Status::undeployed("Manifest has been undeployed"))
                     .await;
@@ -320,10 +343,16 @@ impl Worker {
             let status = self
                 .reconcile(&name, &mut app, &hosts, links.as_deref())
                 .await;
-            let finished = app.spec.is_none()
-                && app.stale_links.is_empty()
+            let cleaned = app.stale_links.is_empty()
                 && app.stale_configs.is_empty()
-                && status.is_none();
+                && (app.spec.is_some() || !app.cleaning);
+            if cleaned && let Some(version) = app.undeploying.clone() {
+                match self.undeploy_done(&name, &version).await {
+                    Ok(()) => app.undeploying = None,
+                    Err(e) => tracing::warn!(app = name, "clearing the undeploy record: {e}"),
+                }
+            }
+            let finished = app.spec.is_none() && cleaned && app.undeploying.is_none();
             if let Some(status) = status {
                 self.publish(&name, status).await;
             }
@@ -368,9 +397,7 @@ impl Worker {
 
         let Some(spec) = &app.spec else {
             let leftovers = plan::leftovers(name, None, hosts, &BTreeSet::new());
-            if leftovers.is_empty() {
-                return None;
-            }
+            app.cleaning = !leftovers.is_empty();
             for action in leftovers {
                 self.execute(action).await;
             }
@@ -547,6 +574,21 @@ impl Worker {
                 Outcome::Failed(format!("{target}: {e}"))
             }
         }
+    }
+
+    /// Clears the stored undeploy intent for `version` of `app` (unless it changed since).
+    async fn undeploy_done(
+        &self,
+        app: &str,
+        version: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        self.store
+            .update_app(app, |s: &mut StoredApp| {
+                s.undeploying.take_if(|u| u.version == version).map(drop)
+            })
+            .await?;
+        tracing::info!(app, version, "undeploy finished");
+        Ok(())
     }
 
     /// Records and publishes an app's status when it changed.
