@@ -3,11 +3,13 @@
 //! `wadm_server`. Manifests go to the [`ManifestStore`]; deploys and undeploys go on to the
 //! reconciler.
 
+use std::collections::BTreeMap;
+
 use async_nats::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::manifest::{self, VERSION_ANNOTATION};
+use crate::manifest::{self, Source, VERSION_ANNOTATION};
 use crate::spec::AppSpec;
 use crate::status::{Status, StatusType};
 use crate::store::{ManifestStore, StoreError, StoredApp};
@@ -321,6 +323,9 @@ impl Api {
         if let Err(message) = self.check_ids(name, &parsed.manifest).await {
             return reply("error", message, Some(&version));
         }
+        if let Err(message) = self.check_shared(&parsed.manifest).await {
+            return reply("error", message, Some(&version));
+        }
         let written = self
             .store
             .update_app(name, |s: &mut StoredApp| {
@@ -365,6 +370,34 @@ impl Api {
             }
         }
         Ok(())
+    }
+
+    /// Shared references must point at components of deployed, shared applications.
+    async fn check_shared(&self, m: &manifest::Manifest) -> Result<(), String> {
+        let mut deployed = BTreeMap::new();
+        for c in &m.components {
+            if let Source::Application { name, .. } = &c.source
+                && !deployed.contains_key(name)
+                && let Some(stored) = self.store.app(name).await.map_err(|e| e.to_string())?
+                && let Some((_, document)) = stored.deployed()
+                && let Ok(parsed) = manifest::from_document(document.clone())
+            {
+                deployed.insert(name.clone(), parsed.manifest);
+            }
+        }
+        let problems = manifest::validate::shared_references(m, &deployed);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let problems: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.reason))
+            .collect();
+        Err(format!(
+            "Application contains shared components that are not deployed in other \
+             applications: [{}]",
+            problems.join("; ")
+        ))
     }
 
     async fn undeploy(&self, name: &str) -> Value {

@@ -326,3 +326,78 @@ fn unknown_interfaces_and_custom_traits_only_warn() {
         "{warnings:?}"
     );
 }
+
+/// A manifest from JSON, parsed and validated.
+fn manifest_of(doc: Value) -> manifest::Manifest {
+    manifest::parse(&serde_json::to_vec(&doc).unwrap())
+        .unwrap()
+        .manifest
+}
+
+#[test]
+fn shared_references_need_a_deployed_shared_app_with_that_component() {
+    let shared = |annotation: &str| {
+        manifest_of(json!({
+            "apiVersion": "core.oam.dev/v1beta1", "kind": "Application",
+            "metadata": {"name": "infra", "annotations": {"experimental.wasmcloud.dev/shared": annotation}},
+            "spec": {"components": [
+                {"name": "web", "type": "capability", "properties": {"image": "wasmcloud+builtin://http-server"}},
+                {"name": "math", "type": "component", "properties": {"image": "file:///math.wasm"},
+                 "traits": [{"type": "spreadscaler", "properties": {"instances": 1}}]}
+            ]}
+        }))
+    };
+    let consumer = |component: &str| {
+        manifest_of(json!({
+            "apiVersion": "core.oam.dev/v1beta1", "kind": "Application",
+            "metadata": {"name": "shop", "annotations": {}},
+            "spec": {"components": [
+                {"name": "api", "type": "component", "properties": {"image": "file:///api.wasm"},
+                 "traits": [{"type": "spreadscaler", "properties": {"instances": 1}}]},
+                {"name": "server", "type": "capability",
+                 "properties": {"application": {"name": "infra", "component": component}},
+                 "traits": [{"type": "link", "properties": {"target": {"name": "api"}, "namespace": "wasi",
+                   "package": "http", "interfaces": ["incoming-handler"]}}]}
+            ]}
+        }))
+    };
+    let check = |m: &manifest::Manifest, deployed: &[manifest::Manifest]| {
+        let deployed = deployed
+            .iter()
+            .map(|d| (d.name.clone(), d.clone()))
+            .collect();
+        manifest::validate::shared_references(m, &deployed)
+            .into_iter()
+            .map(|p| (p.path, p.reason))
+            .collect::<Vec<_>>()
+    };
+    let path = "spec.components[1].properties.application";
+    let expect = |found: Vec<(String, String)>, reason: &str| {
+        assert!(
+            found.len() == 1 && found[0].0 == path && found[0].1.contains(reason),
+            "expected `{path}`: …{reason}…, got {found:?}"
+        );
+    };
+
+    assert_eq!(check(&consumer("web"), &[shared("true")]), []);
+    expect(
+        check(&consumer("web"), &[]),
+        "application `infra` is not deployed",
+    );
+    expect(
+        check(&consumer("web"), &[shared("false")]),
+        "application `infra` is not shared",
+    );
+    expect(
+        check(&consumer("nope"), &[shared("true")]),
+        "shared application `infra` has no component `nope`",
+    );
+    expect(
+        check(&consumer("math"), &[shared("true")]),
+        "`math` in shared application `infra` is a component, not a capability",
+    );
+    // The link to a shared reference targets the shared app's ID, as wadm derives it.
+    let spec = AppSpec::new(&consumer("web"), "v1");
+    assert_eq!(spec.links[0].link.source_id, "infra-web");
+    assert!(spec.workloads.iter().all(|w| w.id != "infra-web"));
+}

@@ -278,6 +278,65 @@ fn known_interfaces(namespace: &str, package: &str) -> Option<&'static [&'static
     })
 }
 
+/// wadm's deploy-time check of shared references (`properties.application`): each must name
+/// a component of the same type in another deployed application marked
+/// `experimental.wasmcloud.dev/shared: "true"`. `deployed` holds the deployed manifest of every
+/// application the references name that is deployed. (wadm compares with the shared app's
+/// latest stored version; the deployed one is what actually runs.)
+pub fn shared_references(m: &Manifest, deployed: &BTreeMap<String, Manifest>) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for c in &m.components {
+        let Source::Application { name, component } = &c.source else {
+            continue;
+        };
+        let path = format!("{}.properties.application", c.path());
+        let Some(shared) = deployed.get(name).filter(|_| name != &m.name) else {
+            out.push(Problem::error(
+                path,
+                format!("application `{name}` is not deployed"),
+            ));
+            continue;
+        };
+        if shared
+            .annotations
+            .get(SHARED_ANNOTATION)
+            .map(String::as_str)
+            != Some("true")
+        {
+            out.push(Problem::error(
+                path,
+                format!(
+                    "application `{name}` is not shared (it needs the annotation                      `{SHARED_ANNOTATION}: \"true\"`)"
+                ),
+            ));
+            continue;
+        }
+        match shared.component(component) {
+            None => out.push(Problem::error(
+                path,
+                format!("shared application `{name}` has no component `{component}`"),
+            )),
+            Some(found) if found.kind != c.kind => out.push(Problem::error(
+                path,
+                format!(
+                    "`{component}` in shared application `{name}` is a {}, not a {}",
+                    kind_name(found.kind),
+                    kind_name(c.kind)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Component => "component",
+        Kind::Capability => "capability",
+    }
+}
+
 /// `^[-\w]+$` (Unicode word characters).
 pub fn is_valid_app_name(name: &str) -> bool {
     !name.is_empty()
