@@ -563,6 +563,19 @@ async fn keyvalue_off_reaches_a_keyvalue_provider_on_another_host_by_translated_
     println!(
         "increment invocation, median of {rounds}: wrpc:keyvalue via NATS {remote:?}, in-process {local:?}"
     );
+
+    // A stopped provider stops serving: A's calls fail with the target named, not a hang. (Not
+    // at once: the subject recorder above is a subscriber, so NATS does not answer "no
+    // responders", and the call waits out the rpc timeout.)
+    let ack = client.stop_provider(host_b.host_id(), "kv").await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let stopped = eventually("calls to the stopped provider to fail", || async {
+        increment(&host_a, "counter-a", "lattice-counts")
+            .await
+            .err()
+    })
+    .await;
+    assert!(stopped.contains("`kv`"), "{stopped}");
     host_a.stop(None).await.unwrap();
     host_b.stop(None).await.unwrap();
 }

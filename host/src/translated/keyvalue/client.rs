@@ -75,16 +75,16 @@ impl Caller {
             .lattice
             .route(&self.call, interface)
             .map_err(|e| other(e.to_string()))?;
-        let client = self
-            .lattice
-            .client(&target)
-            .await
-            .map_err(|e| other(format!("reaching keyvalue target `{target}`: {e:#}")))?;
         let mut headers = HeaderMap::new();
         headers.insert("source-id", &*self.call.caller);
         headers.insert("link-name", link_name);
         let timeout = self.lattice.timeout;
-        match tokio::time::timeout(timeout, call(client, Some(headers))).await {
+        // The bound covers reaching the target as well as its answer.
+        let answer = tokio::time::timeout(timeout, async {
+            let client = self.lattice.client(&target).await?;
+            call(client, Some(headers)).await
+        });
+        match answer.await {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(error))) => Err(match error {
                 remote::store::Error::NoSuchStore => store::Error::NoSuchStore,
