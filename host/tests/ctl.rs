@@ -348,7 +348,13 @@ async fn claims_lists_provider_archive_claims() {
         ],
         "{stdout}"
     );
+
+    // Claims live in the lattice: a host that starts later answers them alone.
+    let claims = json(&url, &["claims"]).await;
     host.stop(None).await.unwrap();
+    let later = start_host(&server).await;
+    assert_eq!(json(&url, &["claims"]).await, claims);
+    later.stop(None).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
