@@ -10,6 +10,7 @@ use trellis_runtime::{
     ComponentSource, Host as _, LoadedComponent, StartError, Workload, WorkloadComponent,
 };
 
+use crate::oci::{ArtifactKind, OciError};
 use crate::plugin_config::{self, PluginConfig};
 use crate::rpc::ExportServer;
 use crate::state::HostState;
@@ -24,9 +25,12 @@ const NAMESPACE: &str = "lattice";
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
     #[error(
-        "unsupported component reference `{0}`: this host only loads file:// references so far"
+        "unsupported component reference `{0}`: use file:///path/to/component.wasm or an OCI \
+         reference (registry/repository:tag or …@sha256:digest)"
     )]
     UnsupportedReference(String),
+    #[error(transparent)]
+    Oci(#[from] OciError),
     #[error("{}", missing_config_message(.0))]
     MissingConfig(Vec<String>),
     #[error("loading `{reference}`: {reason}")]
@@ -43,11 +47,13 @@ fn missing_config_message(names: &[String]) -> String {
         .join("; ")
 }
 
-/// Refuses references this host cannot load (anything but `file:///path`).
-pub fn check_reference(reference: &str) -> Result<(), ComponentError> {
+/// Refuses references this host cannot load: anything but `file:///path` and OCI references,
+/// and OCI references this host will not pull (`latest` unless allowed).
+pub fn check_reference(state: &HostState, reference: &str) -> Result<(), ComponentError> {
     match reference.strip_prefix("file://") {
         Some(path) if path.starts_with('/') => Ok(()),
-        _ => Err(ComponentError::UnsupportedReference(reference.to_string())),
+        Some(_) => Err(ComponentError::UnsupportedReference(reference.to_string())),
+        None => state.oci.check(reference).map(drop).map_err(Into::into),
     }
 }
 
@@ -133,9 +139,9 @@ pub async fn scale(state: &HostState, command: ScaleComponentCommand) {
         (None, count) => {
             let reference = &command.component_ref;
             let started = async {
-                check_reference(reference)?;
+                check_reference(state, reference)?;
                 check_config(state, &command.config)?;
-                let bytes = read(reference).await?;
+                let bytes = read(state, reference).await?;
                 start(
                     state,
                     id,
@@ -216,8 +222,8 @@ async fn update_locked(
     let annotations = annotations.unwrap_or_default();
     let count = current.max_instances;
     let swapped = async {
-        check_reference(reference)?;
-        let bytes = read(reference).await?;
+        check_reference(state, reference)?;
+        let bytes = read(state, reference).await?;
         precompile(state, reference, bytes.clone()).await?;
         stop_workload(state, id).await;
         if let Err(error) = start(
@@ -254,7 +260,12 @@ fn check_config(state: &HostState, names: &[String]) -> Result<(), ComponentErro
     }
 }
 
-async fn read(reference: &str) -> Result<Arc<[u8]>, ComponentError> {
+/// The code a reference names: read from a file, or pulled through the OCI cache.
+async fn read(state: &HostState, reference: &str) -> Result<Arc<[u8]>, ComponentError> {
+    if !reference.starts_with("file://") {
+        let artifact = state.oci.pull(reference, ArtifactKind::Component).await?;
+        return Ok(artifact.bytes);
+    }
     let load_error = |e: anyhow::Error| ComponentError::Load {
         reference: reference.to_string(),
         reason: format!("{e:#}"),

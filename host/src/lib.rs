@@ -13,6 +13,7 @@ mod embedded;
 mod events;
 mod identity;
 mod inventory;
+pub mod oci;
 mod plugin_config;
 mod provider;
 mod rpc;
@@ -41,6 +42,7 @@ use crate::builtins::{Plugins, Providers};
 use crate::components::Components;
 use crate::events::Events;
 use crate::identity::Identity;
+use crate::oci::{Oci, OciSettings};
 use crate::provider::ExternalProviders;
 use crate::state::HostState;
 use crate::store::{ClaimsStore, ConfigStore, LinkStore};
@@ -70,6 +72,8 @@ pub struct HostConfig {
     pub builtin_aliases: Vec<BuiltinAlias>,
     /// Health checks, restarts and stops of external (process) providers.
     pub providers: ProviderSettings,
+    /// The OCI cache, plain-HTTP registries and the `latest` policy.
+    pub oci: OciSettings,
 }
 
 impl Default for HostConfig {
@@ -88,6 +92,7 @@ impl Default for HostConfig {
             builtins: Builtin::default_set(),
             builtin_aliases: Vec::new(),
             providers: ProviderSettings::default(),
+            oci: OciSettings::default(),
         }
     }
 }
@@ -202,6 +207,7 @@ impl LatticeHost {
                 config.rpc_timeout,
                 config.nats_auth.clone(),
             ),
+            oci: Oci::new(config.oci),
             stop: watch::Sender::new(None),
         });
 

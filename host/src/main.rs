@@ -10,6 +10,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod cli;
 mod up;
+use trellis_host::oci::{self, OciSettings};
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, NatsAuth, parse_switches};
 
 #[derive(Parser)]
@@ -46,6 +47,9 @@ enum Command {
     App(trellis_deployer::cli::AppArgs),
     /// Drive hosts through the wasmCloud control interface.
     Ctl(cli::ctl::CtlArgs),
+    /// Publish a component (.wasm) or provider archive (.par.gz) to an OCI registry; prints
+    /// the digest.
+    Push(cli::push::PushArgs),
     /// Print the shell completion script, e.g. `source <(trellis completions bash)`.
     Completions {
         #[arg(value_enum)]
@@ -115,6 +119,15 @@ struct HostArgs {
     /// Also run the wadm-compatible deployer in this process.
     #[arg(long, env = "TRELLIS_DEPLOYER")]
     deployer: bool,
+    /// Where pulled OCI artifacts are cached, by digest.
+    #[arg(long, env = "TRELLIS_OCI_CACHE", default_value_os_t = oci::default_cache_dir())]
+    oci_cache: std::path::PathBuf,
+    /// A registry (`host[:port]`) pulled from over plain HTTP (repeatable, or comma-separated).
+    #[arg(long, env = "TRELLIS_ALLOWED_INSECURE", value_delimiter = ',')]
+    allowed_insecure: Vec<String>,
+    /// Allow pulling `latest` tags (and references without a tag).
+    #[arg(long, env = "TRELLIS_ALLOW_LATEST")]
+    allow_latest: bool,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -144,7 +157,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     // `trellis app` is a short-lived client: only warnings unless RUST_LOG says otherwise.
     let level = match cli.command {
-        Command::App(_) | Command::Up(_) | Command::Ctl(_) => "warn",
+        Command::App(_) | Command::Up(_) | Command::Ctl(_) | Command::Push(_) => "warn",
         _ => "info",
     };
     cli::logs::init(cli.log_format, level);
@@ -157,6 +170,7 @@ async fn run(cli: Cli) -> ExitCode {
         ),
         Command::App(args) => ("app", trellis_deployer::cli::run_app(args).await),
         Command::Ctl(args) => ("ctl", cli::ctl::run(args).await.map_err(Into::into)),
+        Command::Push(args) => ("push", cli::push::run(args).await),
         Command::Completions { shell } => {
             cli::completions(shell, Cli::command());
             return ExitCode::SUCCESS;
@@ -200,6 +214,11 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
         builtins,
         builtin_aliases,
+        oci: OciSettings {
+            cache_dir: args.oci_cache,
+            allowed_insecure: args.allowed_insecure,
+            allow_latest: args.allow_latest,
+        },
         ..HostConfig::default()
     };
     // Listen before joining: a SIGTERM right after `host_started` must still stop gracefully.

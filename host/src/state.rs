@@ -12,6 +12,7 @@ use crate::builtins::{BuiltinAlias, Plugins, Providers};
 use crate::components::Components;
 use crate::events::Events;
 use crate::identity::Identity;
+use crate::oci::Oci;
 use crate::provider::ExternalProviders;
 use crate::rpc::Lattice;
 use crate::store::{ClaimsStore, ConfigStore, LinkStore};
@@ -43,6 +44,8 @@ pub struct HostState {
     pub builtin_aliases: Vec<BuiltinAlias>,
     /// Provider processes started from `file://` references.
     pub external: ExternalProviders,
+    /// Pulls OCI artifacts through the digest cache, with `registry.put` credentials.
+    pub oci: Oci,
     pub events: Events,
     pub stop: watch::Sender<Option<StopRequest>>,
 }

@@ -1,9 +1,11 @@
-//! Shared test harness: builds the guest components under `tests/components` (once per test
-//! process; cargo makes it a no-op when nothing changed) and finds them; [`nats`] starts a real
-//! NATS server for the lattice tests.
+//! Shared test harness: builds the guest components under `tests/components` and the test
+//! providers under `tests/providers` (once per test process; cargo makes it a no-op when
+//! nothing changed) and finds them; [`nats`] starts a real NATS server for the lattice tests;
+//! [`registry`] a real OCI registry.
 
 pub mod lattice;
 pub mod nats;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +44,24 @@ pub fn component_path(name: &str) -> PathBuf {
 pub fn component(name: &str) -> ComponentSource {
     let bytes = std::fs::read(component_path(name)).expect("reading component");
     ComponentSource::Bytes(Arc::from(bytes))
+}
+
+/// Builds the native test providers (once per process; a no-op when unchanged) and returns
+/// the provider archive of `name` (`tests/providers/target/release/{name}.par.gz`).
+pub fn provider_archive(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers");
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("running tests/providers/build.sh");
+        assert!(status.success(), "building the test providers failed");
+    });
+    dir.join("target/release").join(format!("{name}.par.gz"))
 }
 
 /// A `file://` reference to a guest component.

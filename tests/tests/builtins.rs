@@ -259,7 +259,7 @@ async fn disabled_and_unknown_builtins_are_refused() {
         ("wasmcloud+builtin://http-server", "switched off"),
         ("trellis+builtin://teleport", "unknown built-in"),
         ("ghcr.io/wasmcloud/http-server:0.27.0", "switched off"),
-        ("ghcr.io/acme/custom:1", "file:///path"),
+        ("https://example.com/custom.par.gz", "file:///path"),
     ] {
         let ack = client
             .start_provider(&id, reference, "p", None, vec![])

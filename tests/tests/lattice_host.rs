@@ -283,10 +283,10 @@ async fn scale_failures_are_reported() {
     let id = host.host_id().to_string();
     let mut events = Events::subscribe(&nc).await;
 
-    let oci = client
+    let unsupported = client
         .scale_component(
             &id,
-            "ghcr.io/acme/thing:1.0",
+            "https://example.com/thing.wasm",
             "thing",
             1,
             None,
@@ -295,8 +295,12 @@ async fn scale_failures_are_reported() {
         )
         .await
         .unwrap();
-    assert!(!oci.succeeded());
-    assert!(oci.message().contains("file://"), "{}", oci.message());
+    assert!(!unsupported.succeeded());
+    assert!(
+        unsupported.message().contains("file://"),
+        "{}",
+        unsupported.message()
+    );
 
     let missing = client
         .scale_component(
@@ -550,12 +554,12 @@ async fn auctions_bid_only_when_constraints_match() {
     assert!(running.is_empty());
 
     let providers = client
-        .perform_provider_auction("ghcr.io/acme/p:1", "p", BTreeMap::new())
+        .perform_provider_auction("https://example.com/p.par.gz", "p", BTreeMap::new())
         .await
         .unwrap();
     assert!(
         providers.is_empty(),
-        "a host must not bid for a provider that is not a built-in"
+        "a host must not bid for a provider it cannot start"
     );
     host.stop(None).await.unwrap();
 }
@@ -569,7 +573,7 @@ async fn malformed_and_unsupported_requests_get_error_replies() {
     let p = format!("wasmbus.ctl.v1.{LATTICE}");
 
     let provider = client
-        .start_provider(&id, "ghcr.io/acme/p:1", "p", None, vec![])
+        .start_provider(&id, "https://example.com/p.par.gz", "p", None, vec![])
         .await
         .unwrap();
     assert!(!provider.succeeded());

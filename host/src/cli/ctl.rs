@@ -6,7 +6,7 @@
 //! `TRELLIS_LATTICE`), prints a table by default and JSON with `-o json`. A failure is one line
 //! with a hint (see [`CtlError`]) and a non-zero exit code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use async_nats_039 as nats;
 use serde::Serialize;
 use serde_json::json;
 use trellis_deployer::cli::LatticeArgs;
-use wasmcloud_control_interface::{Client, ClientBuilder, CtlResponse, Link};
+use wasmcloud_control_interface::{Client, ClientBuilder, CtlResponse, Link, RegistryCredential};
 
 use super::table;
 
@@ -106,6 +106,37 @@ enum CtlCommand {
     /// Hosts.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Registry credentials for the hosts' OCI pulls.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum RegistryCommand {
+    /// Give every host credentials for REGISTRY (`host[:port]`), used by its later pulls.
+    Put {
+        registry: String,
+        /// User (basic auth; with --password).
+        #[arg(
+            long,
+            env = "TRELLIS_OCI_USER",
+            requires = "password",
+            conflicts_with = "token"
+        )]
+        user: Option<String>,
+        #[arg(
+            long,
+            env = "TRELLIS_OCI_PASSWORD",
+            hide_env_values = true,
+            requires = "user"
+        )]
+        password: Option<String>,
+        /// A bearer token instead of user and password.
+        #[arg(long, hide_env_values = true, required_unless_present = "user")]
+        token: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -432,7 +463,8 @@ fn common(command: &CtlCommand) -> &Common {
             ProviderCommand::Start { common, .. } | ProviderCommand::Stop { common, .. },
         )
         | CtlCommand::Label(LabelCommand::Put { common, .. } | LabelCommand::Del { common, .. })
-        | CtlCommand::Host(HostCommand::Stop { common, .. }) => common,
+        | CtlCommand::Host(HostCommand::Stop { common, .. })
+        | CtlCommand::Registry(RegistryCommand::Put { common, .. }) => common,
     }
 }
 
@@ -538,6 +570,31 @@ pub async fn run(args: CtlArgs) -> Result<(), CtlError> {
             let result = ctl.client.stop_host(&host_id, grace_ms).await;
             let response = ctl.answered("host stop", To::Host(&host_id), result)?;
             ctl.acked(&response, format!("host {host_id} is stopping"))
+        }
+        CtlCommand::Registry(RegistryCommand::Put {
+            registry,
+            user,
+            password,
+            token,
+            ..
+        }) => {
+            let credential = match (user, password, token) {
+                (Some(user), Some(password), _) => {
+                    RegistryCredential::from_username_password(&user, &password, "oci")
+                }
+                (_, _, token) => RegistryCredential::from_token(&token.unwrap_or_default(), "oci"),
+            };
+            let credentials = HashMap::from([(registry.clone(), credential)]);
+            // A plain publish, which hosts do not answer: flushed so that it leaves before the
+            // process exits.
+            let result = ctl.client.put_registries(credentials).await;
+            let response = ctl.answered("registry put", To::AnyHost, result)?;
+            let flushed = ctl.client.nats_client().flush().await;
+            flushed.map_err(|e| ctl.failed("registry put", To::AnyHost, e.into()))?;
+            ctl.acked(
+                &response,
+                format!("credentials for {registry} sent to the hosts"),
+            )
         }
     }
 }

@@ -22,7 +22,7 @@ pub fn scale(
     }
     let running = state.components.get(&command.component_id);
     if command.max_instances > 0 && running.is_none() {
-        check_reference(&command.component_ref)?;
+        check_reference(state, &command.component_ref)?;
     }
     let message = match &running {
         Some(current)
@@ -62,7 +62,7 @@ pub fn update(
             command.component_id, command.new_component_ref
         )));
     }
-    check_reference(&command.new_component_ref)?;
+    check_reference(state, &command.new_component_ref)?;
     let state = state.clone();
     tokio::spawn(async move { components::update(&state, command).await });
     Ok(Reply::ok())

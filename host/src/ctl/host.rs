@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{CtlError, Reply, decode};
 use crate::ctl::subjects::Operation;
 use crate::identity::is_reserved_label;
 use crate::inventory;
+use crate::oci::RegistryCredential;
 use crate::state::{HostState, StopRequest};
 use crate::types::{HostLabel, HostLabelIdentifier, StopHostCommand};
 
@@ -77,11 +78,16 @@ pub async fn label_del(
 }
 
 /// Accepts registry credentials without storing them: this host fetches no registry artifacts.
-pub fn registry_put(operation: &Operation, payload: &[u8]) -> Result<Reply, CtlError> {
-    decode::<BTreeMap<String, Value>>(operation, payload)?;
-    Ok(Reply::note(
-        "registry credentials ignored: this host only loads file:// references",
-    ))
+/// Merges credentials per registry host; later OCI pulls from that registry use them.
+pub fn registry_put(
+    state: &HostState,
+    operation: &Operation,
+    payload: &[u8],
+) -> Result<Reply, CtlError> {
+    let credentials: BTreeMap<String, RegistryCredential> = decode(operation, payload)?;
+    tracing::info!(registries = ?credentials.keys().collect::<Vec<_>>(), "registry credentials updated");
+    state.oci.put_credentials(credentials);
+    Ok(Reply::ok())
 }
 
 async fn labels_changed(state: &HostState, labels: BTreeMap<String, String>) {

@@ -190,7 +190,7 @@ async fn dispatch(
         HostStop => host::stop(state, operation, payload),
         LabelPut => host::label_put(state, operation, payload).await,
         LabelDel => host::label_del(state, operation, payload).await,
-        RegistryPut => host::registry_put(operation, payload),
+        RegistryPut => host::registry_put(state, operation, payload),
         ComponentScale => components::scale(state, operation, payload),
         ComponentUpdate => components::update(state, operation, payload),
         ComponentAuction => components::auction(state, operation, payload),

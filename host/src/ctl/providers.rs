@@ -1,9 +1,9 @@
 //! Provider operations. A `provider.start` whose reference names a switched-on built-in plugin
 //! (see [`crate::builtins`]) records the provider ID, which then shows in the inventory and is
-//! configured by its links. A `file://` reference starts an external provider process (see
-//! [`crate::provider`]) in the background. Any other reference, and a switched-off built-in, is
-//! refused with a clear error; provider auctions get a bid for switched-on built-ins and for
-//! `file://` references.
+//! configured by its links. A `file://` or OCI reference (not matched by a built-in alias)
+//! starts an external provider process (see [`crate::provider`]) in the background. Any other
+//! reference, and a switched-off built-in, is refused with a clear error; provider auctions get
+//! a bid for switched-on built-ins and for `file://` and OCI references.
 
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ fn refused(provider: &str, error: BuiltinError) -> CtlError {
         BuiltinError::NotBuiltin(_) => {
             " (use a built-in provider: wasmcloud+builtin://http-server, \
              trellis+builtin://NAME or --builtin-alias; or a provider archive or executable: \
-             file:///path)"
+             file:///path; or a provider archive in a registry: registry/repository:tag)"
         }
         _ => "",
     };
@@ -50,11 +50,17 @@ pub async fn start(
     if id.is_empty() {
         return Err(CtlError::Refused("provider_id must not be empty".into()));
     }
-    let external = provider::is_external(&command.provider_ref);
-    let resolved = match external {
-        true => None,
-        false => Some(builtin(state, &command.provider_ref).map_err(|e| refused(id, e))?),
+    let resolved = match builtin(state, &command.provider_ref) {
+        Ok(resolved) => Some(resolved),
+        Err(BuiltinError::NotBuiltin(_)) if provider::is_external(&command.provider_ref) => None,
+        Err(error) => return Err(refused(id, error)),
     };
+    if resolved.is_none() && !command.provider_ref.starts_with("file://") {
+        state
+            .oci
+            .check(&command.provider_ref)
+            .map_err(|e| CtlError::Refused(format!("cannot start provider `{id}`: {e}")))?;
+    }
     let missing = state.config.missing(&command.config);
     if !missing.is_empty() {
         return Err(CtlError::Refused(format!(

@@ -4,7 +4,8 @@
 //! signed `claims.jwt` and one `{arch}-{os}.bin` per target), read with the `provider-archive`
 //! crate, or — an extension over the reference host — a plain executable run in place. The
 //! archive's claims are validated (signature, validity window, binary hashes) and the binary for
-//! this machine is extracted to a cache directory with mode 0755.
+//! this machine is extracted to a cache directory with mode 0755. An OCI reference is pulled
+//! through [`crate::oci`] and must be a provider archive, as in wasmCloud.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use provider_archive::ProviderArchive;
 use serde::Serialize;
 use wascap::jwt::{CapabilityProvider, validate_token};
+
+use crate::oci::{ArtifactKind, Oci, OciError};
 
 use crate::store::{StoredClaims, StoredProviderClaims};
 
@@ -62,9 +65,13 @@ pub struct Executable {
 pub enum ArchiveError {
     #[error(
         "provider reference `{0}` is not supported: use file:///path/to/provider.par.gz (a \
-         provider archive) or file:///path/to/executable; OCI references are not supported yet"
+         provider archive), file:///path/to/executable, or an OCI reference to a provider archive"
     )]
     Unsupported(String),
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error("`{0}` is not a provider archive (OCI references must name one)")]
+    NotAnArchive(String),
     #[error("reading {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is neither a provider archive (tar or tar.gz) nor an executable")]
@@ -96,7 +103,18 @@ fn file_path(reference: &str) -> Result<PathBuf, ArchiveError> {
 }
 
 /// Resolves `reference` to an executable; archives are extracted under `cache_dir`.
-pub async fn resolve(reference: &str, cache_dir: &Path) -> Result<Executable, ArchiveError> {
+pub async fn resolve(
+    reference: &str,
+    cache_dir: &Path,
+    oci: &Oci,
+) -> Result<Executable, ArchiveError> {
+    if !reference.starts_with("file://") {
+        let artifact = oci.pull(reference, ArtifactKind::ProviderArchive).await?;
+        if !is_archive(&artifact.bytes[..artifact.bytes.len().min(512)]) {
+            return Err(ArchiveError::NotAnArchive(reference.to_string()));
+        }
+        return extract(&artifact.path, reference, cache_dir).await;
+    }
     let path = file_path(reference)?;
     let io_error = |source| ArchiveError::Io {
         path: path.clone(),

@@ -70,9 +70,10 @@ impl Default for ProviderSettings {
     }
 }
 
-/// Whether a `provider.start` reference is for an external provider (not a built-in).
+/// Whether a `provider.start` reference is for an external provider (not a built-in): a
+/// `file://` or an OCI reference.
 pub fn is_external(reference: &str) -> bool {
-    reference.starts_with("file://")
+    reference.starts_with("file://") || crate::oci::is_oci_reference(reference)
 }
 
 /// What the host reports about an external provider.

@@ -83,7 +83,8 @@ impl Supervisor {
 
     pub async fn run(mut self) {
         let cache = self.external().settings.cache_dir.join(&self.state.host_id);
-        let executable = match archive::resolve(&self.info.image_ref, &cache).await {
+        let executable = match archive::resolve(&self.info.image_ref, &cache, &self.state.oci).await
+        {
             Ok(executable) => executable,
             Err(error) => return self.start_failed(error.to_string()).await,
         };
