@@ -1,8 +1,9 @@
 //! Shared test harness: builds the guest components under `tests/components` and the test
 //! providers under `tests/providers` (once per test process; cargo makes it a no-op when
 //! nothing changed) and finds them; [`nats`] starts a real NATS server for the lattice tests;
-//! [`registry`] a real OCI registry.
+//! [`registry`] a real OCI registry; [`http`] makes plain HTTP requests to what the hosts serve.
 
+pub mod http;
 pub mod lattice;
 pub mod nats;
 pub mod registry;

@@ -1,23 +1,28 @@
 //! The built-in deployer on a real `nats-server` with in-process hosts carrying different
 //! labels: each example manifest in `wadm-manifests/` reaches `deployed` with instances where
-//! its spread rules say, the component-to-component pair answers a call, apps are re-placed
-//! when a host leaves and follow a host that joins, upgrades change what changed, and
-//! undeploy leaves nothing behind. Everything goes through the wadm API and the control
-//! interface, as a user's `trellis app` / `wash app` would.
+//! its spread rules say, the component-to-component pair answers a call, the key-value counter
+//! counts real HTTP requests, the external provider runs healthy and is called through its
+//! links, apps are re-placed when a host leaves and follow a host that joins, upgrades change
+//! what changed, and undeploy leaves nothing behind. A standby deployer takes over when the
+//! active one stops or crashes, and finishes an undeploy the crashed one had begun.
+//! Everything goes through the wadm API and the control interface, as a user's `trellis app`
+//! / `wash app` would.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use serde_json::Value;
 use trellis_deployer::client::WadmClient;
 use trellis_deployer::lattice::{Ctl, HostInventory};
 use trellis_deployer::{Deployer, DeployerConfig, cli, manifest};
-use trellis_host::{HostConfig, LatticeHost};
+use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
 use trellis_runtime::Val;
-use trellis_tests::component_path;
+use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::eventually;
 use trellis_tests::nats::NatsServer;
+use trellis_tests::{component_path, provider_archive};
 
 const LATTICE: &str = "deploy";
 
@@ -27,6 +32,7 @@ struct Lattice {
     deployer: Option<Deployer>,
     client: WadmClient,
     ctl: Ctl,
+    nats: async_nats::Client,
 }
 
 async fn host(server: &NatsServer, labels: &[(&str, &str)]) -> LatticeHost {
@@ -39,14 +45,36 @@ async fn host(server: &NatsServer, labels: &[(&str, &str)]) -> LatticeHost {
             .collect(),
         heartbeat_interval: Duration::from_secs(2),
         rpc_timeout: Duration::from_secs(5),
+        providers: ProviderSettings {
+            health_interval: Duration::from_millis(500),
+            ..ProviderSettings::default()
+        },
         ..HostConfig::default()
     })
     .await
     .expect("starting a host")
 }
 
-/// Hosts: 0 = {zone a, worker}, 1 = {zone b, worker}, 2 = {zone b}.
+/// A deployer with the default lease TTL. (Shorter leases flap in these tests: the hosts
+/// sharing the test's runtime have delayed lease renewals by over 3 s on a loaded machine.)
+async fn deployer(server: &NatsServer) -> Deployer {
+    Deployer::start(DeployerConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        reconcile_interval: Duration::from_secs(1),
+        ..DeployerConfig::default()
+    })
+    .await
+    .expect("starting a deployer")
+}
+
+/// Hosts: 0 = {zone a, worker}, 1 = {zone b, worker}, 2 = {zone b}. Deployer logs go to the
+/// test output with `RUST_LOG` (e.g. `RUST_LOG=trellis_deployer=info`).
 async fn lattice() -> Lattice {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     // Build the guests before anything times out on them.
     component_path("exporter");
     let server = NatsServer::start();
@@ -55,23 +83,17 @@ async fn lattice() -> Lattice {
         Some(host(&server, &[("zone", "b"), ("role", "worker")]).await),
         Some(host(&server, &[("zone", "b")]).await),
     ];
-    let deployer = Deployer::start(DeployerConfig {
-        nats_url: server.url(),
-        lattice: LATTICE.into(),
-        reconcile_interval: Duration::from_secs(1),
-        ..DeployerConfig::default()
-    })
-    .await
-    .expect("starting the deployer");
+    let deployer = deployer(&server).await;
     let nats = async_nats::connect(server.url()).await.unwrap();
     let client = WadmClient::new(nats.clone(), LATTICE);
-    let ctl = Ctl::new(nats, LATTICE, Duration::from_secs(2));
+    let ctl = Ctl::new(nats.clone(), LATTICE, Duration::from_secs(2));
     Lattice {
         server,
         hosts,
         deployer: Some(deployer),
         client,
         ctl,
+        nats,
     }
 }
 
@@ -144,6 +166,57 @@ impl Lattice {
             wanted(&self.placement(id).await).then_some(())
         })
         .await
+    }
+
+    /// Index of the running host that runs component `id`.
+    async fn host_running(&self, id: &str) -> usize {
+        let placement = self.placement(id).await;
+        *placement
+            .keys()
+            .next()
+            .unwrap_or_else(|| panic!("{id} runs nowhere"))
+    }
+
+    /// Calls `greet` on the importer `id`, on the host that runs it.
+    async fn greet(&self, id: &str, name: &str) -> Result<String, String> {
+        let host = self.host(self.host_running(id).await);
+        let results = host
+            .runtime()
+            .invoke(
+                id,
+                "trellis:example/front@0.1.0",
+                "greet",
+                &[Val::String(name.into())],
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        match results.as_slice() {
+            [Val::String(s)] => Ok(s.clone()),
+            other => Err(format!("unexpected results {other:?}")),
+        }
+    }
+
+    /// The app's stored record in the manifest bucket, as JSON.
+    async fn stored(&self, app: &str) -> Option<Value> {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let kv = js.get_key_value("wadm_manifests").await.unwrap();
+        let value = kv.get(format!("{LATTICE}-{app}")).await.unwrap()?;
+        Some(serde_json::from_slice(&value).unwrap())
+    }
+
+    /// Waits until no host runs anything, no link is left and `config` is gone.
+    async fn wait_nothing_left(&self, config: &str) {
+        eventually("nothing left on the lattice", || async {
+            let inventories = self.inventories().await;
+            let running = inventories
+                .values()
+                .any(|i| !i.components.is_empty() || !i.providers.is_empty());
+            let links = self.ctl.links().await.unwrap();
+            let config = self.ctl.config(config).await.unwrap();
+            (!running && links.is_empty() && config.is_none()).then_some(())
+        })
+        .await;
     }
 
     async fn stop_host(&mut self, i: usize) {
@@ -248,17 +321,42 @@ async fn c2c_pair_answers_across_hosts_and_undeploy_leaves_nothing() {
         "{versions}"
     );
 
+    // A shared reference to c2c's exporter is stored but not deployed: c2c is not shared.
+    let consumer = serde_json::json!({
+        "apiVersion": "core.oam.dev/v1beta1", "kind": "Application",
+        "metadata": {"name": "consumer", "annotations": {"version": "v1"}},
+        "spec": {"components": [
+            {"name": "caller", "type": "component",
+             "properties": {"image": example("c2c.yaml")["spec"]["components"][0]["properties"]["image"]},
+             "traits": [{"type": "link", "properties": {"target": {"name": "math"},
+                "namespace": "trellis", "package": "example", "interfaces": ["adder"]}}]},
+            {"name": "math", "type": "component",
+             "properties": {"application": {"name": "c2c", "component": "math"}}}
+        ]}
+    });
+    let put = lattice.client.put(&consumer).await.unwrap();
+    assert_eq!(put["result"], "created", "{put}");
+    let refused = lattice.client.deploy("consumer", None).await.unwrap();
+    assert_eq!(refused["result"], "error", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.components[1].properties.application")
+            && message.contains("application `c2c` is not shared"),
+        "{message}"
+    );
+    assert!(
+        lattice.client.list().await.unwrap()["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["name"] != "consumer" || m["deployed_version"].is_null())
+    );
+    lattice.client.delete("consumer", None).await.unwrap();
+
     // Undeploy: components, link and owned config are gone; the manifest stays stored.
     let reply = lattice.client.undeploy(&app).await.unwrap();
     assert_eq!(reply["result"], "acknowledged");
-    eventually("c2c cleaned up", || async {
-        let inventories = lattice.inventories().await;
-        let running = inventories.values().any(|i| !i.components.is_empty());
-        let links = lattice.ctl.links().await.unwrap();
-        let config = lattice.ctl.config("c2c-greeting").await.unwrap();
-        (!running && links.is_empty() && config.is_none()).then_some(())
-    })
-    .await;
+    lattice.wait_nothing_left("c2c-greeting").await;
     assert_eq!(lattice.status(&app).await["status"]["type"], "undeployed");
     let list = lattice.client.list().await.unwrap();
     assert_eq!(list["models"][0]["name"], "c2c", "{list}");
@@ -404,15 +502,7 @@ async fn daemonscaler_follows_worker_hosts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_active_deployer_per_lattice_with_failover() {
     let mut lattice = lattice().await;
-    let standby = Deployer::start(DeployerConfig {
-        nats_url: lattice.server.url(),
-        lattice: LATTICE.into(),
-        reconcile_interval: Duration::from_secs(1),
-        lease_ttl: Duration::from_secs(3),
-        ..DeployerConfig::default()
-    })
-    .await
-    .unwrap();
+    let standby = deployer(&lattice.server).await;
     assert!(lattice.deployer.as_ref().unwrap().is_active());
     assert!(!standby.is_active());
 
@@ -432,6 +522,270 @@ async fn one_active_deployer_per_lattice_with_failover() {
     lattice
         .wait_placement("daemon-math", |p| p.get(&3) == Some(&2))
         .await;
+    lattice.deployer = Some(standby);
+    lattice.shutdown().await;
+}
+
+/// The number in a counter reply (`count: N`).
+fn count(body: &str) -> u64 {
+    body.trim()
+        .strip_prefix("count: ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a count: {body:?}"))
+}
+
+/// Points the example's HTTP server (component `index`, first link) at a free port.
+fn listen_on_free_port(document: &mut Value, index: usize) -> u16 {
+    let port = free_port();
+    let server = &mut document["spec"]["components"][index];
+    assert_eq!(server["type"], "capability");
+    server["traits"][0]["properties"]["source"]["config"][0]["properties"]["address"] =
+        format!("127.0.0.1:{port}").into();
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_example_answers_real_http_requests() {
+    component_path("http_server");
+    let lattice = lattice().await;
+    let mut document = example("hello.yaml");
+    let port = listen_on_free_port(&mut document, 1);
+    let app = lattice.deploy(&document).await;
+    lattice.wait_status(&app, "deployed").await;
+    let (status, body) =
+        eventually("hello answers", || async { get(port, "/tour").await.ok() }).await;
+    assert!(status.contains("200"), "{status}: {body}");
+    assert!(body.contains("at /tour"), "{body}");
+    assert_eq!(
+        lattice
+            .placement("hello-http_component")
+            .await
+            .into_values()
+            .collect::<Vec<_>>(),
+        [4]
+    );
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_example_counts_real_http_requests_in_the_builtin_keyvalue() {
+    component_path("counter");
+    let lattice = lattice().await;
+    let mut document = example("counter.yaml");
+    let port = listen_on_free_port(&mut document, 2);
+    let app = lattice.deploy(&document).await;
+    lattice.wait_status(&app, "deployed").await;
+
+    // The component and both built-in providers it is linked with share one host.
+    let host = lattice.host_running("counter-counter").await;
+    let inventory = lattice
+        .ctl
+        .inventory(lattice.host(host).host_id())
+        .await
+        .unwrap();
+    for provider in ["counter-httpserver", "counter-kvstore"] {
+        assert!(
+            inventory.provider(provider).is_some(),
+            "{provider}: {inventory:?}"
+        );
+    }
+
+    // Over real HTTP; the count lives in the JetStream KV bucket the link configured.
+    let js = async_nats::jetstream::new(lattice.nats.clone());
+    let stored_count = || async {
+        let kv = js.get_key_value("counter").await.ok()?;
+        let value = kv.get("hits").await.ok()??;
+        String::from_utf8(value.to_vec()).ok()?.parse::<u64>().ok()
+    };
+    // Until both links reached the host, a request may not count in that bucket.
+    let first = eventually("the counter answers from the bucket", || async {
+        let (status, body) = get(port, "/").await.ok()?;
+        assert!(status.contains("200"), "{status}: {body}");
+        let n = count(&body);
+        (stored_count().await == Some(n)).then_some(n)
+    })
+    .await;
+    let (status, body) = get(port, "/").await.unwrap();
+    assert!(status.contains("200"), "{status}: {body}");
+    assert_eq!(count(&body), first + 1);
+    assert_eq!(stored_count().await, Some(first + 1));
+
+    // Undeploy: the server stops listening and nothing of the app is left.
+    let reply = lattice.client.undeploy(&app).await.unwrap();
+    assert_eq!(reply["result"], "acknowledged");
+    lattice.wait_nothing_left("counter-bucket").await;
+    eventually("the port is closed", || async {
+        get(port, "/").await.is_err().then_some(())
+    })
+    .await;
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_provider_example_runs_healthy_and_is_called_through_its_links() {
+    provider_archive("greeter");
+    component_path("importer");
+    let lattice = lattice().await;
+    let mut health = lattice
+        .nats
+        .subscribe(format!("wasmbus.evt.{LATTICE}.health_check_passed"))
+        .await
+        .unwrap();
+    lattice.nats.flush().await.unwrap();
+    let app = lattice.deploy(&example("external.yaml")).await;
+    let status = lattice.wait_status(&app, "deployed").await;
+    let names: Vec<&str> = status["scalers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"external-greeter"), "{status}");
+
+    // The provider process answers its health checks.
+    let passed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let message = health.next().await.expect("event subscription");
+            let event: Value = serde_json::from_slice(&message.payload).unwrap();
+            if event["data"]["provider_id"] == "external-greeter" {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("no health_check_passed from the provider");
+    let provider_host = passed["data"]["host_id"].as_str().unwrap().to_string();
+    let inventory = lattice.ctl.inventory(&provider_host).await.unwrap();
+    let listed = inventory.provider("external-greeter").expect("listed");
+    assert!(
+        listed
+            .image_ref
+            .as_deref()
+            .is_some_and(|r| r.starts_with("file:///") && r.ends_with("greeter.par.gz")),
+        "{listed:?}"
+    );
+
+    // Component -> provider, provider -> component, and the provider's inline config.
+    let hello = eventually("the provider answers", || async {
+        lattice.greet("external-front", "x").await.ok()
+    })
+    .await;
+    assert_eq!(hello, "provider says hello, x");
+    let sum = eventually("the provider calls the adder", || async {
+        lattice.greet("external-front", "add:2,3").await.ok()
+    })
+    .await;
+    assert_eq!(sum, "external-adder says 2+3=5");
+    assert_eq!(
+        lattice.greet("external-front", "config?").await.unwrap(),
+        "greeting=hi"
+    );
+
+    // Undeploy stops the provider process too.
+    let pid: u32 = lattice
+        .greet("external-front", "pid?")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reply = lattice.client.undeploy(&app).await.unwrap();
+    assert_eq!(reply["result"], "acknowledged");
+    lattice.wait_nothing_left("external-greeting").await;
+    eventually("the provider process is gone", || async {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        stat.map_or(true, |s| s.contains(") Z ")).then_some(())
+    })
+    .await;
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_deployer_is_replaced_when_its_lease_expires() {
+    let mut lattice = lattice().await;
+    let standby = deployer(&lattice.server).await;
+    assert!(!standby.is_active());
+    let app = lattice.deploy(&example("spread.yaml")).await;
+    lattice.wait_status(&app, "deployed").await;
+    let placement = lattice.placement("spread-math").await;
+    let west = *placement.keys().find(|i| **i != 0).unwrap();
+    let other = if west == 1 { 2 } else { 1 };
+
+    // The active deployer dies without releasing its lease.
+    lattice.deployer.take().unwrap().abort();
+    let crashed = Instant::now();
+    let js = async_nats::jetstream::new(lattice.nats.clone());
+    let lease = js.get_key_value("trellis_deployer_lease").await.unwrap();
+    assert!(
+        lease.get(LATTICE).await.unwrap().is_some(),
+        "the crashed deployer's lease should still be held"
+    );
+    // While nobody is in charge, the host holding the west share leaves.
+    lattice.stop_host(west).await;
+
+    // The standby takes over once the lease expires, within its TTL and a renewal period.
+    eventually("the standby takes over", || async {
+        standby.is_active().then_some(())
+    })
+    .await;
+    let took = crashed.elapsed();
+    let ttl = DeployerConfig::default().lease_ttl;
+    assert!(
+        took <= ttl + ttl / 3 + Duration::from_secs(2),
+        "takeover took {took:?}"
+    );
+    // …and reconciles: the other zone-b host gets the west share.
+    lattice
+        .wait_placement("spread-math", |p| {
+            p.get(&other) == Some(&1) && p.get(&0) == Some(&3)
+        })
+        .await;
+    lattice.wait_status(&app, "deployed").await;
+    eprintln!("standby took over {took:?} after the crash");
+    lattice.deployer = Some(standby);
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeploy_cut_short_by_a_crash_is_finished_by_the_next_deployer() {
+    let mut lattice = lattice().await;
+    let app = lattice.deploy(&example("c2c.yaml")).await;
+    lattice.wait_status(&app, "deployed").await;
+    let standby = deployer(&lattice.server).await;
+
+    // Undeploy, and crash as soon as it is acknowledged: before the reconciler acts on it.
+    let reply = lattice.client.undeploy(&app).await.unwrap();
+    lattice.deployer.take().unwrap().abort();
+    assert_eq!(reply["result"], "acknowledged", "{reply}");
+    assert!(
+        !lattice.placement("c2c-front").await.is_empty(),
+        "the undeploy finished before the crash: nothing left to resume"
+    );
+    let stored = lattice.stored(&app).await.unwrap();
+    assert!(stored["deployed_version"].is_null(), "{stored}");
+    assert_eq!(
+        stored["trellis_undeploying"]["version"], "v0.1.0",
+        "{stored}"
+    );
+
+    // The standby takes over and finishes it: components, link and owned config go, and the
+    // stored intent is cleared; the manifest itself stays.
+    eventually("the standby takes over", || async {
+        standby.is_active().then_some(())
+    })
+    .await;
+    lattice.wait_nothing_left("c2c-greeting").await;
+    eventually("the undeploy record is cleared", || async {
+        let stored = lattice.stored(&app).await?;
+        stored.get("trellis_undeploying").is_none().then_some(())
+    })
+    .await;
+    assert_eq!(lattice.status(&app).await["status"]["type"], "undeployed");
+    let versions = lattice
+        .client
+        .request("versions", Some(&app), vec![])
+        .await
+        .unwrap();
+    assert_eq!(versions["versions"][0]["version"], "v0.1.0", "{versions}");
     lattice.deployer = Some(standby);
     lattice.shutdown().await;
 }
