@@ -53,6 +53,9 @@ pub fn check_reference(state: &HostState, reference: &str) -> Result<(), Compone
     match reference.strip_prefix("file://") {
         Some(path) if path.starts_with('/') => Ok(()),
         Some(_) => Err(ComponentError::UnsupportedReference(reference.to_string())),
+        None if reference.contains("://") && !reference.starts_with("oci://") => {
+            Err(ComponentError::UnsupportedReference(reference.to_string()))
+        }
         None => state.oci.check(reference).map(drop).map_err(Into::into),
     }
 }
