@@ -21,6 +21,7 @@ mod state;
 mod store;
 mod translated;
 mod types;
+pub mod wrpc_http;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
