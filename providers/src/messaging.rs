@@ -15,7 +15,9 @@
 //! subject as received; a handler's answer to a request is a `publish` to that reply-to.
 //! Messages of one subscription are handled concurrently (at most [`MAX_IN_FLIGHT`] waiting or
 //! running, then the subscription is read no further until one finishes), so their order is not
-//! kept. A handler that traps or returns an error is logged; the subscription goes on.
+//! kept. A handler that traps or returns an error is logged; the subscription goes on. When the
+//! config changes (a rebind), subscriptions still wanted stay as they are, so none of their
+//! messages is lost; unbinding unsubscribes, dropping what the client had buffered.
 //!
 //! Sending is allowed to any subject except those of the lattice's control plane and the NATS
 //! APIs ([`RESERVED_PREFIXES`]), for `subject` and `reply-to` alike: the wasmCloud provider
@@ -62,7 +64,7 @@ pub enum MessagingError {
 }
 
 /// One entry of the `subscriptions` config.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Subscription {
     subject: String,
     queue_group: Option<String>,
@@ -94,11 +96,25 @@ fn is_reserved(subject: &str) -> bool {
     RESERVED_PREFIXES.contains(&first)
 }
 
+/// A subscription and the task reading it; dropping it unsubscribes.
+struct Reader {
+    subscription: Subscription,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Aborting the task drops its subscriber, which unsubscribes; messages already being
+        // handled finish.
+        self.task.abort();
+    }
+}
+
 /// Serves `wasmcloud:messaging` on one NATS connection.
 pub struct MessagingPlugin {
     client: async_nats::Client,
-    /// Component id → the tasks reading its subscriptions.
-    subscriptions: tokio::sync::Mutex<HashMap<String, Vec<JoinHandle<()>>>>,
+    /// Component id → its subscriptions.
+    readers: tokio::sync::Mutex<HashMap<String, Vec<Reader>>>,
 }
 
 impl MessagingPlugin {
@@ -106,8 +122,47 @@ impl MessagingPlugin {
     pub fn new(client: async_nats::Client) -> Self {
         Self {
             client,
-            subscriptions: tokio::sync::Mutex::default(),
+            readers: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// The readers `binding` asks for: those of `current` it still wants, new ones for the rest.
+    /// The rest of `current` is dropped (unsubscribed).
+    async fn reconcile(
+        &self,
+        binding: &Binding,
+        mut current: Vec<Reader>,
+    ) -> Result<Vec<Reader>, MessagingError> {
+        if binding.exports.is_empty() {
+            // Bound only to send: nothing to deliver.
+            return Ok(Vec::new());
+        }
+        let wanted = binding
+            .config
+            .get("subscriptions")
+            .map_or(Ok(Vec::new()), |text| parse_subscriptions(text))?;
+        let mut readers = Vec::with_capacity(wanted.len());
+        let mut started = Vec::new();
+        for subscription in wanted {
+            if let Some(kept) = current.iter().position(|r| r.subscription == subscription) {
+                readers.push(current.swap_remove(kept));
+                continue;
+            }
+            let subscriber = self.subscribe(&subscription).await?;
+            started.push(subscription.subject.clone());
+            readers.push(Reader {
+                subscription,
+                task: tokio::spawn(deliver(subscriber, binding.component.clone())),
+            });
+        }
+        if !started.is_empty() {
+            tracing::info!(
+                component = binding.component_id,
+                subjects = ?started,
+                "messaging subscriptions started"
+            );
+        }
+        Ok(readers)
     }
 
     async fn subscribe(
@@ -308,54 +363,28 @@ impl Plugin for MessagingPlugin {
     }
 
     async fn bind(&self, binding: &Binding) -> anyhow::Result<()> {
-        if binding.exports.is_empty() {
-            // Bound only to send: nothing to deliver.
-            return Ok(());
-        }
-        let wanted = binding
-            .config
-            .get("subscriptions")
-            .map_or(Ok(Vec::new()), |text| parse_subscriptions(text))?;
-        let mut tasks = Vec::with_capacity(wanted.len());
-        for subscription in &wanted {
-            match self.subscribe(subscription).await {
-                Ok(subscriber) => {
-                    tasks.push(tokio::spawn(deliver(subscriber, binding.component.clone())))
-                }
-                Err(error) => {
-                    tasks.iter().for_each(JoinHandle::abort);
-                    return Err(error.into());
-                }
-            }
-        }
-        if !tasks.is_empty() {
-            tracing::info!(
-                component = binding.component_id,
-                subjects = ?wanted.iter().map(|s| &s.subject).collect::<Vec<_>>(),
-                "messaging subscriptions started"
-            );
-        }
-        let replaced = self
-            .subscriptions
-            .lock()
-            .await
-            .insert(binding.component_id.clone(), tasks);
-        replaced.into_iter().flatten().for_each(|task| task.abort());
+        let mut all = self.readers.lock().await;
+        let readers = self.reconcile(binding, Vec::new()).await?;
+        all.insert(binding.component_id.clone(), readers);
+        Ok(())
+    }
+
+    /// Keeps the subscriptions the new config still names (unbinding first would lose their
+    /// messages until they are back).
+    async fn rebind(&self, binding: &Binding) -> anyhow::Result<()> {
+        let mut all = self.readers.lock().await;
+        let current = all.remove(&binding.component_id).unwrap_or_default();
+        let readers = self.reconcile(binding, current).await?;
+        all.insert(binding.component_id.clone(), readers);
         Ok(())
     }
 
     async fn unbind(&self, component_id: &str) {
-        // Aborting a reader drops its subscriber, which unsubscribes; messages already being
-        // handled finish.
-        if let Some(tasks) = self.subscriptions.lock().await.remove(component_id) {
-            tasks.iter().for_each(JoinHandle::abort);
-        }
+        self.readers.lock().await.remove(component_id);
     }
 
     async fn stop(&self) -> anyhow::Result<()> {
-        for (_, tasks) in self.subscriptions.lock().await.drain() {
-            tasks.iter().for_each(JoinHandle::abort);
-        }
+        self.readers.lock().await.clear();
         Ok(())
     }
 

@@ -193,8 +193,8 @@ impl Runtime {
 
     /// Binds every component of a running workload to its plugins again, with new plugin
     /// configuration (e.g. when the lattice links that configure the plugins change): each
-    /// plugin is unbound and bound again with `host_interfaces`. Linking is unchanged, and the
-    /// workload keeps running when a plugin refuses the new binding (the error says which).
+    /// plugin is rebound ([`Plugin::rebind`]) with `host_interfaces`. Linking is unchanged, and
+    /// the workload keeps running when a plugin refuses the new binding (the error says which).
     pub async fn rebind(
         &self,
         workload_id: &str,
@@ -210,11 +210,8 @@ impl Runtime {
             let Some(running) = state.components.get(id) else {
                 continue;
             };
-            for plugin in &self.0.plugins {
-                plugin.unbind(id).await;
-            }
             let plugins = running.current().plugins.clone();
-            self.bind(workload_id, host_interfaces, running, &plugins)
+            self.bind(workload_id, host_interfaces, running, &plugins, true)
                 .await?;
         }
         Ok(())
@@ -643,19 +640,27 @@ impl Runtime {
                 .expect("registered")
                 .component_ids
                 .push(id.clone());
-            self.bind(workload_id, &workload.host_interfaces, &running, &plugins)
-                .await?;
+            self.bind(
+                workload_id,
+                &workload.host_interfaces,
+                &running,
+                &plugins,
+                false,
+            )
+            .await?;
         }
         Ok(())
     }
 
-    /// Binds `running` to every plugin it imports from or whose consumed exports it has.
+    /// Binds `running` to every plugin it imports from or whose consumed exports it has (with
+    /// `again`, rebinds it to them and unbinds it from the others).
     async fn bind(
         &self,
         workload_id: &str,
         host_interfaces: &[HostInterface],
         running: &Arc<RunningComponent>,
         imported_from: &[Arc<dyn Plugin>],
+        again: bool,
     ) -> Result<(), StartError> {
         let linked = running.current();
         let import_names: Vec<InterfaceName> = linked
@@ -686,6 +691,9 @@ impl Runtime {
                 .cloned()
                 .collect();
             if imports.is_empty() && exports.is_empty() {
+                if again {
+                    plugin.unbind(&running.id).await;
+                }
                 continue;
             }
             let config = host_interfaces
@@ -705,14 +713,16 @@ impl Runtime {
                 config,
                 component: ComponentHandle(running.clone()),
             };
-            plugin
-                .bind(&binding)
-                .await
-                .map_err(|reason| StartError::BindingRefused {
-                    component: running.id.to_string(),
-                    plugin: plugin.id().to_string(),
-                    reason,
-                })?;
+            let bound = if again {
+                plugin.rebind(&binding).await
+            } else {
+                plugin.bind(&binding).await
+            };
+            bound.map_err(|reason| StartError::BindingRefused {
+                component: running.id.to_string(),
+                plugin: plugin.id().to_string(),
+                reason,
+            })?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! - `start` / `stop`, once per runtime, for host-wide resources (listeners, connections).
 //! - `bind` / `unbind`, once per component that uses the plugin, with that component's config;
 //!   a plugin may refuse a binding with a clear reason, which fails the component's start.
+//!   `rebind` when that config changes while the component runs.
 //! - `add_to_linker`, once per (component, interface): adds the host functions.
 //! - `prepare`, once per invocation: puts the plugin's per-call state into the store.
 
@@ -43,6 +44,14 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// The component stopped; release what `bind` set up for it.
     async fn unbind(&self, component_id: &str);
+
+    /// The config of a bound component changed (its imports and exports did not). Unbinds and
+    /// binds again unless the plugin keeps what did not change (live subscriptions, say, which
+    /// would miss messages in between).
+    async fn rebind(&self, binding: &Binding) -> anyhow::Result<()> {
+        self.unbind(&binding.component_id).await;
+        self.bind(binding).await
+    }
 
     /// Adds host functions for `interface` (one of [`Plugin::imports`]) to the component's linker.
     fn add_to_linker(

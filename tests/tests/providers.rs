@@ -767,6 +767,16 @@ async fn next_message(subscriber: &mut async_nats::Subscriber) -> async_nats::Me
         .expect("subscription open")
 }
 
+/// Subscribes to `subject` and returns once the server has the subscription: a message this
+/// connection publishes on `probe` (which `subject` matches) comes back first, so anything any
+/// connection publishes later is delivered too.
+async fn subscribed(nc: &async_nats::Client, subject: &str, probe: &str) -> async_nats::Subscriber {
+    let mut subscriber = nc.subscribe(subject.to_string()).await.unwrap();
+    nc.publish(probe.to_string(), "ready".into()).await.unwrap();
+    assert_eq!(&next_message(&mut subscriber).await.payload[..], b"ready");
+    subscriber
+}
+
 /// The messenger's `request` probe: the reply body as text, or the error the guest saw.
 async fn messenger_request(runtime: &Runtime, subject: &str, body: &str) -> Result<String, String> {
     let out = runtime
@@ -803,8 +813,7 @@ async fn messaging_publishes_requests_and_handles_subscriptions() {
         .unwrap();
 
     // publish, with the reply-to passed through.
-    let mut out = nc.subscribe("probe.out").await.unwrap();
-    nc.flush().await.unwrap();
+    let mut out = subscribed(&nc, "probe.out", "probe.out").await;
     let published = runtime
         .invoke(
             "messenger",
@@ -825,8 +834,7 @@ async fn messaging_publishes_requests_and_handles_subscriptions() {
     assert_eq!(message.reply.as_deref(), Some("probe.reply"));
 
     // request, answered by a responder here; no responder and reserved subjects are errors.
-    let mut service = nc.subscribe("svc.echo").await.unwrap();
-    nc.flush().await.unwrap();
+    let mut service = subscribed(&nc, "svc.echo", "svc.echo").await;
     let responder = {
         let nc = nc.clone();
         tokio::spawn(async move {
@@ -859,8 +867,7 @@ async fn messaging_publishes_requests_and_handles_subscriptions() {
     .await;
     assert_eq!(&reply.payload[..], b"handled greet.alice: hello");
     // Without a reply-to the handler answers on messenger.out; queue-group subscriptions work.
-    let mut handled = nc.subscribe("messenger.out").await.unwrap();
-    nc.flush().await.unwrap();
+    let mut handled = subscribed(&nc, "messenger.out", "messenger.out").await;
     nc.publish("jobs", "work".into()).await.unwrap();
     assert_eq!(
         &next_message(&mut handled).await.payload[..],
@@ -872,6 +879,30 @@ async fn messaging_publishes_requests_and_handles_subscriptions() {
     nc.publish("greet.x", "fail".into()).await.unwrap();
     let reply = nc.request("greet.bob", "again".into()).await.unwrap();
     assert_eq!(&reply.payload[..], b"handled greet.bob: again");
+
+    // A config change keeps the subscriptions it still names: a burst published just before it
+    // is handled in full (unsubscribing would drop what the client had buffered), and the new
+    // subscription serves too.
+    const BURST: usize = 200;
+    for n in 0..BURST {
+        nc.publish("jobs", n.to_string().into()).await.unwrap();
+    }
+    nc.flush().await.unwrap();
+    let more = [HostInterface {
+        interface: "wasmcloud:messaging/handler".into(),
+        config: map(&[("subscriptions", "greet.*, jobs|workers, more.*")]),
+    }];
+    runtime.rebind("providers/messenger", &more).await.unwrap();
+    let mut bodies = Vec::new();
+    for _ in 0..BURST {
+        bodies.push(next_message(&mut handled).await.payload);
+    }
+    assert!(bodies.iter().all(|b| b.starts_with(b"handled jobs: ")));
+    let reply = eventually("the added subscription to answer", || async {
+        nc.request("more.x", "extra".into()).await.ok()
+    })
+    .await;
+    assert_eq!(&reply.payload[..], b"handled more.x: extra");
 
     // Stopping the component unsubscribes.
     runtime
