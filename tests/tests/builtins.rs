@@ -612,6 +612,20 @@ fn byte_list(data: &[u8]) -> Val {
     Val::List(data.iter().map(|b| Val::U8(*b)).collect())
 }
 
+/// Subscribes to `subject` and returns once the server has the subscription: a message this
+/// connection publishes on `probe` (which `subject` matches) comes back first, so anything any
+/// connection publishes later is delivered too.
+async fn subscribed(nc: &nats::Client, subject: &str, probe: &str) -> nats::Subscriber {
+    let mut subscriber = nc.subscribe(subject.to_string()).await.unwrap();
+    nc.publish(probe.to_string(), "ready".into()).await.unwrap();
+    let ready = tokio::time::timeout(WAIT, subscriber.next())
+        .await
+        .expect("the subscription to be ready")
+        .unwrap();
+    assert_eq!(&ready.payload[..], b"ready");
+    subscriber
+}
+
 /// Whether a request on `subject` finds no subscriber.
 async fn no_responders(nc: &nats::Client, subject: &str) -> bool {
     matches!(
@@ -639,8 +653,7 @@ async fn messaging_builtin_publishes_requests_and_serves_linked_subscriptions() 
     scale(&client, &host, "messenger", "messenger", &[]).await;
 
     // publish and request go out on the host's NATS connection.
-    let mut observed = nc.subscribe("out.>").await.unwrap();
-    nc.flush().await.unwrap();
+    let mut observed = subscribed(&nc, "out.>", "out.ready").await;
     let published = messenger(
         &host,
         "publish",
@@ -657,8 +670,7 @@ async fn messaging_builtin_publishes_requests_and_serves_linked_subscriptions() 
         .expect("the published message")
         .unwrap();
     assert_eq!(&message.payload[..], b"hi");
-    let mut service = nc.subscribe("svc.time").await.unwrap();
-    nc.flush().await.unwrap();
+    let mut service = subscribed(&nc, "svc.time", "svc.time").await;
     let responder = {
         let nc = nc.clone();
         tokio::spawn(async move {
