@@ -722,7 +722,8 @@ async fn a_crashed_deployer_is_replaced_when_its_lease_expires() {
     // While nobody is in charge, the host holding the west share leaves.
     lattice.stop_host(west).await;
 
-    // The standby takes over once the lease expires, within its TTL and a renewal period.
+    // The standby takes over once the lease expires: within the TTL and one retry period
+    // (a third of the TTL), plus a margin for a loaded machine.
     eventually("the standby takes over", || async {
         standby.is_active().then_some(())
     })
@@ -730,7 +731,7 @@ async fn a_crashed_deployer_is_replaced_when_its_lease_expires() {
     let took = crashed.elapsed();
     let ttl = DeployerConfig::default().lease_ttl;
     assert!(
-        took <= ttl + ttl / 3 + Duration::from_secs(2),
+        took <= ttl + ttl / 3 + Duration::from_secs(4),
         "takeover took {took:?}"
     );
     // …and reconciles: the other zone-b host gets the west share.
