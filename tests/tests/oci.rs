@@ -165,6 +165,22 @@ async fn add(host: &LatticeHost, id: &str) -> Vec<Val> {
         .unwrap_or_else(|e| panic!("calling {id}: {e:#}"))
 }
 
+/// The file anywhere under `dir` holding exactly `content`.
+fn cached_file(dir: &Path, content: &[u8]) -> std::path::PathBuf {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read(&path).is_ok_and(|c| c == content) {
+                return path;
+            }
+        }
+    }
+    panic!("nothing under {} holds that content", dir.display());
+}
+
 fn error_of(outcome: &(String, Value)) -> String {
     outcome.1["error"].as_str().unwrap_or_default().to_string()
 }
@@ -192,7 +208,32 @@ async fn components_and_provider_archives_start_from_a_registry_then_from_the_ca
     let started = start_provider(&client, &host, &events, "greeter", &greeter_tag).await;
     assert_eq!(started.0, "provider_started", "{}", error_of(&started));
     assert_eq!(started.1["claims"]["name"], "trellis-test-greeter");
-    scale_to_zero(&client, &host, "adder", &exporter_tag).await;
+
+    // An update to an OCI reference pulls it too.
+    let by_digest = format!("{address}/trellis/exporter@{exporter_digest}");
+    let ack = client
+        .update_component(host.host_id(), "adder", &by_digest, None)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let updated = events
+        .outcome(
+            &["component_scaled", "component_scale_failed"],
+            "adder",
+            &by_digest,
+        )
+        .await;
+    assert_eq!(updated.0, "component_scaled", "{}", error_of(&updated));
+
+    // A damaged cache entry is noticed (its digest no longer matches) and fetched again.
+    let exporter = std::fs::read(component_path("exporter")).unwrap();
+    let cached = cached_file(&cache.path().join("oci/blobs"), &exporter);
+    std::fs::write(&cached, b"not the component").unwrap();
+    let scaled = scale(&client, &host, &events, "refetched", &exporter_tag).await;
+    assert_eq!(scaled.0, "component_scaled", "{}", error_of(&scaled));
+    assert_eq!(std::fs::read(&cached).unwrap(), exporter);
+    scale_to_zero(&client, &host, "refetched", &exporter_tag).await;
+    scale_to_zero(&client, &host, "adder", &by_digest).await;
     let stopped = client
         .stop_provider(host.host_id(), "greeter")
         .await
@@ -205,7 +246,6 @@ async fn components_and_provider_archives_start_from_a_registry_then_from_the_ca
     registry.stop();
     let listener = TcpListener::bind(&address).expect("taking over the registry's port");
     listener.set_nonblocking(true).unwrap();
-    let by_digest = format!("{address}/trellis/exporter@{exporter_digest}");
     let scaled = scale(&client, &host, &events, "adder", &by_digest).await;
     assert_eq!(scaled.0, "component_scaled", "{}", error_of(&scaled));
     assert_eq!(add(&host, "adder").await, [Val::U32(42)]);
