@@ -1,14 +1,20 @@
 //! What the HTTP client and server plugins share: the per-invocation `wasi:http` context (from
 //! wasmtime-wasi-http) kept in the store's extensions, the outgoing-request policy, and linking
 //! `wasi:http/types`, which both plugins serve (whichever is consulted first links it).
+//!
+//! [`handle_request`] runs one request on a component's `wasi:http/incoming-handler` export
+//! in-process: the built-in HTTP server uses it, and so does the lattice host when it serves
+//! that export as `wrpc:http/incoming-handler` to other hosts.
 
 use std::sync::Arc;
 
-use trellis_runtime::InvocationCtx;
+use hyper::{Request, Response};
+use trellis_runtime::{ComponentHandle, InvocationCtx};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::WasiHttpCtx;
-use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
 use wasmtime_wasi_http::p2::{HttpResult, WasiHttp, WasiHttpCtxView, WasiHttpHooks};
 
@@ -110,6 +116,52 @@ pub(crate) fn add_types_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtim
 pub(crate) fn add_outgoing_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Result<()> {
     use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
     outgoing_handler::add_to_linker::<_, WasiHttp>(linker, view)
+}
+
+/// Why a component gave no response to an HTTP request.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The handler answered with an error code instead of a response.
+    #[error("the HTTP handler answered with an error: {0:?}")]
+    Answered(ErrorCode),
+    /// The handler trapped, returned without answering, or could not be started.
+    #[error("the HTTP handler failed: {0}")]
+    Failed(String),
+    /// The component runs elsewhere and could not be reached.
+    #[error("the HTTP handler could not be reached: {0}")]
+    Unreachable(String),
+}
+
+/// Runs one request on a fresh instance of `handle`'s `wasi:http/incoming-handler` export.
+/// Resolves as soon as the handler sets its response; the body streams from the instance, which
+/// keeps running (holding its instance permit) until the body is written.
+pub async fn handle_request(
+    handle: ComponentHandle,
+    scheme: Scheme,
+    request: Request<HyperIncomingBody>,
+) -> Result<Response<HyperOutgoingBody>, HandleError> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let call = tokio::spawn(async move {
+        let (mut store, pre, _permit) = handle.new_instance_store(None).await?;
+        let proxy = ProxyPre::new(pre)?.instantiate_async(&mut store).await?;
+        let mut http = view(store.data_mut());
+        let request = http.new_incoming_request(scheme, request)?;
+        let out = http.new_response_outparam(sender)?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, request, out)
+            .await
+    });
+    match receiver.await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(code)) => Err(HandleError::Answered(code)),
+        // The handler ended without answering: it trapped or could not be started.
+        Err(_) => Err(HandleError::Failed(match call.await {
+            Ok(Ok(())) => "returned without a response".to_string(),
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(error) => format!("task failed: {error}"),
+        })),
+    }
 }
 
 #[cfg(test)]

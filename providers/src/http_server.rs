@@ -13,14 +13,21 @@
 //! only components whose config names an `address` (there, a link from the http-server provider
 //! supplies it); others bind without a route and no listener opens for them.
 //!
+//! The embedder may also declare *remote routes* ([`HttpServerPlugin::set_remote_routes`]): the
+//! same config, for a component that may run on another host. A request on a remote route goes
+//! to the [`RemoteHttpHandler`] the plugin was made with (the lattice host forwards it over
+//! wRPC); a component bound here shadows its own remote route, so it is served in-process while
+//! it runs here and remotely once it leaves.
+//!
 //! One listener per address, shared by every route on it and closed when its last route goes.
 //! A request goes to the route whose host matches (a named host before any) with the longest
 //! matching path prefix; none gives 404. Each request runs on a fresh instance of the component,
-//! in-process, through wasmtime-wasi-http's `ProxyPre`; bodies stream both ways. A handler that
-//! traps or fails before answering gives 500 with a short body; one that answers and then fails
-//! mid-body has the connection cut (the status line is already sent).
+//! in-process, through [`crate::http::handle_request`]; bodies stream both ways. A handler that
+//! traps or fails before answering gives 500 with a short body, an unreachable remote component
+//! 502; one that answers and then fails mid-body has the connection cut (the status line is
+//! already sent).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -34,11 +41,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use trellis_runtime::{Binding, ComponentHandle, Extensions, InterfaceName, InvocationCtx, Plugin};
 use wasmtime::component::Linker;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
 
-use crate::http::{self, HttpState};
+use crate::http::{self, HandleError, HttpState};
 
 /// How long a connection may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,6 +66,38 @@ pub enum HttpServerError {
         path: String,
         component: String,
     },
+    #[error("remote routes need a server made with a remote handler")]
+    NoRemoteHandler,
+}
+
+/// A route to a component that may run on another host, as the embedder declares it (the
+/// lattice host: one per link from an http-server provider started on it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRoute {
+    /// Whose route it is (the provider the requests come from).
+    pub source_id: String,
+    pub component_id: String,
+    /// `address`, `path` and `host`, as in a binding's config.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Serves requests on remote routes: the embedder's way to reach a component elsewhere.
+#[async_trait::async_trait]
+pub trait RemoteHttpHandler: Send + Sync + 'static {
+    async fn handle(
+        &self,
+        route: &RemoteRoute,
+        request: Request<HyperIncomingBody>,
+    ) -> Result<Response<HyperOutgoingBody>, HandleError>;
+}
+
+/// Where a route's requests go.
+#[derive(Clone)]
+enum Target {
+    /// The component runs here: in-process.
+    Local(ComponentHandle),
+    /// Through the remote handler.
+    Remote(Arc<dyn RemoteHttpHandler>, Arc<RemoteRoute>),
 }
 
 /// Where requests for one component come from.
@@ -67,7 +105,7 @@ struct Route {
     component_id: String,
     host: Option<String>,
     path: String,
-    handle: ComponentHandle,
+    target: Target,
 }
 
 impl Route {
@@ -76,6 +114,16 @@ impl Route {
             .as_deref()
             .is_none_or(|h| h.eq_ignore_ascii_case(host))
             && path.starts_with(&self.path)
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self.target, Target::Local(_))
+    }
+
+    /// Whether `self` may share its host and path with `other`: only a component's local route
+    /// with its own remote route (the local one shadows it).
+    fn may_share_with(&self, other: &Route) -> bool {
+        self.component_id == other.component_id && self.is_local() != other.is_local()
     }
 }
 
@@ -87,12 +135,69 @@ struct Listener {
     shutdown: watch::Sender<bool>,
 }
 
+/// The listeners and the remote routes currently declared.
+#[derive(Default)]
+struct Servers {
+    listeners: HashMap<SocketAddr, Listener>,
+    remote_routes: Vec<RemoteRoute>,
+}
+
+impl Servers {
+    /// Adds `route` on `address`, opening a listener if there is none yet.
+    fn add(&mut self, address: SocketAddr, route: Route) -> Result<(), HttpServerError> {
+        let listener = match self.listeners.get(&address) {
+            Some(listener) => listener,
+            None => {
+                let (listener, socket) = listen(address)?;
+                tokio::spawn(accept_loop(
+                    socket,
+                    listener.routes.clone(),
+                    listener.shutdown.subscribe(),
+                ));
+                tracing::info!(%address, "HTTP server listening");
+                self.listeners.entry(address).or_insert(listener)
+            }
+        };
+        let mut routes = listener.routes.write().unwrap();
+        if let Some(taken) = routes
+            .iter()
+            .find(|r| r.host == route.host && r.path == route.path && !r.may_share_with(&route))
+        {
+            return Err(HttpServerError::RouteTaken {
+                address,
+                host: route.host,
+                path: route.path,
+                component: taken.component_id.clone(),
+            });
+        }
+        routes.push(route);
+        Ok(())
+    }
+
+    /// Removes the routes `gone` picks and closes listeners left without any.
+    fn remove(&mut self, gone: impl Fn(&Route) -> bool) {
+        self.listeners.retain(|address, listener| {
+            let mut routes = listener.routes.write().unwrap();
+            routes.retain(|r| !gone(r));
+            if routes.is_empty() {
+                let _ = listener.shutdown.send(true);
+                tracing::info!(%address, "HTTP server closed");
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
 /// The built-in HTTP server.
 #[derive(Default)]
 pub struct HttpServerPlugin {
-    listeners: tokio::sync::Mutex<HashMap<SocketAddr, Listener>>,
+    servers: tokio::sync::Mutex<Servers>,
     /// Serve only components whose config names an `address` (no default address).
     configured_only: bool,
+    /// Serves the remote routes.
+    remote: Option<Arc<dyn RemoteHttpHandler>>,
 }
 
 impl HttpServerPlugin {
@@ -109,10 +214,83 @@ impl HttpServerPlugin {
         }
     }
 
+    /// The same server, able to serve remote routes through `handler`.
+    pub fn with_remote(self, handler: Arc<dyn RemoteHttpHandler>) -> Self {
+        Self {
+            remote: Some(handler),
+            ..self
+        }
+    }
+
     /// The addresses currently listened on.
     pub async fn addresses(&self) -> Vec<SocketAddr> {
-        self.listeners.lock().await.keys().copied().collect()
+        self.servers
+            .lock()
+            .await
+            .listeners
+            .keys()
+            .copied()
+            .collect()
     }
+
+    /// Makes `routes` the remote routes: routes no longer declared go (listeners left without
+    /// routes close), new ones are added. Returns the routes that could not be added, and why.
+    pub async fn set_remote_routes(
+        &self,
+        routes: Vec<RemoteRoute>,
+    ) -> Vec<(RemoteRoute, HttpServerError)> {
+        let mut servers = self.servers.lock().await;
+        if servers.remote_routes == routes {
+            return Vec::new();
+        }
+        let current = std::mem::take(&mut servers.remote_routes);
+        servers.remove(|route| match &route.target {
+            Target::Remote(_, declared) => !routes.contains(declared.as_ref()),
+            Target::Local(_) => false,
+        });
+        let mut failed = Vec::new();
+        for declared in routes.iter().filter(|r| !current.contains(r)) {
+            let added = match &self.remote {
+                None => Err(HttpServerError::NoRemoteHandler),
+                Some(handler) => {
+                    route_config(&declared.config).and_then(|(address, host, path)| {
+                        let route = Route {
+                            component_id: declared.component_id.clone(),
+                            host,
+                            path,
+                            target: Target::Remote(handler.clone(), Arc::new(declared.clone())),
+                        };
+                        servers.add(address, route)
+                    })
+                }
+            };
+            if let Err(error) = added {
+                failed.push((declared.clone(), error));
+            }
+        }
+        servers.remote_routes = routes
+            .into_iter()
+            .filter(|r| !failed.iter().any(|(f, _)| f == r))
+            .collect();
+        failed
+    }
+}
+
+/// A route's address, host and path from its config.
+fn route_config(
+    config: &BTreeMap<String, String>,
+) -> Result<(SocketAddr, Option<String>, String), HttpServerError> {
+    let text = config
+        .get("address")
+        .map_or("127.0.0.1:8000", String::as_str);
+    let address: SocketAddr = text
+        .parse()
+        .map_err(|_| HttpServerError::BadAddress(text.to_string()))?;
+    Ok((
+        address,
+        config.get("host").map(|h| h.to_ascii_lowercase()),
+        config.get("path").cloned().unwrap_or_else(|| "/".into()),
+    ))
 }
 
 fn listen(address: SocketAddr) -> Result<(Listener, tokio::net::TcpListener), HttpServerError> {
@@ -194,52 +372,40 @@ async fn dispatch(routes: &Routes, request: Request<Incoming>) -> Response<Hyper
         return short(StatusCode::BAD_REQUEST, "missing Host header\n");
     };
     let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
-    let handle = {
+    let target = {
         let routes = routes.read().unwrap();
         routes
             .iter()
             .filter(|route| route.matches(&host, request.uri().path()))
-            .max_by_key(|route| (route.host.is_some(), route.path.len()))
-            .map(|route| route.handle.clone())
+            .max_by_key(|route| (route.host.is_some(), route.path.len(), route.is_local()))
+            .map(|route| (route.component_id.clone(), route.target.clone()))
     };
-    match handle {
-        Some(handle) => run(handle, request).await,
-        None => short(StatusCode::NOT_FOUND, "no route\n"),
-    }
-}
-
-/// Runs one request on a fresh instance of the component.
-async fn run(handle: ComponentHandle, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let component = handle.id().to_string();
-    let call = tokio::spawn(async move {
-        let (mut store, pre, _permit) = handle.new_instance_store(None).await?;
-        let proxy = ProxyPre::new(pre)?.instantiate_async(&mut store).await?;
-        let mut view = http::view(store.data_mut());
-        let request = request.map(|body| body.map_err(wasmtime_wasi_http::p2::hyper_request_error));
-        let request = view.new_incoming_request(Scheme::Http, request)?;
-        let out = view.new_response_outparam(sender)?;
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, request, out)
-            .await
+    let Some((component, target)) = target else {
+        return short(StatusCode::NOT_FOUND, "no route\n");
+    };
+    let request = request.map(|body| {
+        body.map_err(wasmtime_wasi_http::p2::hyper_request_error)
+            .boxed_unsync()
     });
-    match receiver.await {
-        Ok(Ok(response)) => response,
-        Ok(Err(code)) => {
-            tracing::warn!(%component, "HTTP handler answered with an error: {code:?}");
-            short(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n")
-        }
-        // The handler ended without answering: it trapped or could not be started.
-        Err(_) => {
-            match call.await {
-                Ok(Ok(())) => {
-                    tracing::warn!(%component, "HTTP handler returned without a response")
+    let response = match target {
+        Target::Local(handle) => http::handle_request(handle, Scheme::Http, request).await,
+        Target::Remote(handler, route) => handler.handle(&route, request).await,
+    };
+    match response {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(%component, "{error}");
+            match error {
+                HandleError::Answered(_) => {
+                    short(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n")
                 }
-                Ok(Err(error)) => tracing::warn!(%component, "HTTP handler failed: {error:#}"),
-                Err(error) => tracing::warn!(%component, "HTTP handler task failed: {error}"),
+                HandleError::Failed(_) => {
+                    short(StatusCode::INTERNAL_SERVER_ERROR, "handler failed\n")
+                }
+                HandleError::Unreachable(_) => {
+                    short(StatusCode::BAD_GATEWAY, "component unreachable\n")
+                }
             }
-            short(StatusCode::INTERNAL_SERVER_ERROR, "handler failed\n")
         }
     }
 }
@@ -267,66 +433,26 @@ impl Plugin for HttpServerPlugin {
         if self.configured_only && !config.contains_key("address") {
             return Ok(());
         }
-        let text = config
-            .get("address")
-            .map_or("127.0.0.1:8000", String::as_str);
-        let address: SocketAddr = text
-            .parse()
-            .map_err(|_| HttpServerError::BadAddress(text.to_string()))?;
+        let (address, host, path) = route_config(config)?;
         let route = Route {
             component_id: binding.component_id.clone(),
-            host: config.get("host").map(|h| h.to_ascii_lowercase()),
-            path: config.get("path").cloned().unwrap_or_else(|| "/".into()),
-            handle: binding.component.clone(),
+            host,
+            path,
+            target: Target::Local(binding.component.clone()),
         };
-        let mut listeners = self.listeners.lock().await;
-        let listener = match listeners.get(&address) {
-            Some(listener) => listener,
-            None => {
-                let (listener, socket) = listen(address)?;
-                tokio::spawn(accept_loop(
-                    socket,
-                    listener.routes.clone(),
-                    listener.shutdown.subscribe(),
-                ));
-                tracing::info!(%address, "HTTP server listening");
-                listeners.entry(address).or_insert(listener)
-            }
-        };
-        let mut routes = listener.routes.write().unwrap();
-        if let Some(taken) = routes
-            .iter()
-            .find(|r| r.host == route.host && r.path == route.path)
-        {
-            return Err(HttpServerError::RouteTaken {
-                address,
-                host: route.host,
-                path: route.path,
-                component: taken.component_id.clone(),
-            }
-            .into());
-        }
-        routes.push(route);
+        self.servers.lock().await.add(address, route)?;
         Ok(())
     }
 
     async fn unbind(&self, component_id: &str) {
-        let mut listeners = self.listeners.lock().await;
-        listeners.retain(|address, listener| {
-            let mut routes = listener.routes.write().unwrap();
-            routes.retain(|r| r.component_id != component_id);
-            if routes.is_empty() {
-                let _ = listener.shutdown.send(true);
-                tracing::info!(%address, "HTTP server closed");
-                false
-            } else {
-                true
-            }
-        });
+        self.servers
+            .lock()
+            .await
+            .remove(|r| r.is_local() && r.component_id == component_id);
     }
 
     async fn stop(&self) -> anyhow::Result<()> {
-        for (_, listener) in self.listeners.lock().await.drain() {
+        for (_, listener) in self.servers.lock().await.listeners.drain() {
             let _ = listener.shutdown.send(true);
         }
         Ok(())

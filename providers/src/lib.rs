@@ -18,7 +18,7 @@
 pub mod blobstore;
 mod bound;
 pub mod config;
-mod http;
+pub mod http;
 pub mod http_client;
 pub mod http_server;
 

@@ -110,6 +110,16 @@ impl ComponentHandle {
 }
 
 impl ComponentHandle {
+    /// The instances the component exports (`ns:pkg/iface@ver`), functions or not.
+    pub fn exported_instances(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .loaded
+            .exports
+            .iter()
+            .map(|(instance, _)| instance.as_str())
+            .filter(|instance| !instance.is_empty())
+    }
+
     /// How many invocations this component has run (or is running) since it started.
     pub fn invocations(&self) -> u64 {
         self.0.invocations.load(Ordering::Relaxed)
