@@ -22,6 +22,7 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
+use trellis_providers::http_server::RemoteHttpHandler;
 use trellis_providers::{
     BlobstorePlugin, ConfigPlugin, HttpClientPlugin, HttpServerPlugin, KeyvaluePlugin,
     LoggingPlugin, MessagingPlugin,
@@ -232,17 +233,25 @@ pub struct Plugins {
     pub config: Option<Arc<ConfigPlugin>>,
     /// The keyvalue plugin, when on: a keyvalue provider started here serves the lattice with it.
     pub keyvalue: Option<Arc<KeyvaluePlugin>>,
+    /// The HTTP server, when on: links from http-server providers started here give it routes.
+    pub http_server: Option<Arc<HttpServerPlugin>>,
     pub all: Vec<Arc<dyn Plugin>>,
 }
 
 impl Plugins {
     /// Makes the switched-on plugins, in the order the runtime consults them. The keyvalue
     /// plugin's `nats` backend and the messaging plugin use the host's connection; the HTTP
-    /// server only serves components a link from an http-server provider configures.
-    pub fn new(enabled: &BTreeSet<Builtin>, nats: &async_nats::Client) -> Self {
+    /// server only serves components a link from an http-server provider configures, and
+    /// sends requests for those running elsewhere to `remote_http`.
+    pub fn new(
+        enabled: &BTreeSet<Builtin>,
+        nats: &async_nats::Client,
+        remote_http: Arc<dyn RemoteHttpHandler>,
+    ) -> Self {
         let mut all: Vec<Arc<dyn Plugin>> = Vec::new();
         let mut config = None;
         let mut keyvalue = None;
+        let mut http_server = None;
         for builtin in enabled {
             let plugin: Arc<dyn Plugin> = match builtin {
                 Builtin::Logging => Arc::new(LoggingPlugin::new()),
@@ -258,7 +267,13 @@ impl Plugins {
                 }
                 Builtin::Blobstore => Arc::new(BlobstorePlugin::new()),
                 Builtin::HttpClient => Arc::new(HttpClientPlugin::new()),
-                Builtin::HttpServer => Arc::new(HttpServerPlugin::configured_only()),
+                Builtin::HttpServer => {
+                    let plugin = Arc::new(
+                        HttpServerPlugin::configured_only().with_remote(remote_http.clone()),
+                    );
+                    http_server = Some(plugin.clone());
+                    plugin
+                }
                 Builtin::Messaging => Arc::new(MessagingPlugin::new(nats.clone())),
             };
             all.push(plugin);
@@ -270,6 +285,7 @@ impl Plugins {
             enabled: enabled.clone(),
             config,
             keyvalue,
+            http_server,
             all,
         }
     }

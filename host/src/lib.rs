@@ -11,6 +11,7 @@ mod connect;
 mod ctl;
 mod embedded;
 mod events;
+mod http_bridge;
 mod identity;
 mod inventory;
 pub mod oci;
@@ -169,7 +170,10 @@ impl LatticeHost {
             links.clone(),
             config.rpc_timeout,
         );
-        let plugins = Plugins::new(&config.builtins, &nats);
+        let forwarder = Arc::new(http_bridge::forward::Forwarder {
+            lattice: lattice.clone(),
+        });
+        let plugins = Plugins::new(&config.builtins, &nats, forwarder);
         let fallbacks = translated::fallback_plugins(&config.builtins, &lattice);
         let runtime = plugins
             .all

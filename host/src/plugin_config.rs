@@ -126,6 +126,7 @@ pub async fn follow(state: Arc<HostState>) {
     let mut providers = state.providers.subscribe();
     loop {
         crate::components::reconfigure(&state).await;
+        crate::http_bridge::routes::sync(&state).await;
         let changed = tokio::select! {
             changed = links.changed() => changed,
             changed = config.changed() => changed,

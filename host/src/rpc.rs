@@ -174,7 +174,8 @@ pub struct ExportServer {
 
 impl ExportServer {
     /// Subscribes every exported function of `component_id` (functions that pass resources are
-    /// left out, as wasmCloud does). Each call runs on whatever instance set the runtime has for
+    /// left out, as wasmCloud does), and `wasi:http/incoming-handler` as `wrpc:http` (see
+    /// [`crate::http_bridge`]). Each call runs on whatever instance set the runtime has for
     /// the component at that moment, so rescales and updates need no re-subscription.
     pub async fn start(
         lattice: &Lattice,
@@ -218,6 +219,7 @@ impl ExportServer {
                 }
             });
         }
+        crate::http_bridge::serve::serve(&server, runtime, component_id, &mut tasks).await?;
         Ok(Self { tasks })
     }
 }
