@@ -1,14 +1,32 @@
-//! A `wasi:http/incoming-handler`: `/trap` traps, `/echo` streams the request body back, anything
-//! else answers with who served it (the `NAME` environment variable) and the path.
-use std::io::Write as _;
+//! A `wasi:http/incoming-handler`: `/trap` traps, `/echo` streams the request body back (with the
+//! request's method and `x-*` headers as response headers, and the byte count as the trailer
+//! `x-echoed-bytes`), anything else answers with who served it (the `NAME` environment variable)
+//! and the path.
+use std::io::{Read, Write};
 
 use wasip2::http::types::{
-    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse,
+    ResponseOutparam,
 };
 
 wasip2::http::proxy::export!(Server);
 
 struct Server;
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(other) => other.clone(),
+    }
+}
 
 impl wasip2::exports::http::incoming_handler::Guest for Server {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
@@ -16,22 +34,48 @@ impl wasip2::exports::http::incoming_handler::Guest for Server {
         if path.starts_with("/trap") {
             panic!("asked to trap");
         }
-        let response = OutgoingResponse::new(Fields::new());
+        let echo = path.starts_with("/echo");
+        let headers = Fields::new();
+        if echo {
+            let method = method_name(&request.method());
+            headers.append("x-method", method.as_bytes()).expect("method header");
+            for (name, value) in request.headers().entries() {
+                if name.starts_with("x-") {
+                    headers.append(&name, &value).expect("echoed header");
+                }
+            }
+        }
+        let response = OutgoingResponse::new(headers);
         let body = response.body().expect("response body");
         ResponseOutparam::set(response_out, Ok(response));
         let mut out = body.write().expect("response stream");
-        if path.starts_with("/echo") {
+        let mut trailers = None;
+        if echo {
             let incoming = request.consume().expect("request body");
             let mut input = incoming.stream().expect("request stream");
-            std::io::copy(&mut input, &mut out).expect("echoing the body");
+            let mut buffer = vec![0; 64 * 1024];
+            let mut echoed = 0u64;
+            loop {
+                let read = Read::read(&mut input, &mut buffer).expect("reading the body");
+                if read == 0 {
+                    break;
+                }
+                Write::write_all(&mut out, &buffer[..read]).expect("echoing the body");
+                echoed += read as u64;
+            }
             drop(input);
             drop(IncomingBody::finish(incoming));
+            let fields = Fields::new();
+            fields
+                .append("x-echoed-bytes", echoed.to_string().as_bytes())
+                .expect("trailer");
+            trailers = Some(fields);
         } else {
             let name = std::env::var("NAME").unwrap_or_default();
             write!(out, "hello from {name} at {path}").expect("writing the body");
         }
         out.flush().expect("flushing the body");
         drop(out);
-        OutgoingBody::finish(body, None).expect("finishing the body");
+        OutgoingBody::finish(body, trailers).expect("finishing the body");
     }
 }
