@@ -148,14 +148,13 @@ pub enum OciError {
     Latest(String),
     #[error("`{reference}`: not found in the registry ({detail})")]
     NotFound { reference: String, detail: String },
-    #[error(
-        "`{reference}`: registry {registry} is unreachable ({detail}); for a plain-HTTP \
-         registry, use --allowed-insecure {registry}"
-    )]
+    #[error("`{reference}`: registry {registry} is unreachable ({detail}){hint}")]
     Unreachable {
         reference: String,
         registry: String,
         detail: String,
+        /// How to reach a plain-HTTP registry, when that may be the cause.
+        hint: String,
     },
     #[error("`{reference}`: the registry refused access ({detail}); check the credentials")]
     Unauthorized { reference: String, detail: String },
@@ -183,8 +182,6 @@ pub enum OciError {
 pub struct Artifact {
     pub path: PathBuf,
     pub bytes: Arc<[u8]>,
-    /// The manifest digest it was pulled by or resolved to.
-    pub digest: String,
 }
 
 /// Whether a reference names an OCI artifact (`oci://…` or a bare `registry/repo:tag`).
@@ -252,6 +249,16 @@ impl Oci {
 
     /// Pulls `raw` (from the cache when it can) and checks it holds a `kind` layer.
     pub async fn pull(&self, raw: &str, kind: ArtifactKind) -> Result<Artifact, OciError> {
+        let allowed_insecure = &self.settings.allowed_insecure;
+        let pulled = self.pull_through_cache(raw, kind).await;
+        pulled.map_err(|e| with_insecure_hint(e, allowed_insecure))
+    }
+
+    async fn pull_through_cache(
+        &self,
+        raw: &str,
+        kind: ArtifactKind,
+    ) -> Result<Artifact, OciError> {
         let reference = self.check(raw)?;
         let cache = Cache::new(&self.settings.cache_dir);
         let client = client(&self.settings.allowed_insecure);
@@ -292,11 +299,7 @@ impl Oci {
         if let Some(tag) = reference.tag().filter(|_| reference.digest().is_none()) {
             cache.remember_tag(&reference, tag, &digest).await?;
         }
-        Ok(Artifact {
-            path,
-            bytes,
-            digest,
-        })
+        Ok(Artifact { path, bytes })
     }
 
     /// The manifest digest a tag names now, or, with the registry unreachable, the last one
@@ -321,6 +324,28 @@ impl Oci {
             return Ok(digest);
         }
         Err(error)
+    }
+}
+
+/// Suggests `--allowed-insecure` for an unreachable registry that is spoken to over HTTPS: a
+/// plain-HTTP registry (the usual local one) looks unreachable then.
+fn with_insecure_hint(error: OciError, allowed_insecure: &[String]) -> OciError {
+    match error {
+        OciError::Unreachable {
+            reference,
+            registry,
+            detail,
+            hint,
+        } if hint.is_empty() && !allowed_insecure.contains(&registry) => OciError::Unreachable {
+            hint: format!(
+                "; for a plain-HTTP registry, use --allowed-insecure {registry} (or --insecure \
+                 with trellis push)"
+            ),
+            reference,
+            registry,
+            detail,
+        },
+        other => other,
     }
 }
 
@@ -400,6 +425,7 @@ async fn download(
                     reference: raw.to_string(),
                     registry: reference.registry().to_string(),
                     detail: format!("download interrupted: {error}"),
+                    hint: String::new(),
                 });
             }
         }
@@ -499,6 +525,7 @@ fn classify(raw: &str, reference: &Reference, error: OciDistributionError) -> Oc
                 reference: reference_text,
                 registry: reference.registry().to_string(),
                 detail: error_chain(&error),
+                hint: String::new(),
             }
         }
         other => OciError::Registry {
@@ -734,6 +761,15 @@ pub struct PushOptions {
 /// Publishes a component (`.wasm`, Wasm OCI artifact types) or a provider archive (tar or
 /// tar.gz, wasmCloud's provider types) under `raw`; returns the manifest digest.
 pub async fn push(file: &Path, raw: &str, options: &PushOptions) -> Result<String, OciError> {
+    let pushed = push_manifest_and_blobs(file, raw, options).await;
+    pushed.map_err(|e| with_insecure_hint(e, &options.allowed_insecure))
+}
+
+async fn push_manifest_and_blobs(
+    file: &Path,
+    raw: &str,
+    options: &PushOptions,
+) -> Result<String, OciError> {
     let reference = parse_reference(raw)?;
     let data = tokio::fs::read(file).await.map_err(Cache::io(file))?;
     let (layer_type, config_type, config) = describe(raw, &data)?;
