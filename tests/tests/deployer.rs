@@ -1,10 +1,11 @@
 //! The built-in deployer on a real `nats-server` with in-process hosts carrying different
 //! labels: each example manifest in `wadm-manifests/` reaches `deployed` with instances where
 //! its spread rules say, the component-to-component pair answers a call, the key-value counter
-//! counts real HTTP requests, the external provider runs healthy and is called through its
-//! links, apps are re-placed when a host leaves and follow a host that joins, upgrades change
-//! what changed, and undeploy leaves nothing behind. A standby deployer takes over when the
-//! active one stops or crashes, and finishes an undeploy the crashed one had begun.
+//! counts real HTTP requests, the messaging example answers on its subscribed subjects, the
+//! external provider runs healthy and is called through its links, apps are re-placed when a
+//! host leaves and follow a host that joins, upgrades change what changed, and undeploy leaves
+//! nothing behind. A standby deployer takes over when the active one stops or crashes, and
+//! finishes an undeploy the crashed one had begun.
 //! Everything goes through the wadm API and the control interface, as a user's `trellis app`
 //! / `wash app` would.
 
@@ -788,5 +789,46 @@ async fn an_undeploy_cut_short_by_a_crash_is_finished_by_the_next_deployer() {
         .unwrap();
     assert_eq!(versions["versions"][0]["version"], "v0.1.0", "{versions}");
     lattice.deployer = Some(standby);
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_example_answers_on_its_subscribed_subjects() {
+    component_path("messenger");
+    let lattice = lattice().await;
+    let app = lattice.deploy(&example("messaging.yaml")).await;
+    lattice.wait_status(&app, "deployed").await;
+
+    // The component and the built-in messaging provider it is linked with share one host.
+    let host = lattice.host_running("messaging-messenger").await;
+    let inventory = lattice
+        .ctl
+        .inventory(lattice.host(host).host_id())
+        .await
+        .unwrap();
+    assert!(
+        inventory.provider("messaging-nats").is_some(),
+        "{inventory:?}"
+    );
+    let reply = eventually("the subscription to answer", || async {
+        lattice
+            .nats
+            .request("tasks.hello", "world".into())
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(&reply.payload[..], b"handled tasks.hello: world");
+
+    let reply = lattice.client.undeploy(&app).await.unwrap();
+    assert_eq!(reply["result"], "acknowledged");
+    lattice.wait_nothing_left("messaging-subscriptions").await;
+    eventually("the subscription to end", || async {
+        match lattice.nats.request("tasks.hello", "world".into()).await {
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Some(()),
+            _ => None,
+        }
+    })
+    .await;
     lattice.shutdown().await;
 }
