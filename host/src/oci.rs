@@ -878,6 +878,54 @@ mod tests {
         assert_eq!(latest.registry(), "localhost:5000");
     }
 
+    fn manifest(layer_type: &str) -> Vec<u8> {
+        let manifest = OciImageManifest {
+            layers: vec![OciDescriptor {
+                media_type: layer_type.into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                size: 1,
+                ..OciDescriptor::default()
+            }],
+            ..OciImageManifest::default()
+        };
+        serde_json::to_vec(&manifest).unwrap()
+    }
+
+    #[test]
+    fn wasmcloud_layer_types_are_accepted_per_kind() {
+        use ArtifactKind::{Component, ProviderArchive};
+        for (layer, kind) in [
+            (WASM_LAYER, Component),
+            (WASMCLOUD_WASM_LAYER, Component),
+            (OCI_TAR_LAYER, Component),
+            (PROVIDER_ARCHIVE_LAYER, ProviderArchive),
+            (OCI_TAR_LAYER, ProviderArchive),
+        ] {
+            assert!(choose_layer("r", &manifest(layer), kind).is_ok(), "{layer}");
+        }
+        let refused = choose_layer("r", &manifest(WASM_LAYER), ProviderArchive).unwrap_err();
+        assert!(
+            refused.to_string().contains("no provider archive layer"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn pushed_files_are_told_apart() {
+        let component = describe("r", b"\0asm\x0d\0\x01\0rest").unwrap();
+        assert_eq!(
+            (component.0, component.2.unwrap()["os"].as_str()),
+            (WASM_LAYER, Some("wasip2"))
+        );
+        let module = describe("r", b"\0asm\x01\0\0\0rest").unwrap();
+        assert_eq!(module.2.unwrap()["os"], "wasip1");
+        assert_eq!(
+            describe("r", &[0x1f, 0x8b, 8, 0]).unwrap().0,
+            PROVIDER_ARCHIVE_LAYER
+        );
+        assert!(describe("r", b"#!/bin/sh").is_err());
+    }
+
     #[test]
     fn credentials_decode_as_wasmcloud_sends_them() {
         let decoded: BTreeMap<String, RegistryCredential> = serde_json::from_str(
