@@ -10,6 +10,8 @@ for name in greeter; do
   bin="$out/test-provider-$name"
   par="$out/$name.par.gz"
   if [ ! -f "$par" ] || [ "$bin" -nt "$par" ]; then
-    "$out/test-provider-packer" "$bin" "$par" "trellis-test-$name"
+    # Packed beside and renamed into place: a test reading the archive never sees half of it.
+    "$out/test-provider-packer" "$bin" "$par.tmp.gz" "trellis-test-$name"
+    mv "$par.tmp.gz" "$par"
   fi
 done
