@@ -386,9 +386,10 @@ impl Worker {
         }
         let mut kept = Vec::new();
         for config in std::mem::take(&mut app.stale_configs) {
-            if !hosts.is_empty()
-                && let Err(e) = self.ctl.delete_config(&config).await
-            {
+            // Only a host answers `config.del`: with none around, keep it for later.
+            if hosts.is_empty() {
+                kept.push(config);
+            } else if let Err(e) = self.ctl.delete_config(&config).await {
                 tracing::warn!(app = name, config, "deleting config: {e}");
                 kept.push(config);
             }
