@@ -79,6 +79,7 @@ async fn http(sender: &mut Sender, method: &str, path: &str, body: &Bytes) -> By
         .header(http::header::HOST, "web.bench")
         .body(Full::new(body.clone()))
         .unwrap();
+    sender.ready().await.unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.unwrap().to_bytes()
