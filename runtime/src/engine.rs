@@ -107,7 +107,7 @@ impl Engine {
             return Ok((component.clone(), digest));
         }
         // Compile outside the lock: compilation takes milliseconds to seconds.
-        let component = Component::new(&self.inner, bytes)?;
+        let component = off_the_async_worker(|| Component::new(&self.inner, bytes))?;
         self.compiled
             .lock()
             .unwrap()
@@ -135,4 +135,18 @@ fn spawn_epoch_ticker(engine: &wasmtime::Engine, tick: Duration) {
             }
         })
         .expect("spawning the epoch ticker thread");
+}
+
+/// Runs CPU-bound `work` so that, on a multi-threaded tokio runtime, the worker's other tasks
+/// (heartbeats, lease renewals, calls in flight) move to another thread instead of waiting for
+/// it. Compilation is called from async code that holds the runtime's state, so it cannot simply
+/// be spawned onto the blocking pool.
+fn off_the_async_worker<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
