@@ -1,12 +1,14 @@
 //! Shared test harness: builds the guest components under `tests/components` and the test
 //! providers under `tests/providers` (once per test process; cargo makes it a no-op when
 //! nothing changed) and finds them; [`nats`] starts a real NATS server for the lattice tests;
-//! [`registry`] a real OCI registry; [`http`] makes plain HTTP requests to what the hosts serve.
+//! [`registry`] a real OCI registry; [`http`] makes plain HTTP requests to what the hosts serve;
+//! [`wadm`] runs the real wadm (built by `tests/wadm/build.sh`).
 
 pub mod http;
 pub mod lattice;
 pub mod nats;
 pub mod registry;
+pub mod wadm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,6 +65,18 @@ pub fn provider_archive(name: &str) -> PathBuf {
         assert!(status.success(), "building the test providers failed");
     });
     dir.join("target/release").join(format!("{name}.par.gz"))
+}
+
+/// The real wadm as a test binary (`tests/wadm/target/release/trellis-test-wadm`). Not built
+/// here: wadm's dependency tree takes minutes to compile, longer than a test should wait.
+pub fn wadm_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("wadm/target/release/trellis-test-wadm");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `bash tests/wadm/build.sh` (or `bash .ci/setup`)",
+        path.display()
+    );
+    path
 }
 
 /// A `file://` reference to a guest component.

@@ -1,0 +1,220 @@
+//! The real wadm 0.21.1 (built by `tests/wadm/build.sh`, a child process) manages Trellis
+//! hosts on a real `nats-server`, with no Trellis deployer on the lattice: example manifests
+//! from `wadm-manifests/` are deployed through the wadm API, as `trellis app deploy` sends them,
+//! reach `deployed` as wadm reports it, serve real HTTP requests or answer calls across two
+//! hosts, and undeploy leaves no component, provider or link on the hosts (checked with the
+//! wasmcloud-control-interface client).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use trellis_deployer::client::{ClientError, WadmClient};
+use trellis_deployer::{cli, manifest};
+use trellis_host::{HostConfig, LatticeHost};
+use trellis_runtime::Val;
+use trellis_tests::http::{free_port, get};
+use trellis_tests::lattice::{LATTICE_WAIT, ctl_client, eventually};
+use trellis_tests::nats::NatsServer;
+use trellis_tests::wadm::Wadm;
+use trellis_tests::{component_path, wadm_binary};
+use wasmcloud_control_interface::Client as CtlClient;
+
+const LATTICE: &str = "wadm-managed";
+
+/// wadm, then two hosts: 0 in zone a, 1 in zone b.
+struct Lattice {
+    hosts: Vec<LatticeHost>,
+    client: WadmClient,
+    ctl: CtlClient,
+    _wadm: Wadm,
+    _server: NatsServer,
+}
+
+async fn host(server: &NatsServer, zone: &str) -> LatticeHost {
+    LatticeHost::start(HostConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        labels: [("zone".to_string(), zone.to_string())].into(),
+        heartbeat_interval: Duration::from_secs(2),
+        rpc_timeout: Duration::from_secs(5),
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting a host")
+}
+
+async fn lattice() -> Lattice {
+    // Fail fast, before anything starts, when wadm was not built; build the guests before
+    // anything times out on them.
+    wadm_binary();
+    for guest in ["http_server", "importer", "exporter"] {
+        component_path(guest);
+    }
+    let server = NatsServer::start();
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    let client = WadmClient::new(nats, LATTICE);
+    // Nothing of Trellis answers the wadm API here: only the wadm started next will.
+    assert!(
+        matches!(client.list().await, Err(ClientError::NoDeployer(_))),
+        "something answers the wadm API before wadm runs"
+    );
+    let mut wadm = Wadm::start(&server);
+    let deadline = Instant::now() + LATTICE_WAIT;
+    while client.list().await.is_err() {
+        assert!(wadm.is_running(), "wadm exited");
+        assert!(Instant::now() < deadline, "wadm's API did not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hosts = vec![host(&server, "a").await, host(&server, "b").await];
+    let (ctl, _) = ctl_client(&server, LATTICE).await;
+    Lattice {
+        hosts,
+        client,
+        ctl,
+        _wadm: wadm,
+        _server: server,
+    }
+}
+
+/// An example manifest with its relative `file://` images made absolute (as `trellis app
+/// deploy` does).
+fn example(name: &str) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let bytes = std::fs::read(root.join("wadm-manifests").join(name)).unwrap();
+    let mut parsed = manifest::parse(&bytes).expect("the example is valid");
+    cli::absolutize_file_refs(&mut parsed.document, root);
+    parsed.document
+}
+
+impl Lattice {
+    /// Puts and deploys `document` through wadm's API; returns the app's name.
+    async fn deploy(&self, document: &Value) -> String {
+        let put = self.client.put(document).await.unwrap();
+        assert_eq!(put["result"], "created", "{put}");
+        let name = put["name"].as_str().unwrap().to_string();
+        let version = put["current_version"].as_str().unwrap();
+        let deployed = self.client.deploy(&name, Some(version)).await.unwrap();
+        assert_eq!(deployed["result"], "acknowledged", "{deployed}");
+        name
+    }
+
+    /// Waits until wadm reports the app `deployed`.
+    async fn wait_deployed(&self, app: &str) {
+        eventually(&format!("wadm to report {app} deployed"), || async {
+            let reply = self.client.status(app).await.ok()?;
+            assert_eq!(reply["result"], "ok", "{reply}");
+            (reply["status"]["status"]["type"] == "deployed").then_some(())
+        })
+        .await;
+    }
+
+    /// `(host index, max instances)` of each host running component `id`.
+    async fn placement(&self, id: &str) -> Vec<(usize, u32)> {
+        let mut placement = Vec::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            let inventory = self.ctl.get_host_inventory(host.host_id()).await.unwrap();
+            let inventory = inventory.data().expect("an inventory");
+            if let Some(component) = inventory.components().iter().find(|c| c.id() == id) {
+                placement.push((i, component.max_instances()));
+            }
+        }
+        placement
+    }
+
+    /// Undeploys through wadm and waits until no host runs a component or provider and no link
+    /// is left.
+    async fn undeploy_and_wait_nothing_left(&self, app: &str) {
+        let reply = self.client.undeploy(app).await.unwrap();
+        assert_eq!(reply["result"], "acknowledged", "{reply}");
+        eventually(&format!("nothing of {app} left on the hosts"), || async {
+            for host in &self.hosts {
+                let inventory = self.ctl.get_host_inventory(host.host_id()).await.ok()?;
+                let inventory = inventory.data()?;
+                if !inventory.components().is_empty() || !inventory.providers().is_empty() {
+                    return None;
+                }
+            }
+            let links = self.ctl.get_links().await.ok()?;
+            links.data()?.is_empty().then_some(())
+        })
+        .await;
+    }
+
+    async fn shutdown(self) {
+        for host in self.hosts {
+            host.stop(Some(Duration::from_secs(2))).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wadm_deploys_hello_and_it_answers_real_http_requests() {
+    let lattice = lattice().await;
+    let mut document = example("hello.yaml");
+    let port = free_port();
+    let server = &mut document["spec"]["components"][1];
+    assert_eq!(server["type"], "capability");
+    server["traits"][0]["properties"]["source"]["config"][0]["properties"]["address"] =
+        format!("127.0.0.1:{port}").into();
+    let app = lattice.deploy(&document).await;
+    lattice.wait_deployed(&app).await;
+
+    let (status, body) = eventually("hello answers", || async {
+        get(port, "/from-wadm").await.ok()
+    })
+    .await;
+    assert!(status.contains("200"), "{status}: {body}");
+    assert!(body.contains("at /from-wadm"), "{body}");
+    // wadm's component ID; the spread's 4 instances, wherever wadm put them.
+    let placement = lattice.placement("hello-http_component").await;
+    let instances: u32 = placement.iter().map(|(_, n)| n).sum();
+    assert_eq!(instances, 4, "{placement:?}");
+
+    lattice.undeploy_and_wait_nothing_left(&app).await;
+    eventually("the port is closed", || async {
+        get(port, "/").await.is_err().then_some(())
+    })
+    .await;
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wadm_places_the_c2c_pair_on_two_hosts_and_the_call_crosses_them() {
+    let lattice = lattice().await;
+    let app = lattice.deploy(&example("c2c.yaml")).await;
+    lattice.wait_deployed(&app).await;
+
+    // Placed by the spreads' label requirements: front in zone a, math in zone b.
+    assert_eq!(lattice.placement("c2c-front").await, [(0, 1)]);
+    assert_eq!(lattice.placement("c2c-math").await, [(1, 1)]);
+    let links = lattice.ctl.get_links().await.unwrap();
+    assert!(
+        links
+            .data()
+            .unwrap()
+            .iter()
+            .any(|l| l.source_id() == "c2c-front" && l.target() == "c2c-math"),
+        "{links:?}"
+    );
+
+    // The importer on host 0 calls the exporter on host 1, through wadm's link.
+    let sum = eventually("front answers", || async {
+        lattice.hosts[0]
+            .runtime()
+            .invoke(
+                "c2c-front",
+                "trellis:example/front@0.1.0",
+                "add",
+                &[Val::U32(2), Val::U32(3)],
+                None,
+            )
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(sum, vec![Val::U32(5)]);
+
+    lattice.undeploy_and_wait_nothing_left(&app).await;
+    lattice.shutdown().await;
+}
