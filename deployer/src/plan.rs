@@ -334,8 +334,9 @@ fn provider(
         let (running, mut free): (Vec<&String>, Vec<&String>) = eligible_hosts
             .iter()
             .partition(|id| hosts[id.as_str()].provider(&w.id).is_some());
-        // Next to the components it is linked with: a built-in provider (HTTP server,
-        // key-value) only serves the components on its own host.
+        // Next to the components it is linked with: a built-in key-value provider only
+        // configures components on its own host, and a built-in HTTP server reaches components
+        // on other hosts only over wRPC.
         free.sort_by_key(|id| (preference(id), (*id).clone()));
         let target_hosts = if scaler == ScalerKind::Daemon {
             eligible_hosts.len()
