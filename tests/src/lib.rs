@@ -73,7 +73,7 @@ pub fn wadm_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("wadm/target/release/trellis-test-wadm");
     assert!(
         path.exists(),
-        "{} is missing: build it with `bash tests/wadm/build.sh` (or `bash .ci/setup`)",
+        "{} is missing: build it with `bash tests/wadm/build.sh` (or `bash .ci/setup-tests`)",
         path.display()
     );
     path

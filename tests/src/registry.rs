@@ -1,6 +1,6 @@
 //! A real OCI registry for integration tests: Debian's `docker-registry` (the CNCF distribution
 //! registry) on a free loopback port, plain HTTP, storage in a temporary directory, killed on
-//! drop. Install it with `apt-get install docker-registry` (`.ci/setup` does).
+//! drop. Install it with `apt-get install docker-registry` (`.ci/setup-tests` does).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
