@@ -88,3 +88,82 @@ pub async fn record_wrpc_subjects(
     });
     subjects
 }
+
+/// Every lattice event seen since [`EventLog::record`], as (name, data), for tests that wait for
+/// one event or count them.
+#[derive(Clone, Default)]
+pub struct EventLog(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
+
+impl EventLog {
+    /// Subscribes to `lattice`'s events; the subscription is registered when this returns.
+    pub async fn record(nc: &nats::Client, lattice: &str) -> Self {
+        let mut messages = nc
+            .subscribe(format!("wasmbus.evt.{lattice}.>"))
+            .await
+            .unwrap();
+        nc.flush().await.unwrap();
+        let events = Self::default();
+        let seen = events.0.clone();
+        tokio::spawn(async move {
+            while let Some(message) = messages.next().await {
+                let name = message.subject.rsplit('.').next().unwrap_or("").to_string();
+                let body: serde_json::Value =
+                    serde_json::from_slice(&message.payload).unwrap_or_default();
+                seen.lock().unwrap().push((name, body["data"].clone()));
+            }
+        });
+        events
+    }
+
+    /// How many events called `name` arrived.
+    pub fn count(&self, name: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .count()
+    }
+
+    /// Waits until there are more than `after` events called `name`; returns the newest.
+    pub async fn wait(&self, name: &str, after: usize) -> serde_json::Value {
+        eventually(&format!("event {name} #{}", after + 1), || async {
+            let seen = self.0.lock().unwrap();
+            let matching: Vec<&serde_json::Value> = seen
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, d)| d)
+                .collect();
+            (matching.len() > after).then(|| matching[matching.len() - 1].clone())
+        })
+        .await
+    }
+
+    /// Waits for the first of `names` about `id` (a component or provider ID) whose image is
+    /// `image_ref`; returns its name and data.
+    pub async fn outcome(
+        &self,
+        names: &[&str],
+        id: &str,
+        image_ref: &str,
+    ) -> (String, serde_json::Value) {
+        eventually(&format!("{names:?} for {id} ({image_ref})"), || async {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(name, data)| {
+                    names.contains(&name.as_str())
+                        && (data["component_id"] == id || data["provider_id"] == id)
+                        && (data["image_ref"] == image_ref || data["provider_ref"] == image_ref)
+                })
+                .cloned()
+        })
+        .await
+    }
+
+    /// Forgets the events seen so far.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}

@@ -51,13 +51,18 @@ async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str, count
 }
 
 async fn link(client: &Client, source: &str, target: &str) {
+    put_link(client, source, "default", target, &["adder", "greeter"]).await;
+}
+
+/// Puts `source`'s link `name` to `target` for `interfaces` of `trellis:example`.
+async fn put_link(client: &Client, source: &str, name: &str, target: &str, interfaces: &[&str]) {
     let link = Link::builder()
         .source_id(source)
         .target(target)
-        .name("default")
+        .name(name)
         .wit_namespace("trellis")
         .wit_package("example")
-        .interfaces(vec!["adder".into(), "greeter".into()])
+        .interfaces(interfaces.iter().map(|i| i.to_string()).collect())
         .build()
         .unwrap();
     let ack = client.put_link(link).await.unwrap();
@@ -317,20 +322,6 @@ async fn in_process_links_can_be_switched_off() {
 const CHOOSER: &str = "trellis:chooser/chooser";
 const GREETING: &str = "component says hello, ada";
 
-async fn link_greeter(client: &Client, name: &str, target: &str) {
-    let link = Link::builder()
-        .source_id("chooser")
-        .target(target)
-        .name(name)
-        .wit_namespace("trellis")
-        .wit_package("example")
-        .interfaces(vec!["greeter".into()])
-        .build()
-        .unwrap();
-    let ack = client.put_link(link).await.unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-}
-
 async fn choose(host: &LatticeHost, function: &str, choice: &str) -> Result<Val, InvokeError> {
     let mut results = host
         .runtime()
@@ -361,8 +352,8 @@ async fn link_names_chosen_at_run_time_select_the_target() {
     scale(&client, &home, "first", "exporter", 2).await;
     scale(&client, &away, "second", "exporter", 2).await;
     scale(&client, &home, "chooser", "chooser", 2).await;
-    link_greeter(&client, "default", "first").await;
-    link_greeter(&client, "backup", "second").await;
+    put_link(&client, "chooser", "default", "first", &["greeter"]).await;
+    put_link(&client, "chooser", "backup", "second", &["greeter"]).await;
     let (to_first, to_second) = (
         count_wrpc_messages(&nc, LATTICE, "first").await,
         count_wrpc_messages(&nc, LATTICE, "second").await,

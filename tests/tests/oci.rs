@@ -8,16 +8,13 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats_039 as nats;
-use futures::StreamExt as _;
 use serde_json::Value;
 use trellis_host::oci::{self, OciSettings, PushOptions, RegistryCredential};
 use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
 use trellis_runtime::Val;
-use trellis_tests::lattice::{ctl_client, eventually};
+use trellis_tests::lattice::{EventLog, ctl_client, eventually};
 use trellis_tests::nats::NatsServer;
 use trellis_tests::registry::{Registry, TEST_PASSWORD, TEST_USER};
 use trellis_tests::{component_path, provider_archive};
@@ -57,57 +54,11 @@ async fn push(registry: &Registry, file: &Path, reference: &str) -> String {
         .unwrap_or_else(|e| panic!("pushing {}: {e}", file.display()))
 }
 
-/// Every lattice event seen so far, as (name, data).
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(String, Value)>>>);
-
-impl Events {
-    async fn record(nc: &nats::Client) -> Self {
-        let mut messages = nc
-            .subscribe(format!("wasmbus.evt.{LATTICE}.>"))
-            .await
-            .unwrap();
-        nc.flush().await.unwrap();
-        let events = Self::default();
-        let seen = events.0.clone();
-        tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                let name = message.subject.rsplit('.').next().unwrap_or("").to_string();
-                let body: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
-                seen.lock().unwrap().push((name, body["data"].clone()));
-            }
-        });
-        events
-    }
-
-    /// Waits for the first of `names` about `id` (a component or provider ID) whose image
-    /// is `image_ref`; returns its name and data.
-    async fn outcome(&self, names: &[&str], id: &str, image_ref: &str) -> (String, Value) {
-        eventually(&format!("{names:?} for {id} ({image_ref})"), || async {
-            self.0
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(name, data)| {
-                    names.contains(&name.as_str())
-                        && (data["component_id"] == id || data["provider_id"] == id)
-                        && (data["image_ref"] == image_ref || data["provider_ref"] == image_ref)
-                })
-                .cloned()
-        })
-        .await
-    }
-
-    fn clear(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
 /// Scales `id` from `reference` to one instance; returns the outcome event.
 async fn scale(
     client: &Client,
     host: &LatticeHost,
-    events: &Events,
+    events: &EventLog,
     id: &str,
     reference: &str,
 ) -> (String, Value) {
@@ -140,7 +91,7 @@ async fn scale_to_zero(client: &Client, host: &LatticeHost, id: &str, reference:
 async fn start_provider(
     client: &Client,
     host: &LatticeHost,
-    events: &Events,
+    events: &EventLog,
     id: &str,
     reference: &str,
 ) -> (String, Value) {
@@ -198,7 +149,7 @@ async fn components_and_provider_archives_start_from_a_registry_then_from_the_ca
     assert!(exporter_digest.starts_with("sha256:"), "{exporter_digest}");
 
     let (client, nc) = ctl_client(&server, LATTICE).await;
-    let events = Events::record(&nc).await;
+    let events = EventLog::record(&nc, LATTICE).await;
     let host = start_host(&server, cache.path(), &registry).await;
 
     // Pulled from the registry, by tag.
@@ -293,7 +244,7 @@ async fn pull_failures_are_reported_clearly() {
     std::fs::write(&blob, damaged).unwrap();
 
     let (client, nc) = ctl_client(&server, LATTICE).await;
-    let events = Events::record(&nc).await;
+    let events = EventLog::record(&nc, LATTICE).await;
     let host = start_host(&server, cache.path(), &registry).await;
     let closed_port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -417,7 +368,7 @@ async fn registry_put_credentials_are_used_for_pulls() {
         .expect("pushing with credentials");
 
     let (client, nc) = ctl_client(&server, LATTICE).await;
-    let events = Events::record(&nc).await;
+    let events = EventLog::record(&nc, LATTICE).await;
     let host = start_host(&server, cache.path(), &registry).await;
     let outcome = scale(&client, &host, &events, "anonymous", &reference).await;
     assert_eq!(outcome.0, "component_scale_failed");

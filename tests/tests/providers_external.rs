@@ -9,16 +9,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_nats_039 as nats;
-use futures::StreamExt as _;
-use serde_json::Value;
 use trellis_host::{HostConfig, LatticeHost, NatsAuth, ProviderSettings};
 use trellis_runtime::Val;
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{ctl_client, eventually};
+use trellis_tests::lattice::{EventLog, ctl_client, eventually};
 use trellis_tests::nats::{JwtServer, NatsServer};
 use wasmcloud_control_interface::{Client, ClientBuilder, Link};
 
@@ -82,53 +80,6 @@ async fn start_host_with(server: &NatsServer, cache: &Path, nats_auth: NatsAuth)
     })
     .await
     .expect("starting the host")
-}
-
-/// Every lattice event seen so far, as (name, data).
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(String, Value)>>>);
-
-impl Events {
-    async fn record(nc: &nats::Client) -> Self {
-        let mut messages = nc
-            .subscribe(format!("wasmbus.evt.{LATTICE}.>"))
-            .await
-            .unwrap();
-        nc.flush().await.unwrap();
-        let events = Self::default();
-        let seen = events.0.clone();
-        tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                let name = message.subject.rsplit('.').next().unwrap_or("").to_string();
-                let body: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
-                seen.lock().unwrap().push((name, body["data"].clone()));
-            }
-        });
-        events
-    }
-
-    fn count(&self, name: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .count()
-    }
-
-    /// Waits until there are more than `after` events called `name`; returns the newest.
-    async fn wait(&self, name: &str, after: usize) -> Value {
-        eventually(&format!("event {name} #{}", after + 1), || async {
-            let seen = self.0.lock().unwrap();
-            let matching: Vec<&Value> = seen
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, d)| d)
-                .collect();
-            (matching.len() > after).then(|| matching[matching.len() - 1].clone())
-        })
-        .await
-    }
 }
 
 async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str) {
@@ -203,7 +154,7 @@ async fn archive_provider_is_linked_supervised_restarted_and_stopped() {
     let server = NatsServer::start();
     let cache = tempfile::tempdir().unwrap();
     let (client, nc) = ctl_client(&server, LATTICE).await;
-    let events = Events::record(&nc).await;
+    let events = EventLog::record(&nc, LATTICE).await;
     let host = start_host(&server, cache.path()).await;
     scale(&client, &host, "adder-svc", "exporter").await;
     scale(&client, &host, "front", "importer").await;
@@ -400,7 +351,7 @@ async fn bad_references_fail_and_host_stop_takes_providers_down() {
     let server = NatsServer::start();
     let cache = tempfile::tempdir().unwrap();
     let (client, nc) = ctl_client(&server, LATTICE).await;
-    let events = Events::record(&nc).await;
+    let events = EventLog::record(&nc, LATTICE).await;
     let host = start_host(&server, cache.path()).await;
     scale(&client, &host, "front", "importer").await;
 
@@ -497,7 +448,7 @@ async fn provider_joins_a_server_that_requires_user_jwts_with_the_host_credentia
         .lattice(LATTICE)
         .timeout(Duration::from_secs(5))
         .build();
-    let events = Events::record(&nc).await;
+    let events = EventLog::record(&nc, LATTICE).await;
     let auth = NatsAuth {
         creds_file: Some(jwt.creds_file.clone()),
         ..NatsAuth::default()
