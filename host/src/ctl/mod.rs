@@ -114,8 +114,8 @@ pub async fn serve(
         }
     }
     // The server must know every subscription before the host announces itself.
-    if let Err(error) = nats.flush().await {
-        let _ = ready.send(Err(error.to_string()));
+    if let Err(error) = crate::connect::registered(&nats).await {
+        let _ = ready.send(Err(error));
         return;
     }
     let _ = ready.send(Ok(()));
