@@ -30,6 +30,21 @@ pub async fn ctl_client(server: &NatsServer, lattice: &str) -> (Client, nats::Cl
     (client, nc)
 }
 
+/// Returns once the server has registered every subscription `nc` made before the call.
+///
+/// `flush` only writes the client's buffer out; a server handles one connection's commands in
+/// order, so a message published on `nc` coming back to `nc` proves the earlier ones were
+/// processed. Without it, a test's first counted message can race its subscription.
+pub async fn registered(nc: &nats::Client) {
+    let probe = nc.new_inbox();
+    let mut echo = nc.subscribe(probe.clone()).await.unwrap();
+    nc.publish(probe, "".into()).await.unwrap();
+    tokio::time::timeout(LATTICE_WAIT, echo.next())
+        .await
+        .expect("the NATS server echoes a probe")
+        .expect("probe subscription open");
+}
+
 /// Polls `check` every 50 ms until it returns `Some`; fails the test after [`LATTICE_WAIT`].
 pub async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
@@ -56,7 +71,7 @@ pub async fn count_wrpc_messages(
         .subscribe(format!("{lattice}.{target}.wrpc.>"))
         .await
         .unwrap();
-    nc.flush().await.unwrap();
+    registered(nc).await;
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
     tokio::spawn(async move {
@@ -78,7 +93,7 @@ pub async fn record_wrpc_subjects(
         .subscribe(format!("{lattice}.{target}.wrpc.>"))
         .await
         .unwrap();
-    nc.flush().await.unwrap();
+    registered(nc).await;
     let subjects = Arc::new(Mutex::new(BTreeSet::new()));
     let seen = subjects.clone();
     tokio::spawn(async move {
@@ -101,7 +116,7 @@ impl EventLog {
             .subscribe(format!("wasmbus.evt.{lattice}.>"))
             .await
             .unwrap();
-        nc.flush().await.unwrap();
+        registered(nc).await;
         let events = Self::default();
         let seen = events.0.clone();
         tokio::spawn(async move {

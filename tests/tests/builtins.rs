@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{ctl_client, eventually, record_wrpc_subjects};
+use trellis_tests::lattice::{ctl_client, eventually, record_wrpc_subjects, registered};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
@@ -137,7 +137,7 @@ async fn http_server_builtin_routes_to_the_linked_component() {
         .subscribe(format!("wasmbus.evt.{LATTICE}.>"))
         .await
         .unwrap();
-    nc.flush().await.unwrap();
+    registered(&nc).await;
 
     let port = free_port();
     let address = format!("127.0.0.1:{port}");

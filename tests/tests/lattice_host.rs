@@ -10,7 +10,7 @@ use serde_json::Value;
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::Val;
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{ctl_client, eventually};
+use trellis_tests::lattice::{ctl_client, eventually, registered};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::Link;
 
@@ -43,7 +43,7 @@ impl Events {
                 .await
                 .unwrap(),
         );
-        nc.flush().await.unwrap();
+        registered(nc).await;
         events
     }
 
