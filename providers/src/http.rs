@@ -1,6 +1,8 @@
 //! What the HTTP client and server plugins share: the per-invocation `wasi:http` context (from
-//! wasmtime-wasi-http) kept in the store's extensions, the outgoing-request policy, and linking
-//! `wasi:http/types`, which both plugins serve (whichever is consulted first links it).
+//! wasmtime-wasi-http) kept in the store's extensions, where outgoing requests go (an
+//! [`OutgoingSender`]: sent from here within the allowed hosts, or handed to whoever else
+//! serves `wasi:http/outgoing-handler`), and linking `wasi:http/types`, which several plugins
+//! serve (whichever is consulted first links it).
 //!
 //! [`handle_request`] runs one request on a component's `wasi:http/incoming-handler` export
 //! in-process: the built-in HTTP server uses it, and so does the lattice host when it serves
@@ -9,7 +11,7 @@
 use std::sync::Arc;
 
 use hyper::{Request, Response};
-use trellis_runtime::{ComponentHandle, InvocationCtx};
+use trellis_runtime::{ComponentHandle, InvocationCtx, RemoteCall};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -21,7 +23,7 @@ use wasmtime_wasi_http::p2::{HttpResult, WasiHttp, WasiHttpCtxView, WasiHttpHook
 /// Hosts a component may reach with `wasi:http/outgoing-handler`: `host` (any port) or
 /// `host:port`. Empty means nothing may be reached.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct AllowedHosts(Vec<(String, Option<u16>)>);
+pub struct AllowedHosts(Vec<(String, Option<u16>)>);
 
 impl AllowedHosts {
     /// Parses a comma-separated list such as `example.com,127.0.0.1:8080`.
@@ -50,55 +52,105 @@ impl AllowedHosts {
     }
 }
 
-/// Sends a request only when its authority is allowed; everything else gets
-/// `http-request-denied`, an error the guest sees (not a trap).
-struct OutgoingPolicy(Arc<AllowedHosts>);
-
-impl WasiHttpHooks for OutgoingPolicy {
-    fn send_request(
-        &mut self,
+/// Where a component's `wasi:http/outgoing-handler` requests go.
+pub trait OutgoingSender: Send + Sync + 'static {
+    /// Starts sending `request` for the invocation `caller` (absent when the runtime has no
+    /// lattice); an error is an `error-code` the guest sees, not a trap.
+    fn send(
+        &self,
+        caller: Option<&RemoteCall>,
         request: hyper::Request<HyperOutgoingBody>,
         config: OutgoingRequestConfig,
-    ) -> HttpResult<HostFutureIncomingResponse> {
+    ) -> HttpResult<HostFutureIncomingResponse>;
+}
+
+impl AllowedHosts {
+    /// `http-request-denied` unless `request`'s authority is allowed.
+    pub fn check(
+        &self,
+        request: &hyper::Request<HyperOutgoingBody>,
+        use_tls: bool,
+    ) -> Result<(), ErrorCode> {
         let Some(authority) = request.uri().authority() else {
-            return Err(ErrorCode::HttpRequestUriInvalid.into());
+            return Err(ErrorCode::HttpRequestUriInvalid);
         };
         let port = authority
             .port_u16()
-            .unwrap_or(if config.use_tls { 443 } else { 80 });
-        if !self.0.allows(authority.host(), port) {
+            .unwrap_or(if use_tls { 443 } else { 80 });
+        if self.allows(authority.host(), port) {
+            Ok(())
+        } else {
             tracing::debug!(
                 host = authority.host(),
                 port,
                 "outgoing HTTP request denied"
             );
-            return Err(ErrorCode::HttpRequestDenied.into());
+            Err(ErrorCode::HttpRequestDenied)
         }
+    }
+}
+
+/// Sends from this host, and only to allowed hosts.
+impl OutgoingSender for AllowedHosts {
+    fn send(
+        &self,
+        _caller: Option<&RemoteCall>,
+        request: hyper::Request<HyperOutgoingBody>,
+        config: OutgoingRequestConfig,
+    ) -> HttpResult<HostFutureIncomingResponse> {
+        self.check(&request, config.use_tls)?;
         Ok(wasmtime_wasi_http::p2::default_send_request(
             request, config,
         ))
     }
 }
 
+/// The hooks wasmtime-wasi-http calls, with the invocation's caller as of the latest host call
+/// (a component may choose another link between two requests).
+struct Hooks {
+    sender: Arc<dyn OutgoingSender>,
+    caller: Option<RemoteCall>,
+}
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<HyperOutgoingBody>,
+        config: OutgoingRequestConfig,
+    ) -> HttpResult<HostFutureIncomingResponse> {
+        self.sender.send(self.caller.as_ref(), request, config)
+    }
+}
+
 /// Per-invocation `wasi:http` state.
-pub(crate) struct HttpState {
+pub struct HttpState {
     ctx: WasiHttpCtx,
-    hooks: OutgoingPolicy,
+    hooks: Hooks,
 }
 
 impl HttpState {
-    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
+    pub fn new(sender: Arc<dyn OutgoingSender>) -> Self {
         Self {
             ctx: WasiHttpCtx::new(),
-            hooks: OutgoingPolicy(allowed),
+            hooks: Hooks {
+                sender,
+                caller: None,
+            },
         }
+    }
+
+    /// Nothing may be reached.
+    pub(crate) fn deny_all() -> Self {
+        Self::new(Arc::new(AllowedHosts::default()))
     }
 }
 
 /// The `wasi:http` view of an invocation; deny-all state when no plugin prepared one.
 pub(crate) fn view(ctx: &mut InvocationCtx) -> WasiHttpCtxView<'_> {
+    let caller = ctx.remote_call().cloned();
     let (table, extensions) = ctx.table_and_extensions();
-    let state = extensions.get_or_insert_with(|| HttpState::new(Arc::default()));
+    let state = extensions.get_or_insert_with(HttpState::deny_all);
+    state.hooks.caller = caller;
     WasiHttpCtxView {
         ctx: &mut state.ctx,
         table,
@@ -107,13 +159,13 @@ pub(crate) fn view(ctx: &mut InvocationCtx) -> WasiHttpCtxView<'_> {
 }
 
 /// Links `wasi:http/types`.
-pub(crate) fn add_types_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Result<()> {
+pub fn add_types_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Result<()> {
     use wasmtime_wasi_http::p2::bindings::{LinkOptions, http::types};
     types::add_to_linker::<_, WasiHttp>(linker, &LinkOptions::default().into(), view)
 }
 
-/// Links `wasi:http/outgoing-handler`.
-pub(crate) fn add_outgoing_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Result<()> {
+/// Links `wasi:http/outgoing-handler`: requests go to the invocation's [`OutgoingSender`].
+pub fn add_outgoing_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Result<()> {
     use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
     outgoing_handler::add_to_linker::<_, WasiHttp>(linker, view)
 }

@@ -3,6 +3,8 @@
 //! `allowed_hosts=host1,host2:port` (a host without a port allows every port). A request to
 //! any other host fails with `error-code.http-request-denied`, which the guest sees as an
 //! error value.
+use std::collections::BTreeMap;
+
 use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin};
 use wasmtime::component::Linker;
 
@@ -26,6 +28,12 @@ impl HttpClientPlugin {
     }
 }
 
+/// The hosts a binding's (or a link's) `config` allows.
+pub fn allowed_hosts(config: &BTreeMap<String, String>) -> Result<AllowedHosts, AllowedHostsError> {
+    let list = config.get("allowed_hosts").map_or("", String::as_str);
+    AllowedHosts::parse(list).map_err(AllowedHostsError)
+}
+
 #[async_trait::async_trait]
 impl Plugin for HttpClientPlugin {
     fn id(&self) -> &str {
@@ -40,11 +48,7 @@ impl Plugin for HttpClientPlugin {
     }
 
     async fn bind(&self, binding: &Binding) -> anyhow::Result<()> {
-        let list = binding
-            .config
-            .get("allowed_hosts")
-            .map_or("", String::as_str);
-        let allowed = AllowedHosts::parse(list).map_err(AllowedHostsError)?;
+        let allowed = allowed_hosts(&binding.config)?;
         self.allowed.insert(&binding.component_id, allowed);
         Ok(())
     }

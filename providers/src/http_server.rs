@@ -472,7 +472,7 @@ impl Plugin for HttpServerPlugin {
 
     /// Deny-all outgoing state unless the http-client plugin prepared the component's own.
     fn prepare(&self, _component_id: &str, extensions: &mut Extensions) -> anyhow::Result<()> {
-        extensions.get_or_insert_with(|| HttpState::new(Arc::default()));
+        extensions.get_or_insert_with(HttpState::deny_all);
         Ok(())
     }
 }

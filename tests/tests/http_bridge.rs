@@ -61,8 +61,17 @@ async fn count_handle_calls(
     nc: &nats::Client,
     component: &str,
 ) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    count_handle_calls_on(nc, component, HANDLE_SUBJECT).await
+}
+
+/// Counts the invocations published on `{lattice}.{target}.{subject}`.
+async fn count_handle_calls_on(
+    nc: &nats::Client,
+    target: &str,
+    subject: &str,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
     let mut calls = nc
-        .subscribe(format!("{LATTICE}.{component}.{HANDLE_SUBJECT}"))
+        .subscribe(format!("{LATTICE}.{target}.{subject}"))
         .await
         .unwrap();
     registered(nc).await;
@@ -320,7 +329,11 @@ async fn http_server_on_one_host_serves_a_component_on_another() {
     })
     .await;
     let counts = (calls.load(Ordering::SeqCst), traffic.load(Ordering::SeqCst));
-    assert_eq!(counts, (4, 4), "(handle calls, messages on web's wRPC subjects)");
+    assert_eq!(
+        counts,
+        (4, 4),
+        "(handle calls, messages on web's wRPC subjects)"
+    );
 
     // The component arrives on the front host: requests stay in-process there.
     scale(&client, &front, "web", 1).await;
@@ -344,4 +357,200 @@ async fn http_server_on_one_host_serves_a_component_on_another() {
 
     front.stop(None).await.unwrap();
     back.stop(None).await.unwrap();
+}
+
+const FETCH_PROBE: &str = "trellis:providers/fetch-probe@0.1.0";
+const OUTGOING_SUBJECT: &str = "wrpc.0.0.1.wrpc:http/outgoing-handler@0.1.0.handle";
+
+/// A loopback HTTP/1.1 server answering each of `connections` requests with `body` and the
+/// request's `x-trace` header echoed back, so a test sees the request headers arrive.
+async fn payload_server(connections: usize, body: Bytes) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..connections {
+            let Ok(Ok((mut stream, _))) =
+                tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
+            else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let host = head
+                .lines()
+                .find_map(|line| line.strip_prefix("host: "))
+                .unwrap_or("none")
+                .to_string();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-host: {host}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.write_all(&body).await;
+        }
+    });
+    address
+}
+
+async fn fetch(host: &LatticeHost, url: &str) -> Result<String, String> {
+    use wasmtime::component::Val;
+    let results = host
+        .runtime()
+        .invoke(
+            "fetcher",
+            FETCH_PROBE,
+            "get",
+            &[Val::String(url.into())],
+            None,
+        )
+        .await
+        .expect("the fetcher answers");
+    match &results[0] {
+        Val::Result(Ok(Some(text))) => match &**text {
+            Val::String(text) => Ok(text.clone()),
+            other => panic!("unexpected {other:?}"),
+        },
+        Val::Result(Err(Some(text))) => match &**text {
+            Val::String(text) => Err(text.clone()),
+            other => panic!("unexpected {other:?}"),
+        },
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_client_off_sends_through_another_hosts_http_client_provider() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let without_client = LatticeHost::start(HostConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        heartbeat_interval: Duration::from_secs(5),
+        rpc_timeout: Duration::from_secs(5),
+        builtins: trellis_host::parse_switches(["http-client=off"]).unwrap(),
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting the host");
+    let with_client = start_host(&server).await;
+
+    let ack = client
+        .scale_component(
+            without_client.host_id(),
+            &component_ref("fetcher"),
+            "fetcher",
+            1,
+            None,
+            vec![],
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("the fetcher running", || async {
+        without_client
+            .runtime()
+            .component("fetcher")
+            .await
+            .map(drop)
+    })
+    .await;
+    let ack = client
+        .start_provider(
+            with_client.host_id(),
+            "trellis+builtin://http-client",
+            "httpclient",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+
+    // Several chunks of body, so that the response streams back over NATS.
+    let body: Bytes = (0..300_000)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let allowed = payload_server(8, body.clone()).await;
+    let denied = payload_server(1, body.clone()).await;
+    let ack = client
+        .put_config(
+            "fetch-allowed",
+            std::collections::HashMap::from([("allowed_hosts".to_string(), allowed.to_string())]),
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let link = Link::builder()
+        .source_id("fetcher")
+        .target("httpclient")
+        .name("default")
+        .wit_namespace("wasi")
+        .wit_package("http")
+        .interfaces(vec!["outgoing-handler".into()])
+        .source_config(vec!["fetch-allowed".into()])
+        .build()
+        .unwrap();
+    let ack = client.put_link(link).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+
+    let traffic = count_wrpc_messages(&nc, LATTICE, "httpclient").await;
+    let calls = count_handle_calls_on(&nc, "httpclient", OUTGOING_SUBJECT).await;
+    let text = eventually("the link to reach the fetcher's host", || async {
+        fetch(&without_client, &format!("http://{allowed}/page?q=1"))
+            .await
+            .ok()
+    })
+    .await;
+    let expected = format!("200 {}", String::from_utf8_lossy(&body));
+    assert!(
+        text == expected,
+        "fetched {} bytes: {:?}…",
+        text.len(),
+        &text[..40.min(text.len())]
+    );
+
+    // The provider's host enforces the link's allowed hosts: a denial the guest sees.
+    let refused = fetch(&without_client, &format!("http://{denied}/")).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("HttpRequestDenied")),
+        "{refused:?}"
+    );
+    eventually("both requests over wRPC", || async {
+        (calls.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), traffic.load(Ordering::SeqCst));
+
+    // Without the link, the request fails at once, naming what is missing.
+    let ack = client
+        .delete_link("fetcher", "default", "wasi", "http")
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let missing = eventually("the link deletion to arrive", || async {
+        fetch(&without_client, &format!("http://{allowed}/"))
+            .await
+            .err()
+            .filter(|error| error.contains("link"))
+    })
+    .await;
+    assert!(
+        missing.contains("`fetcher` has no `default` link"),
+        "{missing}"
+    );
+
+    without_client.stop(None).await.unwrap();
+    with_client.stop(None).await.unwrap();
 }

@@ -9,8 +9,8 @@
 //! Method, path with query, scheme, authority, headers, body and trailers cross both ways;
 //! bodies stream chunk by chunk ([`body`]); errors map to `wasi:http/types.error-code`.
 
-mod body;
-mod convert;
+pub(crate) mod body;
+pub(crate) mod convert;
 pub mod forward;
 pub mod routes;
 pub mod serve;

@@ -12,17 +12,21 @@
 //! | component import | wRPC instance | module |
 //! |---|---|---|
 //! | `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft` | `wrpc:keyvalue/{store,atomics,batch}@0.2.0-draft` | [`keyvalue`] |
+//! | `wasi:http/outgoing-handler@0.2.x` | `wrpc:http/outgoing-handler@0.1.0` | [`outgoing_http`] |
 
 pub mod keyvalue;
+pub mod outgoing_http;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::task::JoinSet;
 use trellis_runtime::Plugin;
+use wrpc_transport_nats::NatsContext;
 
-use crate::builtins::{Builtin, BuiltinRef};
-use crate::rpc::Lattice;
+use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
+use crate::plugin_config;
+use crate::rpc::{DEFAULT_LINK, Lattice};
 use crate::state::HostState;
 
 /// The plugins that forward the interfaces of switched-off built-ins to the lattice.
@@ -30,6 +34,11 @@ pub fn fallback_plugins(enabled: &BTreeSet<Builtin>, lattice: &Lattice) -> Vec<A
     let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
     if !enabled.contains(&Builtin::Keyvalue) {
         plugins.push(Arc::new(keyvalue::KeyvalueOverLattice::new(
+            lattice.clone(),
+        )));
+    }
+    if !enabled.contains(&Builtin::HttpClient) {
+        plugins.push(Arc::new(outgoing_http::OutgoingHttpOverLattice::new(
             lattice.clone(),
         )));
     }
@@ -57,7 +66,56 @@ pub async fn serve_provider(
 ) -> anyhow::Result<Option<ProviderServer>> {
     let tasks = match builtin.builtin {
         Builtin::Keyvalue => keyvalue::serve(state, provider_id).await?,
+        Builtin::HttpClient => outgoing_http::serve(state, provider_id).await?,
         _ => return Ok(None),
     };
     Ok(Some(ProviderServer { tasks }))
+}
+
+/// The plugin config of the link through which the caller of `cx` (its `source-id` header)
+/// reaches built-in provider `provider_id` for `wasi:{wit_package}`, named by the `link-name`
+/// header (`default` when absent): what the in-process binding would get, so a component gets
+/// the same behaviour wherever it runs. The error says why there is none.
+pub(crate) fn caller_config(
+    state: &Weak<HostState>,
+    provider_id: &str,
+    cx: &NatsContext,
+    wit_package: &str,
+) -> Result<ConfigMap, String> {
+    let header = |key: &str| {
+        cx.headers
+            .as_ref()
+            .and_then(|headers| headers.get(key))
+            .map(|value| value.as_str().to_string())
+    };
+    let source = header("source-id")
+        .ok_or("the call has no `source-id` header: callers must say who they are")?;
+    let link_name = header("link-name").unwrap_or_else(|| DEFAULT_LINK.to_string());
+    let state = state.upgrade().ok_or("the host is stopping")?;
+    let provider = state
+        .providers
+        .get(provider_id)
+        .ok_or_else(|| format!("provider `{provider_id}` stopped"))?;
+    let link = state
+        .links
+        .links()
+        .into_iter()
+        .find(|link| {
+            link.source_id == source
+                && link.target == provider_id
+                && link.name == link_name
+                && link.wit_namespace == "wasi"
+                && link.wit_package == wit_package
+        })
+        .ok_or_else(|| {
+            format!(
+                "component `{source}` has no `{link_name}` link to {wit_package} provider `{provider_id}`"
+            )
+        })?;
+    Ok(plugin_config::link_config(
+        &state,
+        &provider,
+        &link.source_config,
+        &link.target_config,
+    ))
 }

@@ -2,10 +2,9 @@
 //! `wrpc:keyvalue/{store,atomics,batch}@0.2.0-draft` on `{lattice}.{P}.wrpc.0.0.1.…`, queue
 //! group `{lattice}.{P}`, as wasmCloud's keyvalue providers do.
 //!
-//! A caller is identified by its `source-id` header; the link from it to `P` (named by the
-//! `link-name` header, `default` when absent) selects its backend and bucket exactly as the
-//! in-process binding does ([`crate::plugin_config::link_config`]), so a component gets the same
-//! results wherever it runs. A caller without such a link gets `error::other` saying so.
+//! The caller's link to `P` selects its backend and bucket exactly as the in-process binding
+//! does ([`crate::translated::caller_config`]), so a component gets the same results wherever
+//! it runs. A caller without such a link gets `error::other` saying so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -19,9 +18,8 @@ use wrpc_transport_nats::NatsContext;
 
 use super::wrpc_bindings::exports::wrpc::keyvalue::{atomics, batch, store};
 use crate::builtins::ConfigMap;
-use crate::plugin_config;
-use crate::rpc::DEFAULT_LINK;
 use crate::state::HostState;
+use crate::translated::caller_config;
 
 /// Subscribes provider `provider_id`'s keyvalue functions; each call runs on its own task.
 pub async fn serve(state: &Arc<HostState>, provider_id: &str) -> anyhow::Result<JoinSet<()>> {
@@ -93,43 +91,7 @@ fn remote_error(error: KvError) -> store::Error {
 impl KvHandler {
     /// The bucket `name` as the caller of `cx` may open it, per its link to this provider.
     async fn bucket(&self, cx: &NatsContext, name: &str) -> Result<KvBucket, store::Error> {
-        let header = |key: &str| {
-            cx.headers
-                .as_ref()
-                .and_then(|headers| headers.get(key))
-                .map(|value| value.as_str().to_string())
-        };
-        let source = header("source-id").ok_or_else(|| {
-            other("the call has no `source-id` header: callers must say who they are".into())
-        })?;
-        let link_name = header("link-name").unwrap_or_else(|| DEFAULT_LINK.to_string());
-        let state = self
-            .state
-            .upgrade()
-            .ok_or_else(|| other("the host is stopping".into()))?;
-        let provider = state
-            .providers
-            .get(&self.provider)
-            .ok_or_else(|| other(format!("keyvalue provider `{}` stopped", self.provider)))?;
-        let link = state
-            .links
-            .links()
-            .into_iter()
-            .find(|link| {
-                link.source_id == source
-                    && link.target == *self.provider
-                    && link.name == link_name
-                    && link.wit_namespace == "wasi"
-                    && link.wit_package == "keyvalue"
-            })
-            .ok_or_else(|| {
-                other(format!(
-                    "component `{source}` has no `{link_name}` link to keyvalue provider `{}`",
-                    self.provider
-                ))
-            })?;
-        let config =
-            plugin_config::link_config(&state, &provider, &link.source_config, &link.target_config);
+        let config = caller_config(&self.state, &self.provider, cx, "keyvalue").map_err(other)?;
         let cached = self.access.lock().unwrap().get(&config).cloned();
         let access = match cached {
             Some(access) => access,

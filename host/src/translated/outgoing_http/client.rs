@@ -1,0 +1,199 @@
+//! The client half: with the http-client built-in switched off, a component's outgoing requests
+//! go to the target of its `wasi:http/outgoing-handler` link as `wrpc:http/outgoing-handler`
+//! calls. The component keeps wasmtime-wasi-http's own `wasi:http/types`; only sending changes.
+//!
+//! Anything that keeps a request from being answered (no link, nobody serving the target, a
+//! transport failure, no response head within the rpc timeout) reaches the guest as an
+//! `error-code` saying why, never as a trap or a hang.
+
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use http_body_util::BodyExt as _;
+use trellis_providers::http::{
+    HttpState, OutgoingSender, add_outgoing_to_linker, add_types_to_linker,
+};
+use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::p2::HttpResult;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{
+    HostFutureIncomingResponse, IncomingResponse, OutgoingRequestConfig,
+};
+
+use super::INTERFACE;
+use crate::http_bridge::body;
+use crate::http_bridge::convert::{
+    error_code_from_wire, fields_from_headers, headers_from_fields, method_from_http,
+};
+use crate::rpc::Lattice;
+use crate::wrpc_http::wrpc::http::outgoing_handler;
+use crate::wrpc_http::wrpc::http::types::{Request, RequestOptions, Response, Scheme};
+
+/// Serves `wasi:http/outgoing-handler` (and `wasi:http/types`) by sending over the lattice.
+pub struct OutgoingHttpOverLattice {
+    sender: Arc<LatticeSender>,
+}
+
+impl OutgoingHttpOverLattice {
+    pub fn new(lattice: Lattice) -> Self {
+        Self {
+            sender: Arc::new(LatticeSender { lattice }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugin for OutgoingHttpOverLattice {
+    fn id(&self) -> &str {
+        "http-client-over-lattice"
+    }
+
+    fn imports(&self) -> Vec<InterfaceName> {
+        ["wasi:http/outgoing-handler", "wasi:http/types"]
+            .iter()
+            .map(|name| InterfaceName::parse(name).expect("valid name"))
+            .collect()
+    }
+
+    /// Nothing to keep: the link is looked up at each request, as links change.
+    async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn unbind(&self, _component_id: &str) {}
+
+    fn add_to_linker(
+        &self,
+        linker: &mut Linker<InvocationCtx>,
+        interface: &InterfaceName,
+    ) -> anyhow::Result<()> {
+        match interface.interface.as_str() {
+            "outgoing-handler" => add_outgoing_to_linker(linker)?,
+            "types" => add_types_to_linker(linker)?,
+            other => anyhow::bail!("outgoing HTTP over the lattice does not serve `{other}`"),
+        }
+        Ok(())
+    }
+
+    /// Replaces whatever another HTTP plugin prepared: this plugin is the one that sends.
+    fn prepare(&self, _component_id: &str, extensions: &mut Extensions) -> anyhow::Result<()> {
+        extensions.insert(HttpState::new(self.sender.clone()));
+        Ok(())
+    }
+}
+
+/// Sends each request to the caller's link target.
+struct LatticeSender {
+    lattice: Lattice,
+}
+
+impl OutgoingSender for LatticeSender {
+    fn send(
+        &self,
+        caller: Option<&RemoteCall>,
+        request: http::Request<HyperOutgoingBody>,
+        config: OutgoingRequestConfig,
+    ) -> HttpResult<HostFutureIncomingResponse> {
+        let internal = |message: String| ErrorCode::InternalError(Some(message));
+        let caller =
+            caller.ok_or_else(|| internal("this host has no lattice to send on".into()))?;
+        let (target, link_name) = self
+            .lattice
+            .route(caller, INTERFACE)
+            .map_err(|error| internal(error.to_string()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("source-id", &*caller.caller);
+        headers.insert("link-name", link_name);
+        let lattice = self.lattice.clone();
+        let between_bytes_timeout = config.between_bytes_timeout;
+        let (request, options) = request_to_wire(request, &config);
+        let exchange = async move {
+            let timeout = lattice.timeout;
+            let failed = |error: anyhow::Error| {
+                internal(format!(
+                    "outgoing HTTP via `{target}` over the lattice failed: {error:#}"
+                ))
+            };
+            let client = lattice.client(&target).await.map_err(failed)?;
+            // Bounds the wait for the response head; bodies take as long as they take.
+            let answer = tokio::time::timeout(
+                timeout,
+                outgoing_handler::handle(&client, Some(headers), request, Some(options)),
+            );
+            let (result, io) = match answer.await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(error)) => return Err(failed(error)),
+                Err(_) => {
+                    return Err(internal(format!(
+                        "outgoing HTTP target `{target}` did not answer within {timeout:?}"
+                    )));
+                }
+            };
+            // Sends the request body and receives the response body; kept alive with the
+            // response (dropping the worker aborts it).
+            let worker = io.map(|io| {
+                wasmtime_wasi::runtime::spawn(async move {
+                    if let Err(error) = io.await {
+                        tracing::debug!(%target, "wRPC outgoing HTTP body transfer ended: {error:#}");
+                    }
+                })
+            });
+            let response = response_from_wire(result.map_err(error_code_from_wire)?)?;
+            Ok(IncomingResponse {
+                resp: response,
+                worker,
+                between_bytes_timeout,
+            })
+        };
+        Ok(HostFutureIncomingResponse::pending(
+            wasmtime_wasi::runtime::spawn(async move { Ok(exchange.await) }),
+        ))
+    }
+}
+
+/// Nanoseconds, as `wasi:clocks` durations travel.
+fn nanos(duration: std::time::Duration) -> Option<u64> {
+    u64::try_from(duration.as_nanos()).ok()
+}
+
+fn request_to_wire(
+    request: http::Request<HyperOutgoingBody>,
+    config: &OutgoingRequestConfig,
+) -> (Request, RequestOptions) {
+    let (parts, body) = request.into_parts();
+    let (body, trailers) = body::to_wire(body.boxed_unsync());
+    let scheme = match parts.uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") | None => Scheme::Http,
+        Some(other) => Scheme::Other(other.to_string()),
+    };
+    let request = Request {
+        body,
+        trailers,
+        method: method_from_http(&parts.method),
+        path_with_query: parts.uri.path_and_query().map(|p| p.as_str().to_string()),
+        scheme: Some(scheme),
+        authority: parts.uri.authority().map(|a| a.to_string()),
+        headers: fields_from_headers(&parts.headers),
+    };
+    let options = RequestOptions {
+        connect_timeout: nanos(config.connect_timeout),
+        first_byte_timeout: nanos(config.first_byte_timeout),
+        between_bytes_timeout: nanos(config.between_bytes_timeout),
+    };
+    (request, options)
+}
+
+fn response_from_wire(response: Response) -> Result<http::Response<body::Body>, ErrorCode> {
+    let headers = headers_from_fields(response.headers)
+        .map_err(|invalid| ErrorCode::InternalError(Some(format!("response {invalid}"))))?;
+    let status = http::StatusCode::from_u16(response.status).map_err(|_| {
+        ErrorCode::InternalError(Some(format!("invalid response status {}", response.status)))
+    })?;
+    let mut converted = http::Response::new(body::from_wire(response.body, response.trailers));
+    *converted.status_mut() = status;
+    *converted.headers_mut() = headers;
+    Ok(converted)
+}
