@@ -1,4 +1,5 @@
-//! Serves components' `wasi:http/incoming-handler` exports over HTTP/1.1 with hyper.
+//! Serves components' `wasi:http/incoming-handler` exports over HTTP/1.1 and cleartext HTTP/2
+//! (prior knowledge) with hyper.
 //!
 //! Each bound component gets a route from its binding config (as the wasmCloud http-server
 //! provider's link config names them):
@@ -37,7 +38,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 use trellis_runtime::{Binding, ComponentHandle, Extensions, InterfaceName, InvocationCtx, Plugin};
 use wasmtime::component::Linker;
@@ -332,9 +334,15 @@ async fn accept_loop(
                             let routes = routes.clone();
                             async move { Ok::<_, Infallible>(dispatch(&routes, request).await) }
                         });
-                        let served = hyper::server::conn::http1::Builder::new()
+                        // HTTP/1.1, or HTTP/2 when the client starts with its preface
+                        // (cleartext, prior knowledge: there is no TLS to negotiate it).
+                        let mut builder = auto::Builder::new(TokioExecutor::new());
+                        builder
+                            .http1()
                             .timer(TokioTimer::new())
-                            .header_read_timeout(HEADER_READ_TIMEOUT)
+                            .header_read_timeout(HEADER_READ_TIMEOUT);
+                        builder.http2().timer(TokioTimer::new());
+                        let served = builder
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
                         if let Err(error) = served {

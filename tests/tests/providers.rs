@@ -669,6 +669,38 @@ async fn send(
         .expect("HTTP exchange within 30 s")
 }
 
+/// One HTTP/2 request (cleartext, prior knowledge) with an empty body; the authority travels
+/// in the URI, as `:authority`.
+async fn send_h2(port: u16, authority: &str, path: &str) -> (http::StatusCode, bytes::Bytes) {
+    use http_body_util::BodyExt as _;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .uri(format!("http://{authority}{path}"))
+            .body(empty())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        let status = response.status();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("HTTP/2 exchange within 30 s")
+}
+
 fn empty() -> http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible> {
     use http_body_util::BodyExt as _;
     http_body_util::Empty::new().boxed()
@@ -702,6 +734,10 @@ async fn http_server_routes_streams_and_survives_traps() {
     }
     let (status, _) = send(port, "GET", "c.test", "/other", empty()).await;
     assert_eq!(status, 404);
+    // HTTP/2 on the same listener, routed the same way.
+    let (status, body) = send_h2(port, "b.test", "/h2").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, &b"hello from b at /h2"[..]);
 
     // A 10 MiB body streams in (chunked, in 64 KiB frames) and back out.
     use http_body_util::BodyExt as _;
