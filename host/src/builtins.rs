@@ -233,6 +233,9 @@ pub struct Plugins {
     pub config: Option<Arc<ConfigPlugin>>,
     /// The keyvalue plugin, when on: a keyvalue provider started here serves the lattice with it.
     pub keyvalue: Option<Arc<KeyvaluePlugin>>,
+    /// The blobstore plugin, when on: a blobstore provider started here serves the lattice with
+    /// it.
+    pub blobstore: Option<Arc<BlobstorePlugin>>,
     /// The HTTP server, when on: links from http-server providers started here give it routes.
     pub http_server: Option<Arc<HttpServerPlugin>>,
     pub all: Vec<Arc<dyn Plugin>>,
@@ -251,6 +254,7 @@ impl Plugins {
         let mut all: Vec<Arc<dyn Plugin>> = Vec::new();
         let mut config = None;
         let mut keyvalue = None;
+        let mut blobstore = None;
         let mut http_server = None;
         for builtin in enabled {
             let plugin: Arc<dyn Plugin> = match builtin {
@@ -265,7 +269,11 @@ impl Plugins {
                     keyvalue = Some(plugin.clone());
                     plugin
                 }
-                Builtin::Blobstore => Arc::new(BlobstorePlugin::new()),
+                Builtin::Blobstore => {
+                    let plugin = Arc::new(BlobstorePlugin::new());
+                    blobstore = Some(plugin.clone());
+                    plugin
+                }
                 Builtin::HttpClient => Arc::new(HttpClientPlugin::new()),
                 Builtin::HttpServer => {
                     let plugin = Arc::new(
@@ -285,6 +293,7 @@ impl Plugins {
             enabled: enabled.clone(),
             config,
             keyvalue,
+            blobstore,
             http_server,
             all,
         }
@@ -299,7 +308,8 @@ pub struct RunningProvider {
     pub builtin: BuiltinRef,
     /// Named config given at start: defaults for every link's plugin config.
     pub config: Vec<String>,
-    /// Its translated interfaces on the lattice (keyvalue); dropped with the last clone.
+    /// Its translated interfaces on the lattice (keyvalue, blobstore); dropped with the last
+    /// clone.
     pub _serving: Option<Arc<ProviderServer>>,
 }
 

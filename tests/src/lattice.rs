@@ -104,6 +104,23 @@ pub async fn record_wrpc_subjects(
     subjects
 }
 
+/// What `recorded` (from [`record_wrpc_subjects`]) holds once it has every subject of
+/// `expected`, or after [`LATTICE_WAIT`]: the recording subscription gets a call's message
+/// independently of the callee, so it may still be on its way when the call has returned.
+pub async fn subjects_when_seen(
+    recorded: &Mutex<BTreeSet<String>>,
+    expected: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let deadline = Instant::now() + LATTICE_WAIT;
+    loop {
+        let seen = recorded.lock().unwrap().clone();
+        if seen.is_superset(expected) || Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every lattice event seen since [`EventLog::record`], as (name, data), for tests that wait for
 /// one event or count them.
 #[derive(Clone, Default)]

@@ -14,7 +14,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{ctl_client, eventually, record_wrpc_subjects, registered};
+use trellis_tests::lattice::{
+    ctl_client, eventually, record_wrpc_subjects, registered, subjects_when_seen,
+};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
@@ -555,7 +557,8 @@ async fn keyvalue_off_reaches_a_keyvalue_provider_on_another_host_by_translated_
         in_process,
         "the same transcript over the lattice as in-process"
     );
-    assert_eq!(*subjects.lock().unwrap(), translated_subjects("kv"));
+    let expected = translated_subjects("kv");
+    assert_eq!(subjects_when_seen(&subjects, &expected).await, expected);
 
     let rounds = 200;
     let remote = median_increment(&host_a, "counter-a", "lattice-counts", rounds).await;
@@ -779,4 +782,547 @@ async fn messaging_builtin_publishes_requests_and_serves_linked_subscriptions() 
     assert_eq!(consumer.1, ImportRoute::Remote);
     off.stop(None).await.unwrap();
     host.stop(None).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// blobstore over wrpc:blobstore
+
+const BLOB_PROBE: &str = "trellis:providers/blob-probe@0.1.0";
+
+/// Runs the blob probe's `function` on component `id`: the `ok` payload, or the error the
+/// guest saw (an invocation that traps is an error too).
+async fn blob(host: &LatticeHost, id: &str, function: &str, params: &[Val]) -> Result<Val, String> {
+    let mut out = host
+        .runtime()
+        .invoke(id, BLOB_PROBE, function, params, None)
+        .await
+        .map_err(|e| format!("trap: {e:#}"))?;
+    match out.remove(0) {
+        Val::Result(Ok(payload)) => Ok(payload.map_or(Val::Bool(true), |p| *p)),
+        Val::Result(Err(Some(error))) => match *error {
+            Val::String(text) => Err(text),
+            other => panic!("unexpected error {other:?}"),
+        },
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn byte_vals(data: &[u8]) -> Val {
+    Val::List(data.iter().map(|b| Val::U8(*b)).collect())
+}
+
+async fn blob_write(
+    host: &LatticeHost,
+    id: &str,
+    at: (&str, &str),
+    data: &[u8],
+) -> Result<(), String> {
+    let params = [
+        Val::String(at.0.into()),
+        Val::String(at.1.into()),
+        byte_vals(data),
+    ];
+    blob(host, id, "write", &params).await.map(drop)
+}
+
+async fn blob_read(host: &LatticeHost, id: &str, at: (&str, &str)) -> Result<Vec<u8>, String> {
+    let params = [Val::String(at.0.into()), Val::String(at.1.into())];
+    match blob(host, id, "read", &params).await? {
+        Val::List(items) => Ok(items
+            .iter()
+            .map(|item| match item {
+                Val::U8(b) => *b,
+                other => panic!("not a byte: {other:?}"),
+            })
+            .collect()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn blob_list(host: &LatticeHost, id: &str, container: &str) -> Result<Vec<String>, String> {
+    match blob(host, id, "list-names", &[Val::String(container.into())]).await? {
+        Val::List(items) => Ok(items
+            .iter()
+            .map(|item| match item {
+                Val::String(s) => s.clone(),
+                other => panic!("not a string: {other:?}"),
+            })
+            .collect()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn blob_delete(host: &LatticeHost, id: &str, at: (&str, &str)) -> Result<(), String> {
+    let params = [Val::String(at.0.into()), Val::String(at.1.into())];
+    blob(host, id, "delete", &params).await.map(drop)
+}
+
+/// 1.5 MiB that no chunking lines up with.
+fn big_object() -> Vec<u8> {
+    (0..(3 << 19) as u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// Drives component `id` through everything the probe does, in container `photos`, asserting
+/// each answer: writes (a small object and a multi-chunk one), reads back, lists, deletes, and
+/// names that try to escape or do not exist. Returns how long the big write and read took.
+async fn drive_blobs(host: &LatticeHost, id: &str) -> (Duration, Duration) {
+    let big = big_object();
+    blob_write(host, id, ("photos", "c.txt"), b"see")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    blob_write(host, id, ("photos", "big/data.bin"), &big)
+        .await
+        .unwrap();
+    let wrote = started.elapsed();
+    let started = Instant::now();
+    let read = blob_read(host, id, ("photos", "big/data.bin"))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        read == big,
+        "read {} bytes back, not the {} written",
+        read.len(),
+        big.len()
+    );
+    assert_eq!(
+        blob_read(host, id, ("photos", "c.txt")).await.unwrap(),
+        b"see"
+    );
+    assert_eq!(
+        blob_list(host, id, "photos").await.unwrap(),
+        ["big/data.bin", "c.txt"]
+    );
+    blob_delete(host, id, ("photos", "c.txt")).await.unwrap();
+    assert_eq!(
+        blob_list(host, id, "photos").await.unwrap(),
+        ["big/data.bin"]
+    );
+    let missing = blob_read(host, id, ("photos", "c.txt")).await.unwrap_err();
+    assert_eq!(missing, "no object `c.txt` in container `photos`");
+    for (container, object) in [("photos", "../escaped.txt"), ("..", "escaped.txt")] {
+        let refused = blob_write(host, id, (container, object), b"x")
+            .await
+            .unwrap_err();
+        assert!(
+            refused.starts_with("invalid name"),
+            "{container} {object}: {refused}"
+        );
+    }
+    (wrote, took)
+}
+
+/// The `wrpc:blobstore/blobstore` functions a [`drive_blobs`] run calls, as subjects.
+fn blob_subjects(target: &str, version: &str) -> BTreeSet<String> {
+    [
+        "container-exists",
+        "create-container",
+        "get-container-info",
+        "write-container-data",
+        "get-object-info",
+        "get-container-data",
+        "list-container-objects",
+        "delete-object",
+    ]
+    .iter()
+    .map(|function| {
+        format!("{LATTICE}.{target}.wrpc.0.0.1.wrpc:blobstore/blobstore@{version}.{function}")
+    })
+    .collect()
+}
+
+/// Starts the blobstore built-in as provider `blobs` on `host`, storing in `root` for the
+/// components linked to it.
+async fn start_blobstore_provider(client: &Client, host: &LatticeHost, root: &std::path::Path) {
+    let ack = client
+        .start_provider(
+            host.host_id(),
+            "trellis+builtin://blobstore",
+            "blobs",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    put_config(
+        client,
+        "blobs-fs",
+        &[("backend", "fs"), ("root", root.to_str().unwrap())],
+    )
+    .await;
+}
+
+fn blob_link(source: &str, target: &str) -> Link {
+    link(
+        source,
+        target,
+        "wasi",
+        "blobstore",
+        &["blobstore"],
+        &[],
+        &["blobs-fs"],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobstore_off_reaches_a_blobstore_provider_on_another_host_by_translated_names() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let host_a = start_host(&server, &["blobstore=off"]).await;
+    let host_b = start_host(&server, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    start_blobstore_provider(&client, &host_b, dir.path()).await;
+    let subjects = record_wrpc_subjects(&nc, LATTICE, "blobs").await;
+
+    // On A the built-in is off: a stand-in implements the imports and calls the link target.
+    scale(&client, &host_a, "blob-a", "blob", &[]).await;
+    let routes = host_a.runtime().routes("blob-a").await.unwrap();
+    for interface in ["blobstore", "container", "types"] {
+        let prefix = format!("wasi:blobstore/{interface}");
+        let (_, route) = routes
+            .iter()
+            .find(|(import, _)| import.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} import"));
+        assert_eq!(*route, ImportRoute::Plugin("blobstore-over-lattice".into()));
+    }
+    let started = Instant::now();
+    let missing = blob_list(&host_a, "blob-a", "photos").await.unwrap_err();
+    assert!(
+        missing.contains("`blob-a` has no `default` link for `wasi:blobstore/blobstore`"),
+        "{missing}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let ack = client.put_link(blob_link("blob-a", "blobs")).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("A's link to `blobs` to be mirrored", || async {
+        blob_list(&host_a, "blob-a", "photos").await.ok()
+    })
+    .await;
+    let (remote_write, remote_read) = drive_blobs(&host_a, "blob-a").await;
+    // B stored them, in the directory its link config names.
+    let root = dir.path();
+    assert_eq!(
+        std::fs::read(root.join("photos/big/data.bin")).unwrap(),
+        big_object()
+    );
+    assert!(!root.join("photos/c.txt").exists());
+    assert!(!dir.path().parent().unwrap().join("escaped.txt").exists());
+    let expected = blob_subjects("blobs", "0.2.0");
+    assert_eq!(subjects_when_seen(&subjects, &expected).await, expected);
+
+    // A component on B linked to the same provider is served in-process, from the same store.
+    scale(&client, &host_b, "blob-b", "blob", &[]).await;
+    let ack = client.put_link(blob_link("blob-b", "blobs")).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let seen = eventually("B's link to `blobs` to bind", || async {
+        blob_read(&host_b, "blob-b", ("photos", "big/data.bin"))
+            .await
+            .ok()
+    })
+    .await;
+    assert!(seen == big_object(), "B reads what A wrote");
+    let calls_before = subjects.lock().unwrap().len();
+    let (local_write, local_read) = drive_blobs(&host_b, "blob-b").await;
+    assert_eq!(
+        subjects.lock().unwrap().len(),
+        calls_before,
+        "in-process on B: no new subjects"
+    );
+    println!(
+        "1.5 MiB object, write / read: wrpc:blobstore via NATS {remote_write:?} / {remote_read:?}, in-process {local_write:?} / {local_read:?}"
+    );
+
+    // A stopped provider stops serving: A's calls fail with the target named, not a hang.
+    let ack = client
+        .stop_provider(host_b.host_id(), "blobs")
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let stopped = eventually("calls to the stopped provider to fail", || async {
+        blob_list(&host_a, "blob-a", "photos").await.err()
+    })
+    .await;
+    assert!(stopped.contains("`blobs`"), "{stopped}");
+    host_a.stop(None).await.unwrap();
+    host_b.stop(None).await.unwrap();
+}
+
+/// A test-side `wrpc:blobstore/blobstore@0.1.0` server that serves only `@0.1.0`, as a provider
+/// from before `@0.2.0` would, by relaying every call to provider `blobs`' `@0.1.0` (under the
+/// caller's `legacy` link). Its bindings are generated here from the vendored WIT, not taken
+/// from the host.
+mod legacy {
+    use std::collections::BTreeSet;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+
+    use async_nats::HeaderMap;
+    use bytes::Bytes;
+    use futures::{Stream, StreamExt as _};
+    use tokio::task::JoinSet;
+    use wrpc_transport_nats::{Client, NatsContext};
+
+    use bindings::exports::wrpc::blobstore0_1_0::blobstore::{
+        ContainerMetadata, Handler, ObjectId, ObjectMetadata,
+    };
+    use bindings::wrpc::blobstore0_1_0::blobstore as provider;
+
+    mod bindings {
+        wit_bindgen_wrpc::generate!({
+            inline: "
+                package trellis:legacy-blobstore;
+
+                world legacy {
+                    import wrpc:blobstore/blobstore@0.1.0;
+                    export wrpc:blobstore/blobstore@0.1.0;
+                }
+            ",
+            path: "../wit",
+            generate_all,
+        });
+    }
+
+    type ByteStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+    type NameStream = Pin<Box<dyn Stream<Item = Vec<String>> + Send>>;
+    type Answer<T> = anyhow::Result<Result<T, String>>;
+
+    #[derive(Clone)]
+    struct Relay {
+        blobs: Client,
+        relayed: Arc<Mutex<BTreeSet<String>>>,
+    }
+
+    impl Relay {
+        /// Records `function`; the caller's identity, under the `legacy` link name.
+        fn headers(&self, function: &str, cx: &NatsContext) -> Option<HeaderMap> {
+            self.relayed.lock().unwrap().insert(function.to_string());
+            let source = cx
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("source-id"))
+                .unwrap();
+            let mut headers = HeaderMap::new();
+            headers.insert("source-id", source.as_str());
+            headers.insert("link-name", "legacy");
+            Some(headers)
+        }
+    }
+
+    impl Handler<NatsContext> for Relay {
+        async fn clear_container(&self, cx: NatsContext, name: String) -> Answer<()> {
+            let headers = self.headers("clear-container", &cx);
+            provider::clear_container(&self.blobs, headers, &name).await
+        }
+
+        async fn container_exists(&self, cx: NatsContext, name: String) -> Answer<bool> {
+            let headers = self.headers("container-exists", &cx);
+            provider::container_exists(&self.blobs, headers, &name).await
+        }
+
+        async fn create_container(&self, cx: NatsContext, name: String) -> Answer<()> {
+            let headers = self.headers("create-container", &cx);
+            provider::create_container(&self.blobs, headers, &name).await
+        }
+
+        async fn delete_container(&self, cx: NatsContext, name: String) -> Answer<()> {
+            let headers = self.headers("delete-container", &cx);
+            provider::delete_container(&self.blobs, headers, &name).await
+        }
+
+        async fn get_container_info(
+            &self,
+            cx: NatsContext,
+            name: String,
+        ) -> Answer<ContainerMetadata> {
+            let headers = self.headers("get-container-info", &cx);
+            provider::get_container_info(&self.blobs, headers, &name).await
+        }
+
+        async fn list_container_objects(
+            &self,
+            cx: NatsContext,
+            name: String,
+            limit: Option<u64>,
+            offset: Option<u64>,
+        ) -> Answer<NameStream> {
+            let headers = self.headers("list-container-objects", &cx);
+            let (answer, io) =
+                provider::list_container_objects(&self.blobs, headers, &name, limit, offset)
+                    .await?;
+            if let Some(io) = io {
+                tokio::spawn(io);
+            }
+            Ok(answer)
+        }
+
+        async fn copy_object(&self, cx: NatsContext, src: ObjectId, dest: ObjectId) -> Answer<()> {
+            let headers = self.headers("copy-object", &cx);
+            provider::copy_object(&self.blobs, headers, &src, &dest).await
+        }
+
+        async fn delete_object(&self, cx: NatsContext, id: ObjectId) -> Answer<()> {
+            let headers = self.headers("delete-object", &cx);
+            provider::delete_object(&self.blobs, headers, &id).await
+        }
+
+        async fn delete_objects(
+            &self,
+            cx: NatsContext,
+            container: String,
+            objects: Vec<String>,
+        ) -> Answer<()> {
+            let headers = self.headers("delete-objects", &cx);
+            let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
+            provider::delete_objects(&self.blobs, headers, &container, &objects).await
+        }
+
+        async fn get_container_data(
+            &self,
+            cx: NatsContext,
+            id: ObjectId,
+            start: u64,
+            end: u64,
+        ) -> Answer<ByteStream> {
+            let headers = self.headers("get-container-data", &cx);
+            let (answer, io) =
+                provider::get_container_data(&self.blobs, headers, &id, start, end).await?;
+            if let Some(io) = io {
+                tokio::spawn(io);
+            }
+            Ok(answer)
+        }
+
+        async fn get_object_info(&self, cx: NatsContext, id: ObjectId) -> Answer<ObjectMetadata> {
+            let headers = self.headers("get-object-info", &cx);
+            provider::get_object_info(&self.blobs, headers, &id).await
+        }
+
+        async fn has_object(&self, cx: NatsContext, id: ObjectId) -> Answer<bool> {
+            let headers = self.headers("has-object", &cx);
+            provider::has_object(&self.blobs, headers, &id).await
+        }
+
+        async fn move_object(&self, cx: NatsContext, src: ObjectId, dest: ObjectId) -> Answer<()> {
+            let headers = self.headers("move-object", &cx);
+            provider::move_object(&self.blobs, headers, &src, &dest).await
+        }
+
+        async fn write_container_data(
+            &self,
+            cx: NatsContext,
+            id: ObjectId,
+            data: ByteStream,
+        ) -> Answer<()> {
+            let headers = self.headers("write-container-data", &cx);
+            let (answer, io) =
+                provider::write_container_data(&self.blobs, headers, &id, data).await?;
+            if let Some(io) = io {
+                io.await?;
+            }
+            Ok(answer)
+        }
+    }
+
+    /// Serves the relay as `{lattice}.legacy` until the tasks are dropped; the set fills with
+    /// the functions it relayed.
+    pub async fn serve(
+        nats_url: &str,
+        lattice: &str,
+    ) -> (JoinSet<()>, Arc<Mutex<BTreeSet<String>>>) {
+        let nc = async_nats::connect(nats_url).await.unwrap();
+        let blobs = Client::new(nc.clone(), format!("{lattice}.blobs"), None)
+            .await
+            .unwrap();
+        let relay = Relay {
+            blobs,
+            relayed: Arc::default(),
+        };
+        let relayed = relay.relayed.clone();
+        let prefix = format!("{lattice}.legacy");
+        let wrpc = Client::new(nc, prefix.clone(), Some(prefix.into()))
+            .await
+            .unwrap();
+        // On a thread with a larger stack: unoptimized, polling the generated subscription of
+        // fourteen functions takes a frame larger than a test thread's stack.
+        let runtime = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .stack_size(16 << 20)
+            .spawn(move || {
+                let subscribed = runtime.block_on(bindings::serve(&wrpc, relay)).unwrap();
+                tx.send(subscribed).ok();
+            })
+            .unwrap();
+        let subscribed = rx.await.unwrap();
+        let mut tasks = JoinSet::new();
+        for (_, _, mut invocations) in subscribed {
+            tasks.spawn(async move {
+                while let Some(invocation) = invocations.next().await {
+                    tokio::spawn(invocation.unwrap());
+                }
+            });
+        }
+        (tasks, relayed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobstore_off_falls_back_to_wrpc_blobstore_0_1_0_which_the_provider_serves_too() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let host_a = start_host(&server, &["blobstore=off"]).await;
+    let host_b = start_host(&server, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    start_blobstore_provider(&client, &host_b, dir.path()).await;
+    // Only what reaches the provider is recorded: a subscriber under `legacy` would answer the
+    // `@0.2.0` subjects, where NATS must say that nobody serves them.
+    let subjects = record_wrpc_subjects(&nc, LATTICE, "blobs").await;
+    let (_relay, relayed) = legacy::serve(&server.url(), LATTICE).await;
+
+    scale(&client, &host_a, "blob-a", "blob", &[]).await;
+    let ack = client
+        .put_link(blob_link("blob-a", "legacy"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let relay_link = Link::builder()
+        .source_id("blob-a")
+        .target("blobs")
+        .name("legacy")
+        .wit_namespace("wasi")
+        .wit_package("blobstore")
+        .interfaces(vec!["blobstore".to_string()])
+        .target_config(vec!["blobs-fs".to_string()])
+        .build()
+        .unwrap();
+    let ack = client.put_link(relay_link).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("A's links to be mirrored", || async {
+        blob_list(&host_a, "blob-a", "photos").await.ok()
+    })
+    .await;
+
+    drive_blobs(&host_a, "blob-a").await;
+    assert_eq!(
+        std::fs::read(dir.path().join("photos/big/data.bin")).unwrap(),
+        big_object()
+    );
+    let functions = |set: BTreeSet<String>| {
+        set.into_iter()
+            .map(|s| s.rsplit('.').next().unwrap().to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    let expected = blob_subjects("legacy", "0.1.0");
+    assert_eq!(*relayed.lock().unwrap(), functions(expected.clone()));
+    let served = blob_subjects("blobs", "0.1.0");
+    assert_eq!(subjects_when_seen(&subjects, &served).await, served);
+    host_a.stop(None).await.unwrap();
+    host_b.stop(None).await.unwrap();
 }

@@ -12,8 +12,10 @@
 //! | component import | wRPC instance | module |
 //! |---|---|---|
 //! | `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft` | `wrpc:keyvalue/{store,atomics,batch}@0.2.0-draft` | [`keyvalue`] |
+//! | `wasi:blobstore/{blobstore,container,types}@0.2.0-draft` | `wrpc:blobstore/blobstore@0.2.0` (client falls back to, server also serves, `@0.1.0`) | [`blobstore`] |
 //! | `wasi:http/outgoing-handler@0.2.x` | `wrpc:http/outgoing-handler@0.1.0` | [`outgoing_http`] |
 
+pub mod blobstore;
 pub mod keyvalue;
 pub mod outgoing_http;
 
@@ -34,6 +36,11 @@ pub fn fallback_plugins(enabled: &BTreeSet<Builtin>, lattice: &Lattice) -> Vec<A
     let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
     if !enabled.contains(&Builtin::Keyvalue) {
         plugins.push(Arc::new(keyvalue::KeyvalueOverLattice::new(
+            lattice.clone(),
+        )));
+    }
+    if !enabled.contains(&Builtin::Blobstore) {
+        plugins.push(Arc::new(blobstore::BlobstoreOverLattice::new(
             lattice.clone(),
         )));
     }
@@ -66,6 +73,7 @@ pub async fn serve_provider(
 ) -> anyhow::Result<Option<ProviderServer>> {
     let tasks = match builtin.builtin {
         Builtin::Keyvalue => keyvalue::serve(state, provider_id).await?,
+        Builtin::Blobstore => blobstore::serve(state, provider_id).await?,
         Builtin::HttpClient => outgoing_http::serve(state, provider_id).await?,
         _ => return Ok(None),
     };

@@ -10,10 +10,15 @@
 //! and `..` segments are refused, and every path is resolved (symlinks included) and must stay
 //! inside `root`. The in-memory backend keeps one set of containers for as long as the plugin
 //! lives. Objects written through `outgoing-value` are buffered up to [`MAX_OBJECT_BYTES`].
+//!
+//! The same stores are reachable without a component invocation through
+//! [`BlobstorePlugin::access`] (the lattice host serves `wrpc:blobstore` with it), with the same
+//! rules and results.
 
 mod fs;
 mod memory;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -77,10 +82,11 @@ pub enum BlobConfigError {
     Root { path: String, message: String },
 }
 
-/// Creation time and size of a container or object.
-struct Meta {
-    created_at: u64,
-    size: u64,
+/// Creation time (seconds since the Unix epoch) and size of a container or object: an
+/// object's size is its length in bytes.
+pub struct Meta {
+    pub created_at: u64,
+    pub size: u64,
 }
 
 fn seconds(time: SystemTime) -> u64 {
@@ -196,6 +202,142 @@ impl Store {
             Self::Memory(s) => s.list(container),
         }
     }
+
+    /// Bytes `start..=end` of an object; a range past the end is cut to what exists.
+    async fn read_range(
+        &self,
+        container: &str,
+        object: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes, BlobError> {
+        let data = self.read(container, object).await?;
+        let len = data.len() as u64;
+        Ok(if start >= len || start > end {
+            Bytes::new()
+        } else {
+            data.slice(start as usize..=end.min(len - 1) as usize)
+        })
+    }
+
+    async fn has_object(&self, container: &str, object: &str) -> Result<bool, BlobError> {
+        match self.object_info(container, object).await {
+            Ok(_) => Ok(true),
+            Err(BlobError::NoSuchObject { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn copy_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
+        let data = self.read(&src.container, &src.object).await?;
+        self.write(&dest.container, &dest.object, data).await
+    }
+
+    async fn move_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
+        self.copy_object(src, dest).await?;
+        self.delete_object(&src.container, &src.object).await
+    }
+
+    /// Deletes every object of a container; stops at the first failure.
+    async fn clear(&self, container: &str) -> Result<(), BlobError> {
+        for name in self.list(container).await? {
+            self.delete_object(container, &name).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `objects` in order; stops at the first failure.
+    async fn delete_objects(&self, container: &str, objects: &[String]) -> Result<(), BlobError> {
+        for object in objects {
+            self.delete_object(container, object).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An object's address: its container and its name in it.
+pub struct ObjectId {
+    pub container: String,
+    pub object: String,
+}
+
+/// What one caller may reach: the store its config selects, with the operations of
+/// `wasi:blobstore` on it, names checked as for components.
+#[derive(Clone)]
+pub struct BlobAccess(Store);
+
+impl BlobAccess {
+    pub async fn create_container(&self, name: &str) -> Result<(), BlobError> {
+        self.0.create_container(name).await
+    }
+
+    pub async fn delete_container(&self, name: &str) -> Result<(), BlobError> {
+        self.0.delete_container(name).await
+    }
+
+    /// A container's creation time; its `size` is backend-specific (not a byte count).
+    pub async fn container_info(&self, name: &str) -> Result<Meta, BlobError> {
+        self.0.container_info(name).await
+    }
+
+    pub async fn container_exists(&self, name: &str) -> Result<bool, BlobError> {
+        self.0.container_exists(name).await
+    }
+
+    /// Deletes every object of a container; stops at the first failure.
+    pub async fn clear(&self, container: &str) -> Result<(), BlobError> {
+        self.0.clear(container).await
+    }
+
+    /// Object names in a container, sorted.
+    pub async fn list(&self, container: &str) -> Result<Vec<String>, BlobError> {
+        self.0.list(container).await
+    }
+
+    /// Creates or replaces an object; refuses [`MAX_OBJECT_BYTES`] or more, as `finish` does.
+    pub async fn write(&self, id: &ObjectId, data: Bytes) -> Result<(), BlobError> {
+        if data.len() >= MAX_OBJECT_BYTES {
+            return Err(BlobError::TooLarge);
+        }
+        self.0.write(&id.container, &id.object, data).await
+    }
+
+    /// Bytes `start..=end` of an object; a range past the end is cut to what exists.
+    pub async fn read_range(
+        &self,
+        id: &ObjectId,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes, BlobError> {
+        self.0
+            .read_range(&id.container, &id.object, start, end)
+            .await
+    }
+
+    pub async fn object_info(&self, id: &ObjectId) -> Result<Meta, BlobError> {
+        self.0.object_info(&id.container, &id.object).await
+    }
+
+    pub async fn has_object(&self, id: &ObjectId) -> Result<bool, BlobError> {
+        self.0.has_object(&id.container, &id.object).await
+    }
+
+    /// Deleting what is not there is not an error.
+    pub async fn delete_objects(
+        &self,
+        container: &str,
+        objects: &[String],
+    ) -> Result<(), BlobError> {
+        self.0.delete_objects(container, objects).await
+    }
+
+    pub async fn copy_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
+        self.0.copy_object(src, dest).await
+    }
+
+    pub async fn move_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
+        self.0.move_object(src, dest).await
+    }
 }
 
 /// The `container` resource: an open container of one store.
@@ -232,19 +374,20 @@ impl BlobstorePlugin {
         Self::default()
     }
 
-    async fn store(&self, binding: &Binding) -> Result<Store, BlobConfigError> {
-        match binding
-            .config
-            .get("backend")
-            .map_or("memory", String::as_str)
-        {
-            "memory" => Ok(Store::Memory(self.memory.clone())),
+    /// What a caller with plugin config `config` (keys as in the module docs) may reach.
+    pub async fn access(
+        &self,
+        config: &BTreeMap<String, String>,
+    ) -> Result<BlobAccess, BlobConfigError> {
+        let store = match config.get("backend").map_or("memory", String::as_str) {
+            "memory" => Store::Memory(self.memory.clone()),
             "fs" => {
-                let root = binding.config.get("root").ok_or(BlobConfigError::NoRoot)?;
-                Ok(Store::Fs(Arc::new(fs::FsStore::open(root.as_ref()).await?)))
+                let root = config.get("root").ok_or(BlobConfigError::NoRoot)?;
+                Store::Fs(Arc::new(fs::FsStore::open(root.as_ref()).await?))
             }
-            other => Err(BlobConfigError::UnknownBackend(other.to_string())),
-        }
+            other => return Err(BlobConfigError::UnknownBackend(other.to_string())),
+        };
+        Ok(BlobAccess(store))
     }
 }
 
@@ -273,6 +416,13 @@ type BlobResult<T> = wasmtime::Result<Result<T, String>>;
 
 fn guest<T>(result: Result<T, BlobError>) -> Result<T, String> {
     result.map_err(|e| e.to_string())
+}
+
+fn object_id(id: types::ObjectId) -> ObjectId {
+    ObjectId {
+        container: id.container,
+        object: id.object,
+    }
 }
 
 impl BlobView<'_> {
@@ -334,11 +484,9 @@ impl blobstore::Host for BlobView<'_> {
             Ok(store) => store,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let copied = async {
-            let data = store.read(&src.container, &src.object).await?;
-            store.write(&dest.container, &dest.object, data).await
-        };
-        Ok(guest(copied.await))
+        Ok(guest(
+            store.copy_object(&object_id(src), &object_id(dest)).await,
+        ))
     }
 
     async fn move_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> BlobResult<()> {
@@ -346,12 +494,9 @@ impl blobstore::Host for BlobView<'_> {
             Ok(store) => store,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let moved = async {
-            let data = store.read(&src.container, &src.object).await?;
-            store.write(&dest.container, &dest.object, data).await?;
-            store.delete_object(&src.container, &src.object).await
-        };
-        Ok(guest(moved.await))
+        Ok(guest(
+            store.move_object(&object_id(src), &object_id(dest)).await,
+        ))
     }
 }
 
@@ -380,16 +525,10 @@ impl container::HostContainer for BlobView<'_> {
         end: u64,
     ) -> BlobResult<Resource<IncomingValue>> {
         let (store, container) = self.container(&this)?;
-        let data = match store.read(&container, &name).await {
-            Ok(data) => data,
+        // Both offsets are inclusive.
+        let bytes = match store.read_range(&container, &name, start, end).await {
+            Ok(bytes) => bytes,
             Err(e) => return Ok(Err(e.to_string())),
-        };
-        // Both offsets are inclusive; a range past the end is cut to what exists.
-        let len = data.len() as u64;
-        let bytes = if start >= len || start > end {
-            Bytes::new()
-        } else {
-            data.slice(start as usize..=end.min(len - 1) as usize)
         };
         Ok(Ok(self.table.push(IncomingValue { bytes })?))
     }
@@ -428,21 +567,12 @@ impl container::HostContainer for BlobView<'_> {
         names: Vec<String>,
     ) -> BlobResult<()> {
         let (store, container) = self.container(&this)?;
-        for name in names {
-            if let Err(e) = store.delete_object(&container, &name).await {
-                return Ok(Err(e.to_string()));
-            }
-        }
-        Ok(Ok(()))
+        Ok(guest(store.delete_objects(&container, &names).await))
     }
 
     async fn has_object(&mut self, this: Resource<Container>, name: String) -> BlobResult<bool> {
         let (store, container) = self.container(&this)?;
-        Ok(match store.object_info(&container, &name).await {
-            Ok(_) => Ok(true),
-            Err(BlobError::NoSuchObject { .. }) => Ok(false),
-            Err(e) => Err(e.to_string()),
-        })
+        Ok(guest(store.has_object(&container, &name).await))
     }
 
     async fn object_info(
@@ -463,13 +593,7 @@ impl container::HostContainer for BlobView<'_> {
 
     async fn clear(&mut self, this: Resource<Container>) -> BlobResult<()> {
         let (store, container) = self.container(&this)?;
-        let cleared = async {
-            for name in store.list(&container).await? {
-                store.delete_object(&container, &name).await?;
-            }
-            Ok(())
-        };
-        Ok(guest(cleared.await))
+        Ok(guest(store.clear(&container).await))
     }
 
     async fn drop(&mut self, this: Resource<Container>) -> wasmtime::Result<()> {
@@ -592,7 +716,7 @@ impl Plugin for BlobstorePlugin {
     }
 
     async fn bind(&self, binding: &Binding) -> anyhow::Result<()> {
-        let store = self.store(binding).await?;
+        let BlobAccess(store) = self.access(&binding.config).await?;
         self.stores.insert(&binding.component_id, store);
         Ok(())
     }
