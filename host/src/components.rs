@@ -320,7 +320,16 @@ async fn start(
             ..Default::default()
         })
         .await?;
-    let exports = match ExportServer::start(&state.rpc, &state.runtime, id).await {
+    // Reported running (inventory, `component_scaled`) only once the NATS server has the
+    // export subscriptions: a call sent on that news must find them, not a silent gap.
+    let serving = async {
+        let exports = ExportServer::start(&state.rpc, &state.runtime, id).await?;
+        crate::connect::registered(&state.rpc.nats)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        anyhow::Ok(exports)
+    };
+    let exports = match serving.await {
         Ok(exports) => exports,
         Err(error) => {
             stop_workload(state, id).await;

@@ -45,6 +45,26 @@ pub async fn registered(nc: &nats::Client) {
         .expect("probe subscription open");
 }
 
+/// Waits until `host_id`'s inventory lists `component_id` with `max_instances` (or, for 0, no
+/// longer lists it): what a control client sees once the host serves the component's exports
+/// on the lattice, which is later than the runtime having it.
+pub async fn in_inventory(client: &Client, host_id: &str, component_id: &str, max_instances: u32) {
+    eventually(
+        &format!("{component_id} at {max_instances} in {host_id}'s inventory"),
+        || async {
+            let inventory = client.get_host_inventory(host_id).await.ok()?;
+            let listed = inventory
+                .data()?
+                .components()
+                .iter()
+                .find(|component| component.id() == component_id)
+                .map(|component| component.max_instances());
+            (listed == (max_instances > 0).then_some(max_instances)).then_some(())
+        },
+    )
+    .await
+}
+
 /// Polls `check` every 50 ms until it returns `Some`; fails the test after [`LATTICE_WAIT`].
 pub async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,

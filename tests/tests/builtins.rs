@@ -15,7 +15,7 @@ use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
 use trellis_tests::lattice::{
-    ctl_client, eventually, record_wrpc_subjects, registered, subjects_when_seen,
+    ctl_client, eventually, in_inventory, record_wrpc_subjects, registered, subjects_when_seen,
 };
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
@@ -68,10 +68,7 @@ async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str, confi
         .await
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
-    eventually(&format!("{id} running"), || async {
-        host.runtime().component(id).await.map(drop)
-    })
-    .await;
+    in_inventory(client, host.host_id(), id, 1).await;
 }
 
 async fn put_config(client: &Client, name: &str, pairs: &[(&str, &str)]) {

@@ -14,7 +14,9 @@ use trellis_host::wrpc_http::wrpc::http::incoming_handler;
 use trellis_host::wrpc_http::wrpc::http::types::{ErrorCode, Fields, Method, Request, Scheme};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{count_wrpc_messages, ctl_client, eventually, registered};
+use trellis_tests::lattice::{
+    count_wrpc_messages, ctl_client, eventually, in_inventory, registered,
+};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
@@ -50,10 +52,7 @@ async fn scale(client: &Client, host: &LatticeHost, id: &str, count: u32) {
         .await
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
-    eventually(&format!("{id} scaled to {count}"), || async {
-        (host.runtime().component(id).await.is_some() == (count > 0)).then_some(())
-    })
-    .await;
+    in_inventory(client, host.host_id(), id, count).await;
 }
 
 /// Counts the invocations published on `{lattice}.{component}`'s `wrpc:http` handle subject.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::{ImportRoute, InvokeError, Val};
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{count_wrpc_messages, ctl_client, eventually};
+use trellis_tests::lattice::{count_wrpc_messages, ctl_client, eventually, in_inventory};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
@@ -44,10 +44,7 @@ async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str, count
         .await
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
-    eventually(&format!("{id} scaled to {count}"), || async {
-        (host.runtime().component(id).await.is_some() == (count > 0)).then_some(())
-    })
-    .await;
+    in_inventory(client, host.host_id(), id, count).await;
 }
 
 async fn link(client: &Client, source: &str, target: &str) {

@@ -16,7 +16,7 @@ use async_nats_039 as nats;
 use trellis_host::{HostConfig, LatticeHost, NatsAuth, ProviderSettings};
 use trellis_runtime::Val;
 use trellis_tests::component_ref;
-use trellis_tests::lattice::{EventLog, ctl_client, eventually};
+use trellis_tests::lattice::{EventLog, ctl_client, eventually, in_inventory};
 use trellis_tests::nats::{JwtServer, NatsServer};
 use wasmcloud_control_interface::{Client, ClientBuilder, Link};
 
@@ -96,10 +96,7 @@ async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str) {
         .await
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
-    eventually(&format!("{id} running"), || async {
-        host.runtime().component(id).await.map(|_| ())
-    })
-    .await;
+    in_inventory(client, host.host_id(), id, 1).await;
 }
 
 fn link(source: &str, target: &str, interface: &str) -> Link {
