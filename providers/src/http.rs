@@ -8,14 +8,14 @@
 //! in-process: the built-in HTTP server uses it, and so does the lattice host when it serves
 //! that export as `wrpc:http/incoming-handler` to other hosts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hyper::{Request, Response};
-use trellis_runtime::{ComponentHandle, InvocationCtx, RemoteCall};
+use trellis_runtime::{ComponentHandle, InstanceStore, InvocationCtx, RemoteCall};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::WasiHttpCtx;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
 use wasmtime_wasi_http::p2::{HttpResult, WasiHttp, WasiHttpCtxView, WasiHttpHooks};
@@ -184,25 +184,96 @@ pub enum HandleError {
     Unreachable(String),
 }
 
-/// Runs one request on a fresh instance of `handle`'s `wasi:http/incoming-handler` export.
-/// Resolves as soon as the handler sets its response; the body streams from the instance, which
-/// keeps running (holding its instance permit) until the body is written.
+/// Instances of one component kept between requests, for a route that lets an instance serve
+/// more than one (as `wasmtime serve --max-instance-reuse-count` does): a request takes an idle
+/// instance if there is one, and the instance goes back after a request that ended without a
+/// trap, until it has served `requests_per_instance`. Idle instances hold none of the
+/// component's `max_instances` permits (so there are at most that many) and go with the pool.
+pub struct InstancePool {
+    requests_per_instance: u32,
+    idle: Mutex<Vec<ReadyInstance>>,
+}
+
+/// A guest instance with its store, and how many requests it has served.
+struct ReadyInstance {
+    instance: InstanceStore,
+    proxy: Proxy,
+    served: u32,
+}
+
+impl InstancePool {
+    pub fn new(requests_per_instance: u32) -> Self {
+        Self {
+            requests_per_instance,
+            idle: Mutex::default(),
+        }
+    }
+
+    fn take(&self) -> Option<ReadyInstance> {
+        self.idle.lock().unwrap().pop()
+    }
+
+    fn give_back(&self, ready: ReadyInstance) {
+        if ready.served < self.requests_per_instance {
+            self.idle.lock().unwrap().push(ready);
+        }
+    }
+}
+
+/// An idle instance from `pool` renewed for one more call, or else a new one; with the
+/// component permit the call holds.
+async fn ready_instance<'h>(
+    handle: &'h ComponentHandle,
+    pool: Option<&InstancePool>,
+) -> anyhow::Result<(ReadyInstance, tokio::sync::SemaphorePermit<'h>)> {
+    if let Some(mut ready) = pool.and_then(InstancePool::take)
+        && let Some(permit) = handle
+            .reuse_instance_store(&mut ready.instance, None)
+            .await?
+    {
+        return Ok((ready, permit));
+    }
+    let (mut instance, permit) = handle.new_instance_store(None).await?;
+    let proxy = ProxyPre::new(instance.pre.clone())?
+        .instantiate_async(&mut instance.store)
+        .await?;
+    let ready = ReadyInstance {
+        instance,
+        proxy,
+        served: 0,
+    };
+    Ok((ready, permit))
+}
+
+/// Runs one request on `handle`'s `wasi:http/incoming-handler` export: on a fresh instance, or
+/// on one from `pool` when given. Resolves as soon as the handler sets its response; the body
+/// streams from the instance, which keeps running (holding its instance permit) until the body
+/// is written.
 pub async fn handle_request(
     handle: ComponentHandle,
+    pool: Option<Arc<InstancePool>>,
     scheme: Scheme,
     request: Request<HyperIncomingBody>,
 ) -> Result<Response<HyperOutgoingBody>, HandleError> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let call = tokio::spawn(async move {
-        let (mut store, pre, _permit) = handle.new_instance_store(None).await?;
-        let proxy = ProxyPre::new(pre)?.instantiate_async(&mut store).await?;
+        let (mut ready, permit) = ready_instance(&handle, pool.as_deref()).await?;
+        let store = &mut ready.instance.store;
         let mut http = view(store.data_mut());
         let request = http.new_incoming_request(scheme, request)?;
         let out = http.new_response_outparam(sender)?;
-        proxy
+        ready
+            .proxy
             .wasi_http_incoming_handler()
-            .call_handle(&mut store, request, out)
-            .await
+            .call_handle(&mut *store, request, out)
+            .await?;
+        // A trap returned above: that instance is dropped, never reused.
+        drop(permit);
+        ready.served += 1;
+        if let Some(pool) = &pool {
+            pool.give_back(ready);
+        }
+        Ok::<_, anyhow::Error>(())
     });
     match receiver.await {
         Ok(Ok(response)) => Ok(response),

@@ -9,6 +9,7 @@
 //! | `address` | listen address, `ip:port` | `127.0.0.1:8000` |
 //! | `path` | path prefix the component serves | `/` |
 //! | `host` | `Host` header (port ignored) the component serves | any |
+//! | `requests_per_instance` | requests one instance may serve, one after another ([`crate::http::InstancePool`]) | 1: a fresh instance per request |
 //!
 //! A plugin made with [`HttpServerPlugin::configured_only`] (as the lattice host makes it) serves
 //! only components whose config names an `address` (there, a link from the http-server provider
@@ -22,8 +23,9 @@
 //!
 //! One listener per address, shared by every route on it and closed when its last route goes.
 //! A request goes to the route whose host matches (a named host before any) with the longest
-//! matching path prefix; none gives 404. Each request runs on a fresh instance of the component,
-//! in-process, through [`crate::http::handle_request`]; bodies stream both ways. A handler that
+//! matching path prefix; none gives 404. Each request runs in-process on a fresh instance of the
+//! component (or a reused one, when the route allows), through [`crate::http::handle_request`];
+//! bodies stream both ways. A handler that
 //! traps or fails before answering gives 500 with a short body, an unreachable remote component
 //! 502; one that answers and then fails mid-body has the connection cut (the status line is
 //! already sent).
@@ -46,7 +48,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
 
-use crate::http::{self, HandleError, HttpState};
+use crate::http::{self, HandleError, HttpState, InstancePool};
 
 /// How long a connection may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +58,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum HttpServerError {
     #[error("bad listen address `{0}`")]
     BadAddress(String),
+    #[error("bad requests_per_instance `{0}`: a whole number from 1")]
+    BadRequestsPerInstance(String),
     #[error("listening on {address}: {message}")]
     Listen {
         address: SocketAddr,
@@ -96,8 +100,8 @@ pub trait RemoteHttpHandler: Send + Sync + 'static {
 /// Where a route's requests go.
 #[derive(Clone)]
 enum Target {
-    /// The component runs here: in-process.
-    Local(ComponentHandle),
+    /// The component runs here: in-process, with the route's idle instances if it reuses them.
+    Local(ComponentHandle, Option<Arc<InstancePool>>),
     /// Through the remote handler.
     Remote(Arc<dyn RemoteHttpHandler>, Arc<RemoteRoute>),
 }
@@ -119,7 +123,7 @@ impl Route {
     }
 
     fn is_local(&self) -> bool {
-        matches!(self.target, Target::Local(_))
+        matches!(self.target, Target::Local(..))
     }
 
     /// Whether `self` may share its host and path with `other`: only a component's local route
@@ -248,7 +252,7 @@ impl HttpServerPlugin {
         let current = std::mem::take(&mut servers.remote_routes);
         servers.remove(|route| match &route.target {
             Target::Remote(_, declared) => !routes.contains(declared.as_ref()),
-            Target::Local(_) => false,
+            Target::Local(..) => false,
         });
         let mut failed = Vec::new();
         for declared in routes.iter().filter(|r| !current.contains(r)) {
@@ -396,7 +400,9 @@ async fn dispatch(routes: &Routes, request: Request<Incoming>) -> Response<Hyper
             .boxed_unsync()
     });
     let response = match target {
-        Target::Local(handle) => http::handle_request(handle, Scheme::Http, request).await,
+        Target::Local(handle, pool) => {
+            http::handle_request(handle, pool, Scheme::Http, request).await
+        }
         Target::Remote(handler, route) => handler.handle(&route, request).await,
     };
     match response {
@@ -442,11 +448,19 @@ impl Plugin for HttpServerPlugin {
             return Ok(());
         }
         let (address, host, path) = route_config(config)?;
+        let pool = match config.get("requests_per_instance") {
+            None => None,
+            Some(text) => match text.parse::<u32>() {
+                Ok(1) => None,
+                Ok(n) if n > 1 => Some(Arc::new(InstancePool::new(n))),
+                _ => return Err(HttpServerError::BadRequestsPerInstance(text.clone()).into()),
+            },
+        };
         let route = Route {
             component_id: binding.component_id.clone(),
             host,
             path,
-            target: Target::Local(binding.component.clone()),
+            target: Target::Local(binding.component.clone(), pool),
         };
         self.servers.lock().await.add(address, route)?;
         Ok(())

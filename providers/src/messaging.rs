@@ -32,7 +32,9 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use trellis_runtime::{Binding, ComponentHandle, Extensions, InterfaceName, InvocationCtx, Plugin};
+use trellis_runtime::{
+    Binding, ComponentHandle, Extensions, InstanceStore, InterfaceName, InvocationCtx, Plugin,
+};
 use wasmtime::component::{HasData, Linker};
 
 mod bindings {
@@ -209,7 +211,8 @@ async fn handle(component: &ComponentHandle, message: async_nats::Message) {
         reply_to: message.reply.map(|subject| subject.to_string()),
     };
     let outcome = async {
-        let (mut store, pre, _permit) = component.new_instance_store(None).await?;
+        let (InstanceStore { mut store, pre, .. }, _permit) =
+            component.new_instance_store(None).await?;
         let guest = MessagingPre::new(pre)?
             .instantiate_async(&mut store)
             .await?;

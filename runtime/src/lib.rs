@@ -38,7 +38,7 @@ pub use remote::{
     IncomingStream, OutgoingStream, RemoteCall, RemoteIncoming, RemoteInvocation, RemoteInvoker,
     RemoteOutgoing,
 };
-pub use running::ComponentHandle;
+pub use running::{ComponentHandle, InstanceStore};
 pub use wasi::{Volume, VolumeKind, VolumeMount, WasiGrants};
 pub use workload::{
     ComponentState, HostInterface, Workload, WorkloadComponent, WorkloadService, WorkloadState,

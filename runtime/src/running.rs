@@ -90,14 +90,7 @@ impl ComponentHandle {
     pub async fn new_instance_store(
         &self,
         overrides: Option<&Budget>,
-    ) -> Result<
-        (
-            Store<InvocationCtx>,
-            InstancePre<InvocationCtx>,
-            tokio::sync::SemaphorePermit<'_>,
-        ),
-        InvokeError,
-    > {
+    ) -> Result<(InstanceStore, tokio::sync::SemaphorePermit<'_>), InvokeError> {
         let budget = overrides.map_or(self.0.budget, |o| self.0.budget.overridden_by(o));
         let permit = self.0.acquire(&budget).await?;
         let linked = self.0.current();
@@ -105,8 +98,49 @@ impl ComponentHandle {
             .0
             .new_store(&linked, &budget)
             .map_err(|e| self.0.bad_call(e))?;
-        Ok((store, linked.pre.clone(), permit))
+        let instance = InstanceStore {
+            store,
+            pre: linked.pre.clone(),
+            linked,
+        };
+        Ok((instance, permit))
     }
+
+    /// Readies `instance` (from [`Self::new_instance_store`], its last call ended without a
+    /// trap) for one more call on the same guest instance: waits for a permit as a new instance
+    /// would, counts the invocation, renews the budget (fuel, wall time) and the plugins'
+    /// per-invocation state (their config may have changed). `None` when the component has been
+    /// relinked since the instance was made: drop it, make a new one.
+    pub async fn reuse_instance_store(
+        &self,
+        instance: &mut InstanceStore,
+        overrides: Option<&Budget>,
+    ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, InvokeError> {
+        if !Arc::ptr_eq(&instance.linked, &self.0.current()) {
+            return Ok(None);
+        }
+        let budget = overrides.map_or(self.0.budget, |o| self.0.budget.overridden_by(o));
+        let permit = self.0.acquire(&budget).await?;
+        instance.store.data_mut().extensions = self
+            .0
+            .prepared(&instance.linked)
+            .map_err(|e| self.0.bad_call(e))?;
+        budget::apply(
+            &mut instance.store,
+            &budget,
+            self.0.engine.config().fuel_metering,
+        );
+        Ok(Some(permit))
+    }
+}
+
+/// A store for plugins that instantiate a component themselves, and the instance-pre to
+/// instantiate in it.
+pub struct InstanceStore {
+    pub store: Store<InvocationCtx>,
+    pub pre: InstancePre<InvocationCtx>,
+    /// The linking it was made from: a relinked component's old instances are not reused.
+    linked: Arc<Linked>,
 }
 
 impl ComponentHandle {
@@ -285,13 +319,19 @@ impl RunningComponent {
         }
     }
 
-    fn new_store(&self, linked: &Linked, budget: &Budget) -> anyhow::Result<Store<InvocationCtx>> {
+    /// The plugins' per-invocation state, as they would give it now.
+    fn prepared(&self, linked: &Linked) -> anyhow::Result<Extensions> {
         let mut extensions = Extensions::default();
         for plugin in &linked.plugins {
             plugin
                 .prepare(&self.id, &mut extensions)
                 .with_context(|| format!("plugin `{}` preparing the invocation", plugin.id()))?;
         }
+        Ok(extensions)
+    }
+
+    fn new_store(&self, linked: &Linked, budget: &Budget) -> anyhow::Result<Store<InvocationCtx>> {
+        let extensions = self.prepared(linked)?;
         let ctx = InvocationCtx {
             component_id: self.id.clone(),
             wasi: wasi::build_ctx(&self.grants, &self.mounts)?,

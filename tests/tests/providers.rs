@@ -701,6 +701,34 @@ async fn send_h2(port: u16, authority: &str, path: &str) -> (http::StatusCode, b
         .expect("HTTP/2 exchange within 30 s")
 }
 
+/// How many requests the instance that answered `GET path` on `host` had served, this one
+/// included (the http-server guest's `x-instance-requests`); `None` for a 5xx.
+async fn instance_requests(port: u16, host: &str, path: &str) -> Option<u32> {
+    use http_body_util::BodyExt as _;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .uri(path)
+            .header(http::header::HOST, host)
+            .body(empty())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let served = response.headers().get("x-instance-requests").cloned();
+        response.into_body().collect().await.unwrap();
+        Some(served?.to_str().unwrap().parse().unwrap())
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("HTTP exchange within 30 s")
+}
+
 fn empty() -> http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible> {
     use http_body_util::BodyExt as _;
     http_body_util::Empty::new().boxed()
@@ -788,6 +816,64 @@ async fn http_server_routes_streams_and_survives_traps() {
         assert!(std::time::Instant::now() < deadline, "listener still open");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_server_reuses_instances_only_when_the_route_allows() {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let plugin = Arc::new(HttpServerPlugin::new());
+    let runtime = runtime_with(vec![plugin.clone()]).await;
+    for (name, config) in [
+        (
+            "fresh",
+            vec![("address", address.as_str()), ("host", "fresh.test")],
+        ),
+        (
+            "reused",
+            vec![
+                ("address", address.as_str()),
+                ("host", "reused.test"),
+                ("requests_per_instance", "3"),
+            ],
+        ),
+    ] {
+        runtime.workload_start(site(name, &config)).await.unwrap();
+    }
+
+    // By default every request gets a new instance.
+    for _ in 0..3 {
+        assert_eq!(instance_requests(port, "fresh.test", "/").await, Some(1));
+    }
+    // Allowed three requests, instances serve up to three. (An instance goes back to the pool
+    // just after its response ends, so a request may still find none idle and start another.)
+    let mut served = Vec::new();
+    while !served.contains(&3) {
+        assert!(served.len() < 60, "no instance served three: {served:?}");
+        served.push(instance_requests(port, "reused.test", "/").await.unwrap());
+    }
+    assert!(served.iter().all(|n| (1..=3).contains(n)), "{served:?}");
+    // A trap fails its request only; the route serves on.
+    assert_eq!(instance_requests(port, "reused.test", "/trap").await, None);
+    let next = instance_requests(port, "reused.test", "/").await;
+    assert!(next.is_some_and(|n| (1..=3).contains(&n)), "{next:?}");
+
+    let refused = runtime
+        .workload_start(site(
+            "zero",
+            &[
+                ("address", address.as_str()),
+                ("host", "zero.test"),
+                ("requests_per_instance", "0"),
+            ],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("bad requests_per_instance `0`"),
+        "{refused:?}"
+    );
     runtime.shutdown().await;
 }
 

@@ -88,7 +88,7 @@ impl<Ctx: Send> Handler<Ctx> for IncomingHandler {
             Ok(converted) => converted,
             Err(code) => return Ok(Err(code)),
         };
-        match handle_request(component, scheme, request).await {
+        match handle_request(component, None, scheme, request).await {
             Ok(response) => Ok(Ok(response_to_wire(response))),
             Err(HandleError::Answered(code)) => Ok(Err(error_code_to_wire(code))),
             Err(error) => {

@@ -1,17 +1,21 @@
 //! A `wasi:http/incoming-handler`: `/trap` traps, `/echo` streams the request body back (with the
 //! request's method and `x-*` headers as response headers, and the byte count as the trailer
 //! `x-echoed-bytes`), anything else answers with who served it (the `NAME` environment variable)
-//! and the path.
+//! and the path. Every response says how many requests its instance has served
+//! (`x-instance-requests`), which shows whether the host reuses instances.
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasip2::http::types::{
-    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse,
-    ResponseOutparam,
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
 wasip2::http::proxy::export!(Server);
 
 struct Server;
+
+/// Requests this instance has handled, this one included.
+static SERVED: AtomicU32 = AtomicU32::new(0);
 
 fn method_name(method: &Method) -> String {
     match method {
@@ -36,9 +40,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Server {
         }
         let echo = path.starts_with("/echo");
         let headers = Fields::new();
+        let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+        headers
+            .append("x-instance-requests", served.to_string().as_bytes())
+            .expect("instance header");
         if echo {
             let method = method_name(&request.method());
-            headers.append("x-method", method.as_bytes()).expect("method header");
+            headers
+                .append("x-method", method.as_bytes())
+                .expect("method header");
             for (name, value) in request.headers().entries() {
                 if name.starts_with("x-") {
                     headers.append(&name, &value).expect("echoed header");
