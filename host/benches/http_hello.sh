@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HTTP hello under wrk on loopback, side by side in one run: `trellis up` (built-in HTTP server →
 # component, in-process) and `wasmtime serve -S cli` (the guest reads its environment) on the
-# same component. Prints requests/s, latency percentiles and each server's RSS. Bounded:
-# ROUNDS × 2 × 10 s of load.
+# same component, each with a fresh instance per request and with an instance serving up to
+# REUSE (default 128) requests (`requests_per_instance`, `--max-instance-reuse-count`). Prints
+# requests/s, latency percentiles and each server's RSS. Bounded: ROUNDS × 4 × 10 s of load.
 # Needs wrk (`apt-get install wrk`) and what `.ci/setup` installs; installs wasmtime-cli 45.0.3
 # (the wasmtime Trellis embeds) into target/bench-tools on first use, unless WASMTIME points at
 # one. Run from the repository root:
@@ -22,29 +23,49 @@ rounds=${ROUNDS:-2}
 component=tests/components/target/wasm32-wasip2/release/http_server.wasm
 
 work=$(mktemp -d)
+reuse=${REUSE:-128}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 trellis_port=$(free_port)
 wasmtime_port=$(free_port)
-sed -e "s#file://./tests#file://$PWD/tests#" -e "s#127.0.0.1:8080#127.0.0.1:$trellis_port#" \
-  wadm-manifests/hello.yaml > "$work/hello.yaml"
+trellis_reuse_port=$(free_port)
+wasmtime_reuse_port=$(free_port)
+manifest() {
+  sed -e "s#file://./tests#file://$PWD/tests#" -e "s#127.0.0.1:8080#127.0.0.1:$1#" \
+    wadm-manifests/hello.yaml
+}
+manifest "$trellis_port" > "$work/hello.yaml"
+manifest "$trellis_reuse_port" | sed "s#^\( *\)address: .*#&\n\1requests_per_instance: \"$reuse\"#" \
+  > "$work/hello-reuse.yaml"
 "$trellis_bin" up "$work/hello.yaml" --data-dir "$work/data" > "$work/up.log" 2>&1 &
 trellis=$!
+"$trellis_bin" up "$work/hello-reuse.yaml" --data-dir "$work/data-reuse" > "$work/up-reuse.log" 2>&1 &
+trellis_reuse=$!
 "$wasmtime" serve -S cli --addr "127.0.0.1:$wasmtime_port" "$component" > "$work/serve.log" 2>&1 &
 serve=$!
-trap 'kill -INT $trellis $serve 2>/dev/null; wait $trellis $serve 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 300); do grep -q "press Ctrl-C" "$work/up.log" && break; sleep 0.1; done
-grep -q "press Ctrl-C" "$work/up.log" || { cat "$work/up.log"; exit 1; }
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$wasmtime_port/warm" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$trellis_port/warm" >/dev/null
-curl -sf "http://127.0.0.1:$wasmtime_port/warm" >/dev/null || { cat "$work/serve.log"; exit 1; }
+"$wasmtime" serve -S cli --addr "127.0.0.1:$wasmtime_reuse_port" --max-instance-reuse-count "$reuse" \
+  "$component" > "$work/serve-reuse.log" 2>&1 &
+serve_reuse=$!
+pids=("$trellis" "$trellis_reuse" "$serve" "$serve_reuse")
+trap 'kill -INT "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+for log in up up-reuse; do
+  for _ in $(seq 1 300); do grep -q "press Ctrl-C" "$work/$log.log" && break; sleep 0.1; done
+  grep -q "press Ctrl-C" "$work/$log.log" || { cat "$work/$log.log"; exit 1; }
+done
+for port in "$wasmtime_port" "$wasmtime_reuse_port"; do
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/warm" >/dev/null && break; sleep 0.1; done
+done
+for port in "$trellis_port" "$trellis_reuse_port" "$wasmtime_port" "$wasmtime_reuse_port"; do
+  curl -sf "http://127.0.0.1:$port/warm" >/dev/null || { cat "$work"/*.log; exit 1; }
+done
 
 # Alternating rounds, so that both servers see the same machine noise.
 for round in $(seq 1 "$rounds"); do
-  for server in trellis wasmtime; do
+  for server in trellis wasmtime trellis_reuse wasmtime_reuse; do
     port_var=${server}_port
     echo "== round $round: $server"
     wrk -t2 -c32 -d10s --latency "http://127.0.0.1:${!port_var}/hello" | grep -E "Requests/sec|^ +(50|99)%"
   done
 done
-echo "trellis RSS after load: $(grep VmRSS /proc/$trellis/status | awk '{print $2, $3}')"
-echo "wasmtime serve RSS after load: $(grep VmRSS /proc/$serve/status | awk '{print $2, $3}')"
+rss() { grep VmRSS "/proc/$1/status" | awk '{print $2, $3}'; }
+echo "trellis RSS after load: $(rss "$trellis"); with reuse $(rss "$trellis_reuse")"
+echo "wasmtime serve RSS after load: $(rss "$serve"); with reuse $(rss "$serve_reuse")"
