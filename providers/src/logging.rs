@@ -6,7 +6,7 @@
 //! under whichever name the component imports; the `level` enum is lifted with the component
 //! derive macros, matching `wit/deps/logging/logging.wit`.
 
-use trellis_runtime::{Binding, InterfaceName, InvocationCtx, Plugin};
+use trellis_runtime::{InterfaceName, InvocationCtx, Plugin};
 use wasmtime::component::{ComponentType, Lift, Linker};
 
 /// The `tracing` target of every component log event.
@@ -75,12 +75,6 @@ impl Plugin for LoggingPlugin {
     fn imports(&self) -> Vec<InterfaceName> {
         vec![InterfaceName::parse("wasi:logging/logging").expect("valid name")]
     }
-
-    async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    async fn unbind(&self, _component_id: &str) {}
 
     fn add_to_linker(
         &self,

@@ -39,11 +39,14 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(())
     }
 
-    /// A component starts using this plugin. Return an error to refuse it.
-    async fn bind(&self, binding: &Binding) -> anyhow::Result<()>;
+    /// A component starts using this plugin. Return an error to refuse it. By default there is
+    /// nothing to remember: plugins that decide per call (by the caller's links, say) keep it.
+    async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// The component stopped; release what `bind` set up for it.
-    async fn unbind(&self, component_id: &str);
+    async fn unbind(&self, _component_id: &str) {}
 
     /// The config of a bound component changed (its imports and exports did not). Unbinds and
     /// binds again unless the plugin keeps what did not change (live subscriptions, say, which

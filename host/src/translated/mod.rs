@@ -80,6 +80,52 @@ pub async fn serve_provider(
     Ok(Some(ProviderServer { tasks }))
 }
 
+/// A wRPC server for built-in provider `provider_id`: subjects under `{lattice}.{provider_id}`,
+/// the same as its queue group, as a capability provider serves them.
+async fn provider_server(
+    state: &HostState,
+    provider_id: &str,
+) -> anyhow::Result<wrpc_transport_nats::Client> {
+    let prefix = format!("{}.{provider_id}", state.lattice);
+    wrpc_transport_nats::Client::new(state.rpc.nats.clone(), prefix.clone(), Some(prefix.into()))
+        .await
+}
+
+/// One accept loop per subscribed function, on the returned set. Each accepted call runs on its
+/// own detached task, so a call in flight finishes even when serving stops; failures are
+/// logged as `what` calls of the provider.
+fn accept_calls<S, F>(
+    provider_id: &str,
+    what: &'static str,
+    subscribed: impl IntoIterator<Item = (&'static str, &'static str, S)>,
+) -> JoinSet<()>
+where
+    S: futures::Stream<Item = anyhow::Result<F>> + Send + Unpin + 'static,
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    use futures::StreamExt as _;
+    let mut tasks = JoinSet::new();
+    for (instance, function, mut invocations) in subscribed {
+        let provider = provider_id.to_string();
+        tasks.spawn(async move {
+            while let Some(invocation) = invocations.next().await {
+                let provider = provider.clone();
+                match invocation {
+                    Ok(call) => drop(tokio::spawn(async move {
+                        if let Err(error) = call.await {
+                            tracing::warn!(%provider, instance, function, "{what} call failed: {error:#}");
+                        }
+                    })),
+                    Err(error) => {
+                        tracing::warn!(%provider, instance, function, "accepting a {what} call: {error:#}")
+                    }
+                }
+            }
+        });
+    }
+    tasks
+}
+
 /// The plugin config of the link through which the caller of `cx` (its `source-id` header)
 /// reaches built-in provider `provider_id` for `wasi:{wit_package}`, named by the `link-name`
 /// header (`default` when absent): what the in-process binding would get, so a component gets

@@ -26,7 +26,7 @@ use futures::stream::Fuse;
 use futures::{Stream, StreamExt as _};
 use tokio::sync::Notify;
 use trellis_providers::blobstore::{BlobError, MAX_OBJECT_BYTES};
-use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
+use trellis_runtime::{Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::{
     DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError, StreamResult,
@@ -993,13 +993,6 @@ impl Plugin for BlobstoreOverLattice {
             })
             .collect()
     }
-
-    /// Every component may use it: which target serves it is decided per call, by its links.
-    async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    async fn unbind(&self, _component_id: &str) {}
 
     fn add_to_linker(
         &self,

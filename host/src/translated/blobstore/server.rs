@@ -28,7 +28,7 @@ use super::wrpc_bindings::exports::wrpc::{blobstore0_1_0 as v1, blobstore0_2_0 a
 use super::wrpc_bindings::wasi::blobstore::types::ObjectId as WireObjectId;
 use crate::builtins::ConfigMap;
 use crate::state::HostState;
-use crate::translated::caller_config;
+use crate::translated::{accept_calls, caller_config, provider_server};
 
 /// Subscribes provider `provider_id`'s blobstore functions; each call runs on its own task.
 pub async fn serve(state: &Arc<HostState>, provider_id: &str) -> anyhow::Result<JoinSet<()>> {
@@ -36,13 +36,7 @@ pub async fn serve(state: &Arc<HostState>, provider_id: &str) -> anyhow::Result<
         state.plugins.blobstore.clone().ok_or_else(|| {
             anyhow::anyhow!("the blobstore built-in is switched off on this host")
         })?;
-    let prefix = format!("{}.{provider_id}", state.lattice);
-    let server = wrpc_transport_nats::Client::new(
-        state.rpc.nats.clone(),
-        prefix.clone(),
-        Some(prefix.into()),
-    )
-    .await?;
+    let server = provider_server(state, provider_id).await?;
     let handler = BlobHandler {
         state: Arc::downgrade(state),
         provider: provider_id.into(),
@@ -51,27 +45,7 @@ pub async fn serve(state: &Arc<HostState>, provider_id: &str) -> anyhow::Result<
         access: Default::default(),
     };
     let subscribed = subscribe(server, handler).await?;
-    let mut tasks = JoinSet::new();
-    for (instance, function, mut invocations) in subscribed {
-        let provider = provider_id.to_string();
-        tasks.spawn(async move {
-            while let Some(invocation) = invocations.next().await {
-                let provider = provider.clone();
-                match invocation {
-                    // Detached: a call in flight finishes even when serving stops.
-                    Ok(call) => drop(tokio::spawn(async move {
-                        if let Err(error) = call.await {
-                            tracing::warn!(%provider, instance, function, "blobstore call failed: {error:#}");
-                        }
-                    })),
-                    Err(error) => {
-                        tracing::warn!(%provider, instance, function, "accepting a blobstore call: {error:#}")
-                    }
-                }
-            }
-        });
-    }
-    Ok(tasks)
+    Ok(accept_calls(provider_id, "blobstore", subscribed))
 }
 
 type Invocations = Pin<

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_nats::HeaderMap;
-use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
+use trellis_runtime::{Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wit_bindgen_wrpc::bytes::Bytes;
 
@@ -302,13 +302,6 @@ impl Plugin for KeyvalueOverLattice {
             .map(|name| InterfaceName::parse(name).expect("valid name"))
             .collect()
     }
-
-    /// Every component may use it: which target serves it is decided per call, by its links.
-    async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    async fn unbind(&self, _component_id: &str) {}
 
     fn add_to_linker(
         &self,

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use futures::StreamExt as _;
 use tokio::task::JoinSet;
 use trellis_providers::KeyvaluePlugin;
 use trellis_providers::keyvalue::{KvAccess, KvBucket, KvError};
@@ -19,7 +18,7 @@ use wrpc_transport_nats::NatsContext;
 use super::wrpc_bindings::exports::wrpc::keyvalue::{atomics, batch, store};
 use crate::builtins::ConfigMap;
 use crate::state::HostState;
-use crate::translated::caller_config;
+use crate::translated::{accept_calls, caller_config, provider_server};
 
 /// Subscribes provider `provider_id`'s keyvalue functions; each call runs on its own task.
 pub async fn serve(state: &Arc<HostState>, provider_id: &str) -> anyhow::Result<JoinSet<()>> {
@@ -28,42 +27,15 @@ pub async fn serve(state: &Arc<HostState>, provider_id: &str) -> anyhow::Result<
         .keyvalue
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the keyvalue built-in is switched off on this host"))?;
-    let prefix = format!("{}.{provider_id}", state.lattice);
-    let server = wrpc_transport_nats::Client::new(
-        state.rpc.nats.clone(),
-        prefix.clone(),
-        Some(prefix.into()),
-    )
-    .await?;
+    let server = provider_server(state, provider_id).await?;
     let handler = KvHandler {
         state: Arc::downgrade(state),
         provider: provider_id.into(),
         plugin,
         access: Default::default(),
     };
-    let mut tasks = JoinSet::new();
-    for (instance, function, mut invocations) in
-        super::wrpc_bindings::serve(&server, handler).await?
-    {
-        let provider = provider_id.to_string();
-        tasks.spawn(async move {
-            while let Some(invocation) = invocations.next().await {
-                let provider = provider.clone();
-                match invocation {
-                    // Detached: a call in flight finishes even when serving stops.
-                    Ok(call) => drop(tokio::spawn(async move {
-                        if let Err(error) = call.await {
-                            tracing::warn!(%provider, instance, function, "keyvalue call failed: {error:#}");
-                        }
-                    })),
-                    Err(error) => {
-                        tracing::warn!(%provider, instance, function, "accepting a keyvalue call: {error:#}")
-                    }
-                }
-            }
-        });
-    }
-    Ok(tasks)
+    let subscribed = super::wrpc_bindings::serve(&server, handler).await?;
+    Ok(accept_calls(provider_id, "keyvalue", subscribed))
 }
 
 /// Answers the calls of every component linked to one keyvalue provider.

@@ -13,7 +13,7 @@ use http_body_util::BodyExt as _;
 use trellis_providers::http::{
     HttpState, OutgoingSender, add_outgoing_to_linker, add_types_to_linker,
 };
-use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
+use trellis_runtime::{Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::HttpResult;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -56,13 +56,6 @@ impl Plugin for OutgoingHttpOverLattice {
             .map(|name| InterfaceName::parse(name).expect("valid name"))
             .collect()
     }
-
-    /// Nothing to keep: the link is looked up at each request, as links change.
-    async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    async fn unbind(&self, _component_id: &str) {}
 
     fn add_to_linker(
         &self,

@@ -8,7 +8,6 @@
 
 use std::sync::{Arc, Weak};
 
-use futures::StreamExt as _;
 use tokio::task::JoinSet;
 use trellis_providers::http_client::allowed_hosts;
 use wasmtime_wasi_http::p2::types::OutgoingRequestConfig;
@@ -19,7 +18,7 @@ use crate::http_bridge::convert::{
     error_code_to_wire, fields_from_headers, headers_from_fields, method_to_http,
 };
 use crate::state::HostState;
-use crate::translated::caller_config;
+use crate::translated::{accept_calls, caller_config, provider_server};
 use crate::wrpc_http::exports::wrpc::http::outgoing_handler::{Handler, serve_interface};
 use crate::wrpc_http::wrpc::http::types::{ErrorCode, Request, RequestOptions, Response, Scheme};
 
@@ -28,38 +27,13 @@ const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600)
 
 /// Subscribes provider `provider_id`'s `handle`; each request runs on its own task.
 pub async fn serve(state: &Arc<HostState>, provider_id: &str) -> anyhow::Result<JoinSet<()>> {
-    let prefix = format!("{}.{provider_id}", state.lattice);
-    let server = wrpc_transport_nats::Client::new(
-        state.rpc.nats.clone(),
-        prefix.clone(),
-        Some(prefix.into()),
-    )
-    .await?;
+    let server = provider_server(state, provider_id).await?;
     let handler = OutgoingHandler {
         state: Arc::downgrade(state),
         provider: provider_id.into(),
     };
-    let mut tasks = JoinSet::new();
-    for (instance, function, mut invocations) in serve_interface(&server, handler).await? {
-        let provider = provider_id.to_string();
-        tasks.spawn(async move {
-            while let Some(invocation) = invocations.next().await {
-                let provider = provider.clone();
-                match invocation {
-                    // Detached: a request in flight finishes even when serving stops.
-                    Ok(call) => drop(tokio::spawn(async move {
-                        if let Err(error) = call.await {
-                            tracing::warn!(%provider, instance, function, "outgoing HTTP call failed: {error:#}");
-                        }
-                    })),
-                    Err(error) => {
-                        tracing::warn!(%provider, instance, function, "accepting an outgoing HTTP call: {error:#}")
-                    }
-                }
-            }
-        });
-    }
-    Ok(tasks)
+    let subscribed = serve_interface(&server, handler).await?;
+    Ok(accept_calls(provider_id, "outgoing HTTP", subscribed))
 }
 
 /// Sends the requests of every component linked to one http-client provider.
