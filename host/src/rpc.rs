@@ -87,14 +87,15 @@ impl Lattice {
             .clone())
     }
 
-    /// Where `call`'s import of `instance` goes, and under which link name: the target the
-    /// component chose through `wasmcloud:bus/lattice`, else its link (by the link name it
-    /// chose, `default` unless it chose one).
-    pub(crate) fn route<'c>(
+    /// Where `call`'s import of `instance` goes, with the headers that tell the target who calls
+    /// through which link (`source-id`, `link-name`): the target the component chose through
+    /// `wasmcloud:bus/lattice`, else its link (by the link name it chose, `default` unless it
+    /// chose one).
+    pub(crate) fn route(
         &self,
-        call: &'c RemoteCall,
+        call: &RemoteCall,
         instance: &str,
-    ) -> Result<(String, &'c str), RpcError> {
+    ) -> Result<(String, HeaderMap), RpcError> {
         let interface = InterfaceName::parse(instance)
             .ok_or_else(|| RpcError::NotAnInterface(instance.to_string()))?
             .unversioned();
@@ -103,7 +104,10 @@ impl Lattice {
             Some(target) => target.to_string(),
             None => self.target(&call.caller, link_name, instance)?,
         };
-        Ok((target, link_name))
+        let mut headers = HeaderMap::new();
+        headers.insert("source-id", &*call.caller);
+        headers.insert("link-name", link_name);
+        Ok((target, headers))
     }
 
     /// The target of `source`'s `link_name` link for `instance` (`ns:pkg/iface@ver`).
@@ -141,11 +145,8 @@ impl RemoteInvoker for Lattice {
         let lattice = self.clone();
         let (instance, func) = (instance.to_string(), func.to_string());
         Box::pin(async move {
-            let (target, link_name) = lattice.route(&call, &instance)?;
+            let (target, headers) = lattice.route(&call, &instance)?;
             let client = lattice.client(&target).await?;
-            let mut headers = HeaderMap::new();
-            headers.insert("source-id", &*call.caller);
-            headers.insert("link-name", link_name);
             let (outgoing, incoming) = client
                 .invoke(Some(headers), &instance, &func, params, paths)
                 .await?;

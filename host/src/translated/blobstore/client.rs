@@ -457,13 +457,10 @@ impl Caller {
         F1: FnOnce(Client, Option<HeaderMap>) -> Fut1,
         Fut1: Future<Output = anyhow::Result<Result<T, String>>>,
     {
-        let (target, link_name) = self
+        let (target, headers) = self
             .lattice
             .route(&self.call, ROUTE)
             .map_err(|e| e.to_string())?;
-        let mut headers = HeaderMap::new();
-        headers.insert("source-id", &*self.call.caller);
-        headers.insert("link-name", link_name);
         let timeout = self.lattice.timeout;
         // The bound covers reaching the target, the fallback, and the answer.
         let answer = tokio::time::timeout(timeout, async {

@@ -71,13 +71,10 @@ impl Caller {
         Fut: Future<Output = anyhow::Result<Result<T, remote::store::Error>>>,
     {
         let other = |message: String| store::Error::Other(message);
-        let (target, link_name) = self
+        let (target, headers) = self
             .lattice
             .route(&self.call, interface)
             .map_err(|e| other(e.to_string()))?;
-        let mut headers = HeaderMap::new();
-        headers.insert("source-id", &*self.call.caller);
-        headers.insert("link-name", link_name);
         let timeout = self.lattice.timeout;
         // The bound covers reaching the target as well as its answer.
         let answer = tokio::time::timeout(timeout, async {

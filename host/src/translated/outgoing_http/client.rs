@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use async_nats::HeaderMap;
 use http_body_util::BodyExt as _;
 use trellis_providers::http::{
     HttpState, OutgoingSender, add_outgoing_to_linker, add_types_to_linker,
@@ -92,13 +91,10 @@ impl OutgoingSender for LatticeSender {
         let internal = |message: String| ErrorCode::InternalError(Some(message));
         let caller =
             caller.ok_or_else(|| internal("this host has no lattice to send on".into()))?;
-        let (target, link_name) = self
+        let (target, headers) = self
             .lattice
             .route(caller, INTERFACE)
             .map_err(|error| internal(error.to_string()))?;
-        let mut headers = HeaderMap::new();
-        headers.insert("source-id", &*caller.caller);
-        headers.insert("link-name", link_name);
         let lattice = self.lattice.clone();
         let between_bytes_timeout = config.between_bytes_timeout;
         let (request, options) = request_to_wire(request, &config);
