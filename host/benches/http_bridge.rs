@@ -138,6 +138,17 @@ fn row(label: &str, (p50, p99, mean): (Duration, Duration, Duration)) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // A global subscriber, as the `trellis` binary installs (only warnings here unless RUST_LOG
+    // says otherwise). Without one, tracing's `log` feature (which oci-client turns on) evaluates
+    // the fields of every disabled span for the `log` fallback, and wrpc-transport-nats's writers
+    // record `format!("{buf:02x?}")` of each buffer they publish: the bridge then spends its time
+    // hex-formatting bodies (79 ms instead of 4.9 ms for the 1 MiB echo; see BENCHMARKS.md).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let server = NatsServer::start();
     let nats = async_nats::connect(server.url()).await.unwrap();
     let (front, back) = (host(&server).await, host(&server).await);
