@@ -122,6 +122,11 @@ pub enum HostError {
 }
 
 /// A running lattice host.
+///
+/// A process that embeds one should install a global `tracing` subscriber first, as the
+/// `trellis` binary does: without one, tracing's `log` feature (which oci-client enables)
+/// evaluates the fields of disabled spans, and wrpc-transport-nats's writers then hex-format
+/// every buffer they publish, which makes bulk wRPC traffic an order of magnitude slower.
 pub struct LatticeHost {
     state: Arc<HostState>,
     nats: async_nats::Client,

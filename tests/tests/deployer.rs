@@ -72,10 +72,6 @@ async fn deployer(server: &NatsServer) -> Deployer {
 /// Hosts: 0 = {zone a, worker}, 1 = {zone b, worker}, 2 = {zone b}. Deployer logs go to the
 /// test output with `RUST_LOG` (e.g. `RUST_LOG=trellis_deployer=info`).
 async fn lattice() -> Lattice {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     // Build the guests before anything times out on them.
     component_path("exporter");
     let server = NatsServer::start();

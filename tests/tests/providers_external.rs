@@ -42,25 +42,11 @@ fn greeter_archive() -> PathBuf {
     dir.join("target/release/greeter.par.gz")
 }
 
-/// Host logs (with provider output) go to the test's captured output. Provider output is
-/// recorded at `debug`, so providers are told to log at that level.
-fn record_logs() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("warn,trellis_host::provider=debug")
-            .with_test_writer()
-            .with_ansi(false)
-            .try_init();
-    });
-}
-
 async fn start_host(server: &NatsServer, cache: &Path) -> LatticeHost {
     start_host_with(server, cache, NatsAuth::default()).await
 }
 
 async fn start_host_with(server: &NatsServer, cache: &Path, nats_auth: NatsAuth) -> LatticeHost {
-    record_logs();
     LatticeHost::start(HostConfig {
         nats_url: server.url(),
         nats_auth,
