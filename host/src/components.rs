@@ -324,7 +324,7 @@ async fn start(
     // export subscriptions: a call sent on that news must find them, not a silent gap.
     let serving = async {
         let exports = ExportServer::start(&state.rpc, &state.runtime, id).await?;
-        crate::connect::registered(&state.rpc.nats)
+        trellis_providers::nats::registered(&state.rpc.nats)
             .await
             .map_err(anyhow::Error::msg)?;
         anyhow::Ok(exports)

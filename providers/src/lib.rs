@@ -25,6 +25,7 @@ pub mod http_server;
 pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
+pub mod nats;
 
 pub use blobstore::BlobstorePlugin;
 pub use config::ConfigPlugin;

@@ -17,7 +17,8 @@
 //! running, then the subscription is read no further until one finishes), so their order is not
 //! kept. A handler that traps or returns an error is logged; the subscription goes on. When the
 //! config changes (a rebind), subscriptions still wanted stay as they are, so none of their
-//! messages is lost; unbinding unsubscribes, dropping what the client had buffered.
+//! messages is lost; unbinding unsubscribes (and returns once the server knows), dropping what
+//! the client had buffered.
 //!
 //! Sending is allowed to any subject except those of the lattice's control plane and the NATS
 //! APIs ([`RESERVED_PREFIXES`]), for `subject` and `reply-to` alike: the wasmCloud provider
@@ -102,6 +103,14 @@ fn is_reserved(subject: &str) -> bool {
 struct Reader {
     subscription: Subscription,
     task: JoinHandle<()>,
+}
+
+impl Reader {
+    /// Unsubscribes: returns once the subscriber is gone and its unsubscribe is on its way.
+    async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Drop for Reader {
@@ -382,8 +391,20 @@ impl Plugin for MessagingPlugin {
         Ok(())
     }
 
+    /// Returns once the server has stopped delivering to the component's subscriptions: a
+    /// request sent after the component stopped finds no responder, rather than a subscriber
+    /// that is going away and leaves it to time out.
     async fn unbind(&self, component_id: &str) {
-        self.readers.lock().await.remove(component_id);
+        let readers = self.readers.lock().await.remove(component_id);
+        let Some(readers) = readers.filter(|readers| !readers.is_empty()) else {
+            return;
+        };
+        for reader in readers {
+            reader.close().await;
+        }
+        if let Err(error) = crate::nats::registered(&self.client).await {
+            tracing::debug!(component = component_id, "unsubscribing: {error}");
+        }
     }
 
     async fn stop(&self) -> anyhow::Result<()> {

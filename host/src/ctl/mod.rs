@@ -114,7 +114,7 @@ pub async fn serve(
         }
     }
     // The server must know every subscription before the host announces itself.
-    if let Err(error) = crate::connect::registered(&nats).await {
+    if let Err(error) = trellis_providers::nats::registered(&nats).await {
         let _ = ready.send(Err(error));
         return;
     }
