@@ -38,6 +38,7 @@ use super::wrpc_bindings::wasi::blobstore::types::ObjectId as WireObjectId;
 use super::wrpc_bindings::wrpc::blobstore0_1_0::blobstore as v1;
 use super::wrpc_bindings::wrpc::blobstore0_2_0::blobstore as v2;
 use crate::rpc::Lattice;
+use crate::translated::{LatticeAccess, table_and_caller};
 
 mod host_bindings {
     wasmtime::component::bindgen!({
@@ -435,9 +436,6 @@ impl BlobstoreOverLattice {
     }
 }
 
-/// Per-invocation state: how to reach the lattice.
-struct LatticeAccess(Arc<Lattice>);
-
 /// One host call's caller: who calls, with the links it chose so far.
 struct Caller {
     call: RemoteCall,
@@ -498,17 +496,9 @@ impl HasData for BlobData {
     type Data<'a> = BlobView<'a>;
 }
 
-/// Read at every host call: the component may choose another link between two calls.
 fn view(ctx: &mut InvocationCtx) -> BlobView<'_> {
-    let call = ctx.remote_call().cloned().unwrap_or_else(|| RemoteCall {
-        caller: ctx.component_id().into(),
-        selection: Default::default(),
-    });
-    let (table, extensions) = ctx.table_and_extensions();
-    let caller = extensions.get_mut::<LatticeAccess>().map(|access| Caller {
-        call,
-        lattice: access.0.clone(),
-    });
+    let (table, caller) = table_and_caller(ctx);
+    let caller = caller.map(|(call, lattice)| Caller { call, lattice });
     BlobView { table, caller }
 }
 

@@ -17,6 +17,7 @@ use wit_bindgen_wrpc::bytes::Bytes;
 
 use super::wrpc_bindings::wrpc::keyvalue as remote;
 use crate::rpc::Lattice;
+use crate::translated::{LatticeAccess, table_and_caller};
 
 mod host_bindings {
     wasmtime::component::bindgen!({
@@ -51,9 +52,6 @@ impl KeyvalueOverLattice {
         }
     }
 }
-
-/// Per-invocation state: how to reach the lattice.
-struct LatticeAccess(Arc<Lattice>);
 
 /// One host call's caller: who calls, with the links it chose so far.
 struct Caller {
@@ -110,17 +108,9 @@ impl HasData for KvData {
     type Data<'a> = KvView<'a>;
 }
 
-/// Read at every host call: the component may choose another link between two calls.
 fn view(ctx: &mut InvocationCtx) -> KvView<'_> {
-    let call = ctx.remote_call().cloned().unwrap_or_else(|| RemoteCall {
-        caller: ctx.component_id().into(),
-        selection: Default::default(),
-    });
-    let (table, extensions) = ctx.table_and_extensions();
-    let caller = extensions.get_mut::<LatticeAccess>().map(|access| Caller {
-        call,
-        lattice: access.0.clone(),
-    });
+    let (table, caller) = table_and_caller(ctx);
+    let caller = caller.map(|(call, lattice)| Caller { call, lattice });
     KvView { table, caller }
 }
 
