@@ -105,8 +105,8 @@ impl OutgoingSender for AllowedHosts {
     }
 }
 
-/// The hooks wasmtime-wasi-http calls, with the invocation's caller as of the latest host call
-/// (a component may choose another link between two requests).
+/// The hooks wasmtime-wasi-http calls, with the invocation's caller as of the latest
+/// `outgoing-handler` call (a component may choose another link between two requests).
 struct Hooks {
     sender: Arc<dyn OutgoingSender>,
     caller: Option<RemoteCall>,
@@ -147,15 +147,24 @@ impl HttpState {
 
 /// The `wasi:http` view of an invocation; deny-all state when no plugin prepared one.
 pub(crate) fn view(ctx: &mut InvocationCtx) -> WasiHttpCtxView<'_> {
-    let caller = ctx.remote_call().cloned();
     let (table, extensions) = ctx.table_and_extensions();
     let state = extensions.get_or_insert_with(HttpState::deny_all);
-    state.hooks.caller = caller;
     WasiHttpCtxView {
         ctx: &mut state.ctx,
         table,
         hooks: &mut state.hooks,
     }
+}
+
+/// [`view`] for `wasi:http/outgoing-handler`, the only interface that sends: its hooks learn
+/// the invocation's caller as of this call (the other `wasi:http` calls need not pay for it).
+fn outgoing_view(ctx: &mut InvocationCtx) -> WasiHttpCtxView<'_> {
+    let caller = ctx.remote_call().cloned();
+    ctx.extensions()
+        .get_or_insert_with(HttpState::deny_all)
+        .hooks
+        .caller = caller;
+    view(ctx)
 }
 
 /// Links `wasi:http/types`.
@@ -167,7 +176,7 @@ pub fn add_types_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Resu
 /// Links `wasi:http/outgoing-handler`: requests go to the invocation's [`OutgoingSender`].
 pub fn add_outgoing_to_linker(linker: &mut Linker<InvocationCtx>) -> wasmtime::Result<()> {
     use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
-    outgoing_handler::add_to_linker::<_, WasiHttp>(linker, view)
+    outgoing_handler::add_to_linker::<_, WasiHttp>(linker, outgoing_view)
 }
 
 /// Why a component gave no response to an HTTP request.
