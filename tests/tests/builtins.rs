@@ -4,16 +4,15 @@
 //! delivered live, and switched-off built-ins whose calls go over wRPC.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use async_nats_039 as nats;
 use futures::StreamExt as _;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
+use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::{
     ctl_client, eventually, in_inventory, record_wrpc_subjects, registered, subjects_when_seen,
 };
@@ -102,28 +101,6 @@ fn link(
         .target_config(names(target_config))
         .build()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
-/// One HTTP GET over a real loopback socket: `(status line, body)`, or the I/O error. Sent as
-/// HTTP/1.0 so the body comes unchunked and the connection closes after it.
-async fn get(port: u16, path: &str) -> std::io::Result<(String, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-        .await
-        .map_err(|_| std::io::Error::other("response timed out"))??;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.lines().next().unwrap_or_default().to_string();
-    Ok((status, body.to_string()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

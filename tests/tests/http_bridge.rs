@@ -14,6 +14,7 @@ use trellis_host::wrpc_http::wrpc::http::incoming_handler;
 use trellis_host::wrpc_http::wrpc::http::types::{ErrorCode, Fields, Method, Request, Scheme};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_tests::component_ref;
+use trellis_tests::http::{answering_server, free_port};
 use trellis_tests::lattice::{
     count_wrpc_messages, ctl_client, eventually, in_inventory, registered,
 };
@@ -26,12 +27,13 @@ const HANDLE_SUBJECT: &str = "wrpc.0.0.1.wrpc:http/incoming-handler@0.1.0.handle
 const CHUNK: usize = 64 << 10;
 const CHUNKS: usize = 64;
 
-async fn start_host(server: &NatsServer) -> LatticeHost {
+async fn start_host(server: &NatsServer, switches: &[&str]) -> LatticeHost {
     LatticeHost::start(HostConfig {
         nats_url: server.url(),
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),
         rpc_timeout: Duration::from_secs(5),
+        builtins: trellis_host::parse_switches(switches.iter().copied()).unwrap(),
         ..HostConfig::default()
     })
     .await
@@ -145,7 +147,7 @@ async fn call(
 async fn wrpc_http_client_reaches_a_components_incoming_handler() {
     let server = NatsServer::start();
     let (client, nc) = ctl_client(&server, LATTICE).await;
-    let host = start_host(&server).await;
+    let host = start_host(&server, &[]).await;
     scale(&client, &host, "web", 2).await;
     let calls = count_handle_calls(&nc, "web").await;
 
@@ -210,13 +212,6 @@ async fn wrpc_http_client_reaches_a_components_incoming_handler() {
     host.stop(None).await.unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.1 exchange over a real socket: status, headers and body.
 async fn send(
     port: u16,
@@ -263,7 +258,10 @@ async fn connects(port: u16) -> bool {
 async fn http_server_on_one_host_serves_a_component_on_another() {
     let server = NatsServer::start();
     let (client, nc) = ctl_client(&server, LATTICE).await;
-    let (front, back) = (start_host(&server).await, start_host(&server).await);
+    let (front, back) = (
+        start_host(&server, &[]).await,
+        start_host(&server, &[]).await,
+    );
     scale(&client, &back, "web", 2).await;
 
     let port = free_port();
@@ -361,44 +359,6 @@ async fn http_server_on_one_host_serves_a_component_on_another() {
 const FETCH_PROBE: &str = "trellis:providers/fetch-probe@0.1.0";
 const OUTGOING_SUBJECT: &str = "wrpc.0.0.1.wrpc:http/outgoing-handler@0.1.0.handle";
 
-/// A loopback HTTP/1.1 server answering each of `connections` requests with `body` and the
-/// request's `x-trace` header echoed back, so a test sees the request headers arrive.
-async fn payload_server(connections: usize, body: Bytes) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..connections {
-            let Ok(Ok((mut stream, _))) =
-                tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
-            else {
-                return;
-            };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-                    Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
-                    _ => break,
-                }
-            }
-            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-            let host = head
-                .lines()
-                .find_map(|line| line.strip_prefix("host: "))
-                .unwrap_or("none")
-                .to_string();
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-host: {host}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes()).await;
-            let _ = stream.write_all(&body).await;
-        }
-    });
-    address
-}
-
 async fn fetch(host: &LatticeHost, url: &str) -> Result<String, String> {
     use wasmtime::component::Val;
     let results = host
@@ -429,17 +389,8 @@ async fn fetch(host: &LatticeHost, url: &str) -> Result<String, String> {
 async fn http_client_off_sends_through_another_hosts_http_client_provider() {
     let server = NatsServer::start();
     let (client, nc) = ctl_client(&server, LATTICE).await;
-    let without_client = LatticeHost::start(HostConfig {
-        nats_url: server.url(),
-        lattice: LATTICE.into(),
-        heartbeat_interval: Duration::from_secs(5),
-        rpc_timeout: Duration::from_secs(5),
-        builtins: trellis_host::parse_switches(["http-client=off"]).unwrap(),
-        ..HostConfig::default()
-    })
-    .await
-    .expect("starting the host");
-    let with_client = start_host(&server).await;
+    let without_client = start_host(&server, &["http-client=off"]).await;
+    let with_client = start_host(&server, &[]).await;
 
     let ack = client
         .scale_component(
@@ -479,8 +430,8 @@ async fn http_client_off_sends_through_another_hosts_http_client_provider() {
         .map(|i| b'a' + (i % 26) as u8)
         .collect::<Vec<_>>()
         .into();
-    let allowed = payload_server(8, body.clone()).await;
-    let denied = payload_server(1, body.clone()).await;
+    let allowed = answering_server(8, body.clone()).await;
+    let denied = answering_server(1, body.clone()).await;
     let ack = client
         .put_config(
             "fetch-allowed",

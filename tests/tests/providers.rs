@@ -15,6 +15,7 @@ use trellis_runtime::{
     Host, HostInterface, Plugin, Runtime, StartError, Val, Workload, WorkloadComponent,
 };
 use trellis_tests::component;
+use trellis_tests::http::{answering_server, free_port};
 use trellis_tests::lattice::eventually;
 use trellis_tests::nats::NatsServer;
 
@@ -538,37 +539,6 @@ async fn blobstore_memory_round_trip() {
 // ---------------------------------------------------------------------------------------------
 // http-client
 
-/// A one-response-per-connection HTTP server on loopback answering `200 hello`; serves at most
-/// `connections` connections.
-async fn hello_server(connections: usize) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..connections {
-            let Ok(Ok((mut stream, _))) =
-                tokio::time::timeout(Duration::from_secs(30), listener.accept()).await
-            else {
-                return;
-            };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-                    Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
-                    _ => break,
-                }
-            }
-            let _ = stream
-                .write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
-                )
-                .await;
-        }
-    });
-    address
-}
-
 async fn fetch(runtime: &Runtime, id: &str, url: &str) -> Val {
     runtime
         .invoke(id, FETCH_PROBE, "get", &[string(url)], None)
@@ -579,7 +549,7 @@ async fn fetch(runtime: &Runtime, id: &str, url: &str) -> Val {
 
 #[tokio::test]
 async fn http_client_reaches_allowed_hosts_only() {
-    let server = hello_server(4).await;
+    let server = answering_server(4, bytes::Bytes::from_static(b"hello")).await;
     let url = format!("http://{server}/greeting");
     let runtime = runtime_with(vec![Arc::new(HttpClientPlugin::new())]).await;
     let allowed = format!("localhost,{server}");
@@ -618,14 +588,6 @@ async fn http_client_reaches_allowed_hosts_only() {
 // ---------------------------------------------------------------------------------------------
 // http-server
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A workload serving the http-server guest as `name` under the given route config.
 fn site(name: &str, config: &[(&str, &str)]) -> Workload {
     let mut workload = single(name, "http_server", "wasi:http/incoming-handler", config);
@@ -633,14 +595,15 @@ fn site(name: &str, config: &[(&str, &str)]) -> Workload {
     workload
 }
 
-/// Sends one request on a fresh connection and reads the whole response (30 s at most).
-async fn send(
+/// One HTTP/1.1 exchange on a fresh connection: the response head and the whole body (30 s at
+/// most).
+async fn exchange(
     port: u16,
     method: &str,
     host: &str,
     path: &str,
     body: http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>,
-) -> (http::StatusCode, bytes::Bytes) {
+) -> (http::response::Parts, bytes::Bytes) {
     use http_body_util::BodyExt as _;
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -657,16 +620,24 @@ async fn send(
             .header(http::header::HOST, host)
             .body(body)
             .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status();
-        (
-            status,
-            response.into_body().collect().await.unwrap().to_bytes(),
-        )
+        let (head, body) = sender.send_request(request).await.unwrap().into_parts();
+        (head, body.collect().await.unwrap().to_bytes())
     };
     tokio::time::timeout(Duration::from_secs(30), exchange)
         .await
         .expect("HTTP exchange within 30 s")
+}
+
+/// Status and body of one request on a fresh connection.
+async fn send(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>,
+) -> (http::StatusCode, bytes::Bytes) {
+    let (head, body) = exchange(port, method, host, path, body).await;
+    (head.status, body)
 }
 
 /// One HTTP/2 request (cleartext, prior knowledge) with an empty body; the authority travels
@@ -704,29 +675,9 @@ async fn send_h2(port: u16, authority: &str, path: &str) -> (http::StatusCode, b
 /// How many requests the instance that answered `GET path` on `host` had served, this one
 /// included (the http-server guest's `x-instance-requests`); `None` for a 5xx.
 async fn instance_requests(port: u16, host: &str, path: &str) -> Option<u32> {
-    use http_body_util::BodyExt as _;
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        let request = http::Request::builder()
-            .uri(path)
-            .header(http::header::HOST, host)
-            .body(empty())
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let served = response.headers().get("x-instance-requests").cloned();
-        response.into_body().collect().await.unwrap();
-        Some(served?.to_str().unwrap().parse().unwrap())
-    };
-    tokio::time::timeout(Duration::from_secs(30), exchange)
-        .await
-        .expect("HTTP exchange within 30 s")
+    let (head, _) = exchange(port, "GET", host, path, empty()).await;
+    let served = head.headers.get("x-instance-requests")?;
+    Some(served.to_str().unwrap().parse().unwrap())
 }
 
 fn empty() -> http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible> {
