@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use http_body_util::BodyExt as _;
 use trellis_providers::http::{
     HttpState, OutgoingSender, add_outgoing_to_linker, add_types_to_linker,
 };
@@ -152,7 +151,7 @@ fn request_to_wire(
     config: &OutgoingRequestConfig,
 ) -> (Request, RequestOptions) {
     let (parts, body) = request.into_parts();
-    let (body, trailers) = body::to_wire(body.boxed_unsync());
+    let (body, trailers) = body::to_wire(body);
     let scheme = match parts.uri.scheme_str() {
         Some("https") => Scheme::Https,
         Some("http") | None => Scheme::Http,
