@@ -57,6 +57,29 @@ async fn scale(client: &Client, host: &LatticeHost, id: &str, count: u32) {
     in_inventory(client, host.host_id(), id, count).await;
 }
 
+/// Puts `source`'s `default` link to `target` for `wasi:http/{interface}`, with the named
+/// config `source_config` on the source side.
+async fn put_http_link(
+    client: &Client,
+    source: &str,
+    target: &str,
+    interface: &str,
+    source_config: &str,
+) {
+    let link = Link::builder()
+        .source_id(source)
+        .target(target)
+        .name("default")
+        .wit_namespace("wasi")
+        .wit_package("http")
+        .interfaces(vec![interface.into()])
+        .source_config(vec![source_config.into()])
+        .build()
+        .unwrap();
+    let ack = client.put_link(link).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}
+
 /// Counts the invocations published on `{lattice}.{component}`'s `wrpc:http` handle subject.
 async fn count_handle_calls(
     nc: &nats::Client,
@@ -285,18 +308,7 @@ async fn http_server_on_one_host_serves_a_component_on_another() {
         .await
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
-    let link = Link::builder()
-        .source_id("httpserver")
-        .target("web")
-        .name("default")
-        .wit_namespace("wasi")
-        .wit_package("http")
-        .interfaces(vec!["incoming-handler".into()])
-        .source_config(vec!["web-http".into()])
-        .build()
-        .unwrap();
-    let ack = client.put_link(link).await.unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
+    put_http_link(&client, "httpserver", "web", "incoming-handler", "web-http").await;
     eventually("the front host to listen", || async {
         connects(port).await.then_some(())
     })
@@ -440,18 +452,14 @@ async fn http_client_off_sends_through_another_hosts_http_client_provider() {
         .await
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
-    let link = Link::builder()
-        .source_id("fetcher")
-        .target("httpclient")
-        .name("default")
-        .wit_namespace("wasi")
-        .wit_package("http")
-        .interfaces(vec!["outgoing-handler".into()])
-        .source_config(vec!["fetch-allowed".into()])
-        .build()
-        .unwrap();
-    let ack = client.put_link(link).await.unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
+    put_http_link(
+        &client,
+        "fetcher",
+        "httpclient",
+        "outgoing-handler",
+        "fetch-allowed",
+    )
+    .await;
 
     let traffic = count_wrpc_messages(&nc, LATTICE, "httpclient").await;
     let calls = count_handle_calls_on(&nc, "httpclient", OUTGOING_SUBJECT).await;
