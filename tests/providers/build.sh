@@ -4,6 +4,7 @@
 # archive is only rewritten when its binary is newer.
 set -euo pipefail
 cd "$(dirname "$0")"
+source ../own-cargo-env.sh
 cargo build --release --locked --quiet "$@"
 out=target/release
 for name in greeter; do

@@ -46,11 +46,6 @@ pub fn component_path(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let status = Command::new("bash")
             .arg(components_dir().join("build.sh"))
-            // The outer cargo's settings are for the host target, not the guests.
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
             .expect("running tests/components/build.sh");
         assert!(status.success(), "building guest components failed");
@@ -76,9 +71,6 @@ pub fn provider_archive(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let status = Command::new("bash")
             .arg(dir.join("build.sh"))
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
             .expect("running tests/providers/build.sh");
         assert!(status.success(), "building the test providers failed");

@@ -3,4 +3,5 @@
 # tests/tests/wadm.rs). Cargo skips the work when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")"
+source ../own-cargo-env.sh
 cargo build --release --locked --quiet "$@"
