@@ -1,7 +1,7 @@
 //! The `trellis host` process: joins a real NATS server, stops on SIGTERM with `host_stopped`
 //! and exit 0, and fails with a one-line reason when NATS is unreachable; `--log-format json`
-//! gives one JSON object a line with the component id on component lines; `trellis
-//! completions` prints a script for each shell.
+//! gives one JSON object a line with the component id on component lines and the provider id
+//! on a provider's output; `trellis completions` prints a script for each shell.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -121,7 +121,7 @@ async fn next_log(
 }
 
 #[tokio::test]
-async fn json_logs_carry_the_component_id() {
+async fn json_logs_carry_component_and_provider_ids() {
     let server = NatsServer::start();
     let mut host = trellis()
         .args(["host", "--lattice", "logs", "--log-format", "json"])
@@ -172,6 +172,20 @@ async fn json_logs_carry_the_component_id() {
     let message = entry["message"].as_str().unwrap();
     assert!(message.contains("absent"), "{message}");
     assert_eq!(entry["component"], "broken");
+
+    // A provider's own output is logged line by line, tagged with its ID and stream.
+    let archive = trellis_tests::provider_archive("greeter");
+    let reference = format!("file://{}", archive.display());
+    let args = ["provider", "start", &host_id, "greeter", &reference];
+    let started = tokio::time::timeout(WAIT, ctl(&args))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    let entry = next_log(&mut lines, "test-provider: init greeter").await;
+    assert_eq!(entry["target"], "trellis_host::provider::output");
+    assert_eq!(entry["provider"], "greeter");
+    assert_eq!(entry["stream"], "stderr");
 
     let pid = host.id().unwrap().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
