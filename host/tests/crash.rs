@@ -1,6 +1,6 @@
-//! A `trellis host` process killed with SIGKILL publishes nothing, yet the deployer notices it
-//! (it stops answering inventory requests) and re-places its share of an app on a host that
-//! is still up.
+//! A `trellis host` process killed with SIGKILL publishes nothing, yet a `trellis deployer`
+//! process notices it (it stops answering inventory requests) and re-places its share of an
+//! app on a host that is still up.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 use trellis_deployer::client::WadmClient;
 use trellis_deployer::lattice::Ctl;
-use trellis_deployer::{Deployer, DeployerConfig};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_tests::component_ref;
 use trellis_tests::lattice::eventually;
@@ -57,26 +56,21 @@ async fn a_killed_host_is_noticed_and_its_instances_placed_elsewhere() {
         .await
         .unwrap();
     trellis_tests::lattice::registered(&events_nc).await;
-    let deployer = Deployer::start(DeployerConfig {
-        nats_url: server.url(),
-        lattice: LATTICE.into(),
-        reconcile_interval: Duration::from_secs(1),
-        ..DeployerConfig::default()
-    })
-    .await
-    .unwrap();
-
+    let trellis = |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .args(args)
+            .args(["--lattice", LATTICE])
+            .env("TRELLIS_NATS_URL", server.url())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut deployer = trellis(&["deployer", "--reconcile-secs", "1"]);
     // The only worker at first: a host process of its own.
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .args(["host", "--lattice", LATTICE, "--label", "role=worker"])
-        .args(["--heartbeat-secs", "2"])
-        .env("TRELLIS_NATS_URL", server.url())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = trellis(&["host", "--label", "role=worker", "--heartbeat-secs", "2"]);
     let doomed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let message = events.next().await.unwrap();
@@ -136,6 +130,15 @@ async fn a_killed_host_is_noticed_and_its_instances_placed_elsewhere() {
             "a SIGKILLed host published host_stopped"
         );
     }
-    deployer.stop().await;
+    let pid = deployer.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(term.unwrap().success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), deployer.wait()).await;
+    assert!(
+        exit.unwrap().unwrap().success(),
+        "the deployer exits 0 on SIGTERM"
+    );
     survivor.stop(None).await.unwrap();
 }
