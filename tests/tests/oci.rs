@@ -3,7 +3,8 @@
 //! library function, started from it through the wasmcloud-control-interface client on a real
 //! host and nats-server; started again from the cache with the registry gone; pull failures
 //! (missing tag, unknown repository, damaged layer, `latest`, unreachable registry, wrong
-//! artifact kind) reported in the reply or the failure event; basic auth through `registry.put`.
+//! artifact kind, a plain-HTTP registry not allowed) reported in the reply or the failure event;
+//! basic auth through `registry.put`.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -24,6 +25,15 @@ const LATTICE: &str = "oci";
 const ADDER: &str = "trellis:example/adder@0.1.0";
 
 async fn start_host(server: &NatsServer, cache: &Path, registry: &Registry) -> LatticeHost {
+    start_host_allowing(server, cache, vec![registry.address()]).await
+}
+
+/// A host that speaks plain HTTP only to the registries in `allowed_insecure`.
+async fn start_host_allowing(
+    server: &NatsServer,
+    cache: &Path,
+    allowed_insecure: Vec<String>,
+) -> LatticeHost {
     LatticeHost::start(HostConfig {
         nats_url: server.url(),
         lattice: LATTICE.into(),
@@ -35,7 +45,7 @@ async fn start_host(server: &NatsServer, cache: &Path, registry: &Registry) -> L
         },
         oci: OciSettings {
             cache_dir: cache.join("oci"),
-            allowed_insecure: vec![registry.address()],
+            allowed_insecure,
             allow_latest: false,
         },
         ..HostConfig::default()
@@ -289,6 +299,20 @@ async fn pull_failures_are_reported_clearly() {
         );
         assert!(host.runtime().component(id).await.is_none());
     }
+
+    // A plain-HTTP registry that was not allowed is spoken to over HTTPS, fails, and the error
+    // says which flag allows it.
+    let strict_cache = tempfile::tempdir().unwrap();
+    let strict = start_host_allowing(&server, strict_cache.path(), vec![]).await;
+    let reference = format!("{address}/trellis/exporter:1");
+    let outcome = scale(&client, &strict, &events, "not-allowed", &reference).await;
+    assert_eq!(outcome.0, "component_scale_failed", "{reference} started");
+    let error = error_of(&outcome);
+    assert!(
+        error.contains(&format!("--allowed-insecure {address}")),
+        "{error}"
+    );
+    strict.stop(None).await.unwrap();
 
     // `latest` is refused in the reply, before any work.
     for reference in [
