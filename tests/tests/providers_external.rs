@@ -5,11 +5,11 @@
 //! stops answering health checks) with its links re-delivered, and stopped without leaving a
 //! process behind; its claims reported by `claims.get`, its HostData (log level, credentials)
 //! as the SDK read it, and a provider joining a server that requires user JWTs with the host's
-//! credentials.
+//! credentials (and reported healthy as soon as it answers, long before its first regular
+//! health check).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_nats_039 as nats;
@@ -24,44 +24,39 @@ const LATTICE: &str = "extproviders";
 const FRONT: &str = "trellis:example/front@0.1.0";
 const PROVIDER: &str = "greeter-provider";
 
-/// Builds the test providers (once per process; a no-op when unchanged) and returns the
-/// greeter's provider archive.
 fn greeter_archive() -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers");
-    BUILT.get_or_init(|| {
-        let status = Command::new("bash")
-            .arg(dir.join("build.sh"))
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("running tests/providers/build.sh");
-        assert!(status.success(), "building the test providers failed");
-    });
-    dir.join("target/release/greeter.par.gz")
+    trellis_tests::provider_archive("greeter")
+}
+
+/// Quick health checks and restarts, so that supervision shows within a test's time.
+fn provider_settings(cache: &Path) -> ProviderSettings {
+    ProviderSettings {
+        health_interval: Duration::from_millis(300),
+        health_timeout: Duration::from_secs(1),
+        restart_backoff: Duration::from_millis(200),
+        restart_backoff_max: Duration::from_secs(2),
+        shutdown_timeout: Duration::from_secs(3),
+        cache_dir: cache.to_path_buf(),
+        ..ProviderSettings::default()
+    }
 }
 
 async fn start_host(server: &NatsServer, cache: &Path) -> LatticeHost {
-    start_host_with(server, cache, NatsAuth::default()).await
+    start_host_with(server, NatsAuth::default(), provider_settings(cache)).await
 }
 
-async fn start_host_with(server: &NatsServer, cache: &Path, nats_auth: NatsAuth) -> LatticeHost {
+async fn start_host_with(
+    server: &NatsServer,
+    nats_auth: NatsAuth,
+    providers: ProviderSettings,
+) -> LatticeHost {
     LatticeHost::start(HostConfig {
         nats_url: server.url(),
         nats_auth,
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),
         rpc_timeout: Duration::from_secs(5),
-        providers: ProviderSettings {
-            health_interval: Duration::from_millis(300),
-            health_timeout: Duration::from_secs(1),
-            restart_backoff: Duration::from_millis(200),
-            restart_backoff_max: Duration::from_secs(2),
-            shutdown_timeout: Duration::from_secs(3),
-            cache_dir: cache.to_path_buf(),
-            ..ProviderSettings::default()
-        },
+        providers,
         ..HostConfig::default()
     })
     .await
@@ -436,7 +431,13 @@ async fn provider_joins_a_server_that_requires_user_jwts_with_the_host_credentia
         creds_file: Some(jwt.creds_file.clone()),
         ..NatsAuth::default()
     };
-    let host = start_host_with(&jwt.server, cache.path(), auth).await;
+    // Health checks a minute apart: a new process is still reported healthy as soon as it
+    // answers, because it is probed often until its first answer.
+    let providers = ProviderSettings {
+        health_interval: Duration::from_secs(60),
+        ..provider_settings(cache.path())
+    };
+    let host = start_host_with(&jwt.server, auth, providers).await;
     scale(&client, &host, "front", "importer").await;
     let ack = client
         .put_link(link("front", PROVIDER, "greeter"))
@@ -450,8 +451,14 @@ async fn provider_joins_a_server_that_requires_user_jwts_with_the_host_credentia
         .await
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
+    let started = std::time::Instant::now();
     let passed = events.wait("health_check_passed", 0).await;
     assert_eq!(passed["provider_id"], PROVIDER);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "first healthy report {:?} after the start, with checks 60 s apart",
+        started.elapsed()
+    );
     assert_eq!(greet(&host, "x").await.unwrap(), "provider says hello, x");
     let host_data = greet(&host, "host-data?").await.unwrap();
     assert!(

@@ -21,6 +21,9 @@ use super::process::ProviderProcess;
 use super::{ExternalProviders, ProviderInfo};
 use crate::state::HostState;
 
+/// How often a started process is asked for its health until it first answers.
+const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Why a provider process is no longer running.
 enum Ended {
     /// Stopped on request; the supervisor ends.
@@ -174,6 +177,10 @@ impl Supervisor {
         let mut checks =
             tokio::time::interval_at(spawned + settings.health_interval, settings.health_interval);
         checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Until a new process first answers, it is probed often, so that it is reported healthy
+        // as soon as it serves rather than one full health interval after its start.
+        let mut startup_probes = tokio::time::interval(STARTUP_PROBE_INTERVAL);
+        startup_probes.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut healthy = false;
         let mut was_healthy = false;
         let mut answered = false;
@@ -183,6 +190,8 @@ impl Supervisor {
                 status = process.wait() => Wake::Exited(status),
                 _ = self.stop.wait_for(|stop| *stop) => Wake::Stop,
                 _ = checks.tick() => Wake::Check,
+                _ = startup_probes.tick(),
+                    if !answered && spawned.elapsed() < settings.startup_grace => Wake::Check,
                 Ok(()) = links.changed() => Wake::Links,
                 Ok(()) = config.changed() => Wake::Config,
             };
