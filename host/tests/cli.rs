@@ -1,7 +1,8 @@
 //! The `trellis host` process: joins a real NATS server, stops on SIGTERM with `host_stopped`
 //! and exit 0, and fails with a one-line reason when NATS is unreachable; `--log-format json`
 //! gives one JSON object a line with the component id on component lines and the provider id
-//! on a provider's output; `trellis completions` prints a script for each shell.
+//! on a provider's output; an OCI pull logs a line at its start and end off a terminal and draws
+//! a progress bar on one; `trellis completions` prints a script for each shell.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -220,4 +221,119 @@ async fn completions_for_each_shell() {
     let output = trellis().args(["completions", "tcsh"]).output();
     let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
     assert!(!output.status.success());
+}
+
+/// Runs `trellis ctl ARGS` on lattice `lattice`, which must succeed; returns its stdout.
+async fn ctl(server: &NatsServer, lattice: &str, args: &[&str]) -> String {
+    let output = trellis()
+        .arg("ctl")
+        .args(args)
+        .args(["--lattice", lattice])
+        .env("TRELLIS_NATS_URL", server.url())
+        .stdout(Stdio::piped())
+        .output();
+    let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
+    assert!(output.status.success(), "trellis ctl {args:?}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn oci_pulls_log_lines_off_a_terminal_and_draw_a_bar_on_one() {
+    let server = NatsServer::start();
+    let registry = trellis_tests::registry::Registry::start();
+    let address = registry.address();
+    let reference = format!("{address}/trellis/exporter:1");
+    let options = trellis_host::oci::PushOptions {
+        allowed_insecure: vec![address.clone()],
+        credential: None,
+    };
+    let exporter = trellis_tests::component_path("exporter");
+    trellis_host::oci::push(&exporter, &reference, &options)
+        .await
+        .unwrap();
+
+    // Off a terminal (stderr is a pipe): one line when the pull starts, one when it is done.
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().join("piped");
+    let mut host = trellis()
+        .args(["host", "--lattice", "pull-lines", "--log-format", "json"])
+        .args(["--allowed-insecure", &address, "--oci-cache"])
+        .arg(&cache_arg)
+        .env("TRELLIS_NATS_URL", server.url())
+        .env("RUST_LOG", "info")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(host.stderr.take().unwrap()).lines();
+    let started = next_log(&mut lines, "host started").await;
+    let host_id = started["host_id"].as_str().unwrap().to_string();
+    ctl(
+        &server,
+        "pull-lines",
+        &["scale", &host_id, "adder", &reference],
+    )
+    .await;
+    let pulling = next_log(&mut lines, "pulling OCI layer").await;
+    assert_eq!(pulling["reference"], reference.as_str());
+    let size = std::fs::metadata(&exporter).unwrap().len();
+    assert_eq!(pulling["bytes"], size);
+    let pulled = next_log(&mut lines, "pulled OCI layer").await;
+    assert_eq!(pulled["digest"], pulling["digest"]);
+    ctl(&server, "pull-lines", &["host", "stop", &host_id]).await;
+    next_log(&mut lines, "host stopped").await;
+    assert!(host.wait().await.unwrap().success());
+
+    // On a terminal (`script` gives the host a pseudo-terminal): a progress bar.
+    let command = format!(
+        "{} host --lattice pull-bar --allowed-insecure {address} --oci-cache {}",
+        env!("CARGO_BIN_EXE_trellis"),
+        cache.path().join("terminal").display()
+    );
+    let mut host = tokio::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("TRELLIS_NATS_URL", server.url())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running `script` (util-linux)");
+    let mut terminal = BufReader::new(host.stdout.take().unwrap());
+    let mut seen = String::new();
+    let mut until = async |wanted: &str| {
+        tokio::time::timeout(WAIT, async {
+            let mut buffer = Vec::new();
+            while !seen.contains(wanted) {
+                buffer.clear();
+                let read = terminal.read_until(b'\n', &mut buffer).await.unwrap();
+                assert!(read > 0, "the terminal closed before `{wanted}`: {seen}");
+                seen.push_str(&String::from_utf8_lossy(&buffer));
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no `{wanted}` on the terminal within {WAIT:?}: {seen}"));
+        seen.clone()
+    };
+    until("host started").await;
+    let hosts: Value =
+        serde_json::from_str(&ctl(&server, "pull-bar", &["hosts", "-o", "json"]).await).unwrap();
+    let host_id = hosts[0]["id"].as_str().unwrap().to_string();
+    ctl(
+        &server,
+        "pull-bar",
+        &["scale", &host_id, "adder", &reference],
+    )
+    .await;
+    let shown = until("pulled OCI layer").await;
+    assert!(shown.contains(&format!("pulling {reference} [")), "{shown}");
+    assert!(shown.contains(" KiB/"), "no byte count on the bar: {shown}");
+    assert!(
+        !shown.contains("pulling OCI layer"),
+        "a log line instead of the bar: {shown}"
+    );
+    ctl(&server, "pull-bar", &["host", "stop", &host_id]).await;
+    let status = tokio::time::timeout(WAIT, host.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
 }
