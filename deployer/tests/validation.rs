@@ -219,6 +219,46 @@ fn each_rule_names_its_field() {
         },
     );
     assert_rejected(
+        "spec.components[0].properties.secrets",
+        "cannot specify additional secrets",
+        |d| {
+            let props = d["spec"]["components"][0]["properties"]
+                .as_object_mut()
+                .unwrap();
+            props.remove("image");
+            props.remove("config");
+            props.insert("application".into(), json!({"name": "s", "component": "c"}));
+        },
+    );
+    assert_rejected(
+        "spec.components[0].traits[0]",
+        "cannot include a scaler trait",
+        |d| {
+            let props = d["spec"]["components"][0]["properties"]
+                .as_object_mut()
+                .unwrap();
+            props.remove("image");
+            props.remove("config");
+            props.remove("secrets");
+            props.insert("application".into(), json!({"name": "s", "component": "c"}));
+        },
+    );
+    assert_rejected(
+        "metadata.annotations.experimental.wasmcloud.dev/shared",
+        "must be `true` or `false`",
+        |d| d["metadata"]["annotations"]["experimental.wasmcloud.dev/shared"] = "yes".into(),
+    );
+    assert_rejected(
+        "spec.components[0].traits[0].properties.spread[1].name",
+        "duplicate spread name `east`",
+        |d| {
+            d["spec"]["components"][0]["traits"][0]["properties"]["spread"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "east", "requirements": {"zone": "b"}}))
+        },
+    );
+    assert_rejected(
         "spec.components[0].traits[2].properties.interfaces[0]",
         "duplicate link",
         |d| {
@@ -325,6 +365,27 @@ fn unknown_interfaces_and_custom_traits_only_warn() {
             .any(|w| w.contains("spec.components[0].traits[2].type")),
         "{warnings:?}"
     );
+
+    // A known namespace with a package wadm does not know: a warning on the package.
+    let mut doc = good();
+    doc["spec"]["components"][2]["traits"][0]["properties"]["package"] = "htp".into();
+    let parsed = manifest::parse(&serde_json::to_vec(&doc).unwrap()).unwrap();
+    let package: Vec<&manifest::Problem> = parsed
+        .warnings
+        .iter()
+        .filter(|w| w.path == "spec.components[2].traits[0].properties.package")
+        .collect();
+    assert!(
+        package.len() == 1
+            && package[0].level == Level::Warning
+            && package[0].reason == "unrecognized package wasi:htp",
+        "{:?}",
+        parsed.warnings
+    );
+    // An unknown namespace is fine: no warning at all.
+    doc["spec"]["components"][2]["traits"][0]["properties"]["namespace"] = "acme".into();
+    let parsed = manifest::parse(&serde_json::to_vec(&doc).unwrap()).unwrap();
+    assert_eq!(parsed.warnings, [], "{:?}", parsed.warnings);
 }
 
 /// A manifest from JSON, parsed and validated.
@@ -386,7 +447,8 @@ fn shared_references_need_a_deployed_shared_app_with_that_component() {
     );
     expect(
         check(&consumer("web"), &[shared("false")]),
-        "application `infra` is not shared",
+        "application `infra` is not shared (it needs the annotation \
+         `experimental.wasmcloud.dev/shared: \"true\"`)",
     );
     expect(
         check(&consumer("nope"), &[shared("true")]),

@@ -11,17 +11,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 use trellis_deployer::client::WadmClient;
-use trellis_deployer::lattice::{Ctl, HostInventory};
-use trellis_deployer::{Deployer, DeployerConfig, cli, manifest};
+use trellis_deployer::lattice::{Ctl, HostInventory, Instance, ScaleCommand};
+use trellis_deployer::{Deployer, DeployerConfig, MAX_ATTEMPTS, cli, manifest};
 use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
 use trellis_runtime::Val;
 use trellis_tests::http::{free_port, get};
-use trellis_tests::lattice::eventually;
+use trellis_tests::lattice::{LATTICE_WAIT, eventually};
 use trellis_tests::nats::NatsServer;
 use trellis_tests::{component_path, provider_archive};
 
@@ -91,6 +92,134 @@ async fn lattice() -> Lattice {
         client,
         ctl,
         nats,
+    }
+}
+
+/// Returns once the server has registered every subscription `nats` made before the call: the
+/// async-nats 0.49 twin of `trellis_tests::lattice::registered` (a probe published on the same
+/// connection coming back proves the earlier subscriptions were processed; `flush` only
+/// proves they were written).
+async fn registered(nats: &async_nats::Client) {
+    let probe = nats.new_inbox();
+    let mut echo = nats.subscribe(probe.clone()).await.unwrap();
+    nats.publish(probe, "".into()).await.unwrap();
+    tokio::time::timeout(LATTICE_WAIT, echo.next())
+        .await
+        .expect("the NATS server echoes a probe")
+        .expect("probe subscription open");
+}
+
+/// Messages seen on a subject, as (arrival time, subject, JSON body), in arrival order.
+type Recorded = Arc<Mutex<Vec<(Instant, String, Value)>>>;
+
+/// Records every message on `subject` (wildcards allowed) from now on: lattice events, or
+/// control requests whoever sends them. The subscription is registered when this returns.
+async fn record(nats: &async_nats::Client, subject: &str) -> Recorded {
+    let mut messages = nats.subscribe(subject.to_string()).await.unwrap();
+    registered(nats).await;
+    let seen = Recorded::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let body = serde_json::from_slice(&message.payload).unwrap_or_default();
+            let seen = (Instant::now(), message.subject.to_string(), body);
+            log.lock().unwrap().push(seen);
+        }
+    });
+    seen
+}
+
+/// The recorded `component.scale` requests (from index `from` on) for component `id`.
+fn scale_requests(recorded: &Recorded, from: usize, id: &str) -> Vec<Value> {
+    timed_scale_requests(recorded, from, id)
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect()
+}
+
+/// The same, with the time each was seen.
+fn timed_scale_requests(recorded: &Recorded, from: usize, id: &str) -> Vec<(Instant, Value)> {
+    recorded.lock().unwrap()[from..]
+        .iter()
+        .filter(|(_, _, body)| body["component_id"] == id)
+        .map(|(at, _, body)| (*at, body.clone()))
+        .collect()
+}
+
+/// Waits for a status notification of type `wanted` on a `wadm.status.…` subscription.
+async fn next_status(notifications: &mut async_nats::Subscriber, wanted: &str) -> Value {
+    tokio::time::timeout(LATTICE_WAIT, async {
+        loop {
+            let message = notifications.next().await.expect("status subscription");
+            let status: Value = serde_json::from_slice(&message.payload).expect("status JSON");
+            if status["status"]["type"] == wanted {
+                return status;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no `{wanted}` status notification"))
+}
+
+fn keys(object: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = object
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {object}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts wadm's `Status` shape: `{status: StatusInfo, scalers: [{id, kind, name, status:
+/// StatusInfo}], version: "", components: []}` with `StatusInfo = {type, message?}` (the last
+/// two fields are deprecated and always empty in wadm).
+fn assert_wadm_status(status: &Value) {
+    let info = |info: &Value| {
+        let mut fields = keys(info);
+        fields.retain(|k| *k != "message");
+        assert_eq!(fields, ["type"], "{status}");
+        let kind = info["type"].as_str().unwrap_or_default();
+        assert!(
+            [
+                "deployed",
+                "reconciling",
+                "failed",
+                "undeployed",
+                "waiting",
+                "unhealthy"
+            ]
+            .contains(&kind),
+            "{status}"
+        );
+        assert!(
+            info["message"].is_null() || info["message"].is_string(),
+            "{status}"
+        );
+    };
+    assert_eq!(
+        keys(status),
+        ["components", "scalers", "status", "version"],
+        "{status}"
+    );
+    info(&status["status"]);
+    assert_eq!(status["version"], "", "{status}");
+    assert_eq!(status["components"], json!([]), "{status}");
+    for scaler in status["scalers"].as_array().unwrap() {
+        assert_eq!(keys(scaler), ["id", "kind", "name", "status"], "{status}");
+        let id = scaler["id"].as_str().unwrap();
+        assert!(
+            id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{status}"
+        );
+        assert!(
+            ["SpreadScaler", "DaemonScaler", "LinkScaler"]
+                .contains(&scaler["kind"].as_str().unwrap()),
+            "{status}"
+        );
+        assert!(scaler["name"].is_string(), "{status}");
+        info(&scaler["status"]);
     }
 }
 
@@ -235,6 +364,12 @@ impl Lattice {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c2c_pair_answers_across_hosts_and_undeploy_leaves_nothing() {
     let lattice = lattice().await;
+    let mut notifications = lattice
+        .nats
+        .subscribe(format!("wadm.status.{LATTICE}.c2c"))
+        .await
+        .unwrap();
+    registered(&lattice.nats).await;
     let app = lattice.deploy(&example("c2c.yaml")).await;
     let status = lattice.wait_status(&app, "deployed").await;
     let kinds: Vec<&str> = status["scalers"]
@@ -247,6 +382,110 @@ async fn c2c_pair_answers_across_hosts_and_undeploy_leaves_nothing() {
         kinds,
         ["SpreadScaler", "SpreadScaler", "LinkScaler"],
         "{status}"
+    );
+    assert_wadm_status(&status);
+    assert_eq!(
+        status["scalers"][2]["name"],
+        "c2c-front -(trellis:example)-> c2c-math"
+    );
+
+    // The same status was published on wadm's status subject, and the `wadm_status` stream
+    // keeps it as the subject's last message (what wadm's status endpoint reads).
+    let notified = next_status(&mut notifications, "deployed").await;
+    assert_wadm_status(&notified);
+    assert_eq!(notified, status);
+    let stream = async_nats::jetstream::new(lattice.nats.clone())
+        .get_stream("wadm_status")
+        .await
+        .unwrap();
+    eventually("the status in the wadm_status stream", || async {
+        let kept = stream
+            .get_last_raw_message_by_subject(&format!("wadm.status.{LATTICE}.{app}"))
+            .await
+            .ok()?;
+        let kept: Value = serde_json::from_slice(&kept.payload).unwrap();
+        (kept == status).then_some(())
+    })
+    .await;
+
+    // `model.get`: the stored manifest, the latest or the version asked for.
+    let got = lattice
+        .client
+        .request("get", Some(&app), vec![])
+        .await
+        .unwrap();
+    assert_eq!(got["result"], "success", "{got}");
+    assert!(got["message"].is_string(), "{got}");
+    assert_eq!(got["manifest"], example("c2c.yaml"));
+    let version = json!({"version": "v0.1.0"}).to_string().into_bytes();
+    let versioned = lattice
+        .client
+        .request("get", Some(&app), version)
+        .await
+        .unwrap();
+    assert_eq!(versioned, got);
+    let version = json!({"version": "v9"}).to_string().into_bytes();
+    for (name, body) in [(app.as_str(), version), ("nope", vec![])] {
+        let missing = lattice
+            .client
+            .request("get", Some(name), body)
+            .await
+            .unwrap();
+        assert_eq!(missing["result"], "notfound", "{missing}");
+        assert!(missing["manifest"].is_null(), "{missing}");
+    }
+    // The deprecated `model.list`: a bare array of the summaries `model.get` lists.
+    let listed = lattice.client.request("list", None, vec![]).await.unwrap();
+    let models = listed.as_array().expect("model.list replies with an array");
+    assert_eq!(models.len(), 1, "{listed}");
+    let summary = &models[0];
+    assert_eq!(
+        keys(summary),
+        [
+            "deployed_version",
+            "description",
+            "detailed_status",
+            "name",
+            "status",
+            "status_message",
+            "version"
+        ],
+        "{summary}"
+    );
+    assert_eq!(summary["name"], "c2c");
+    assert_eq!(summary["version"], "v0.1.0");
+    assert_eq!(summary["deployed_version"], "v0.1.0");
+    assert_eq!(
+        summary["description"],
+        example("c2c.yaml")["metadata"]["annotations"]["description"]
+    );
+    assert_eq!(summary["status"], "deployed");
+    assert_eq!(summary["status_message"], "");
+    assert_eq!(summary["detailed_status"], status);
+    assert_eq!(lattice.client.list().await.unwrap()["models"], listed);
+    // `model.history` is an error, as in wadm; an unknown operation too.
+    let history = lattice
+        .client
+        .request("history", Some(&app), vec![])
+        .await
+        .unwrap();
+    assert_eq!(history["result"], "error", "{history}");
+    assert!(
+        history["message"]
+            .as_str()
+            .unwrap()
+            .contains("history is not currently supported"),
+        "{history}"
+    );
+    let unknown = lattice
+        .client
+        .request("frobnicate", Some(&app), vec![])
+        .await
+        .unwrap();
+    assert_eq!(unknown["result"], "error", "{unknown}");
+    assert_eq!(
+        unknown["message"],
+        format!("Unsupported subject: wadm.api.{LATTICE}.model.frobnicate.c2c")
     );
 
     // wadm's IDs, placed by the spreads' label requirements.
@@ -355,6 +594,12 @@ async fn c2c_pair_answers_across_hosts_and_undeploy_leaves_nothing() {
     assert_eq!(reply["result"], "acknowledged");
     lattice.wait_nothing_left("c2c-greeting").await;
     assert_eq!(lattice.status(&app).await["status"]["type"], "undeployed");
+    let undeployed = next_status(&mut notifications, "undeployed").await;
+    assert_wadm_status(&undeployed);
+    assert_eq!(
+        undeployed["status"]["message"], "Manifest has been undeployed",
+        "{undeployed}"
+    );
     let list = lattice.client.list().await.unwrap();
     assert_eq!(list["models"][0]["name"], "c2c", "{list}");
     assert!(list["models"][0]["deployed_version"].is_null(), "{list}");
@@ -628,7 +873,7 @@ async fn external_provider_example_runs_healthy_and_is_called_through_its_links(
         .subscribe(format!("wasmbus.evt.{LATTICE}.health_check_passed"))
         .await
         .unwrap();
-    lattice.nats.flush().await.unwrap();
+    registered(&lattice.nats).await;
     let app = lattice.deploy(&example("external.yaml")).await;
     let status = lattice.wait_status(&app, "deployed").await;
     let names: Vec<&str> = status["scalers"]
@@ -826,5 +1071,281 @@ async fn messaging_example_answers_on_its_subscribed_subjects() {
         }
     })
     .await;
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_reverted_and_a_component_that_cannot_start_is_given_up() {
+    let lattice = lattice().await;
+    let app = lattice.deploy(&example("c2c.yaml")).await;
+    lattice.wait_status(&app, "deployed").await;
+    let scales = record(
+        &lattice.nats,
+        &format!("wasmbus.ctl.v1.{LATTICE}.component.scale.>"),
+    )
+    .await;
+
+    // An app whose component cannot start (its code does not exist), on the zone-a host. It
+    // fails and backs off while the drift below is corrected (nothing here resets its count).
+    let broken = json!({
+        "apiVersion": "core.oam.dev/v1beta1", "kind": "Application",
+        "metadata": {"name": "broken", "annotations": {"version": "v1"}},
+        "spec": {"components": [
+            {"name": "ghost", "type": "component",
+             "properties": {"image": "file:///nonexistent/ghost.wasm"},
+             "traits": [{"type": "spreadscaler", "properties": {"instances": 1,
+                "spread": [{"name": "zone-a", "requirements": {"zone": "a"}}]}}]}
+        ]}
+    });
+    let broken = lattice.deploy(&broken).await;
+
+    // Out-of-band changes through the control interface, each reverted by the deployer.
+    let host0 = lattice.host(0).host_id().to_string();
+    let math = lattice.placement("c2c-math").await;
+    let inventories = lattice.inventories().await;
+    let front = inventories[&0].component("c2c-front").unwrap().clone();
+    let math_instance = inventories[math.keys().next().unwrap()]
+        .component("c2c-math")
+        .unwrap()
+        .clone();
+    let out_of_band = |instance: &Instance, count, config| ScaleCommand {
+        component_ref: instance.image_ref.clone().unwrap(),
+        component_id: instance.id.clone(),
+        host_id: host0.clone(),
+        count,
+        annotations: instance.annotations.clone().unwrap(),
+        config,
+        allow_update: false,
+    };
+    // front stopped, then at 3 instances instead of 1: back to 1 on its host.
+    for count in [0, 3] {
+        let mark = scales.lock().unwrap().len();
+        lattice
+            .ctl
+            .scale(&out_of_band(&front, count, vec![]))
+            .await
+            .unwrap();
+        eventually(
+            &format!("the deployer to correct front at {count}"),
+            || async {
+                let requests = scale_requests(&scales, mark, "c2c-front");
+                requests
+                    .iter()
+                    .any(|r| r["count"] == 1 && r["host_id"] == host0.as_str())
+                    .then_some(())
+            },
+        )
+        .await;
+        lattice
+            .wait_placement("c2c-front", |p| p == &BTreeMap::from([(0, 1)]))
+            .await;
+        lattice.wait_status(&app, "deployed").await;
+    }
+    // math started on the zone-a host, which its spread excludes: stopped there, and only there.
+    let mark = scales.lock().unwrap().len();
+    let config = vec!["c2c-greeting".to_string()];
+    lattice
+        .ctl
+        .scale(&out_of_band(&math_instance, 1, config))
+        .await
+        .unwrap();
+    eventually("the deployer to stop math on the zone-a host", || async {
+        let requests = scale_requests(&scales, mark, "c2c-math");
+        requests
+            .iter()
+            .any(|r| r["count"] == 0 && r["host_id"] == host0.as_str())
+            .then_some(())
+    })
+    .await;
+    lattice.wait_placement("c2c-math", |p| p == &math).await;
+    lattice.wait_status(&app, "deployed").await;
+
+    // The broken component: MAX_ATTEMPTS scale commands with growing backoff, then the status
+    // says it gave up and why, and no further command is sent.
+    let status = eventually("the deployer to give up on ghost", || async {
+        let status = lattice.status(&broken).await;
+        let message = status["status"]["message"].as_str()?;
+        message.contains("gave up").then_some(status)
+    })
+    .await;
+    assert_eq!(status["status"]["type"], "failed", "{status}");
+    let message = status["status"]["message"].as_str().unwrap();
+    let expected = format!(
+        "{host0}/broken-ghost: gave up after {MAX_ATTEMPTS} attempts: loading \
+         `file:///nonexistent/ghost.wasm`"
+    );
+    assert!(message.starts_with(&expected), "{message}");
+    assert_eq!(status["scalers"][0]["status"]["message"], message);
+    let attempts = timed_scale_requests(&scales, 0, "broken-ghost");
+    assert_eq!(attempts.len(), MAX_ATTEMPTS as usize, "{attempts:?}");
+    assert!(attempts.iter().all(|(_, r)| r["host_id"] == host0.as_str()));
+    // Backing off: 1 s, 2 s, 4 s, 8 s between attempts (less a margin: these are the times
+    // the test saw the commands, not the times they were sent).
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    for (i, gap) in gaps.iter().enumerate() {
+        assert!(
+            *gap >= Duration::from_millis((1000 << i) - 200),
+            "attempt {} came {gap:?} after the previous: {gaps:?}",
+            i + 2
+        );
+    }
+    eprintln!("gave up after attempts {gaps:?} apart: {message}");
+    // Two heartbeats and several reconcile passes later: still no new attempt.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        scale_requests(&scales, 0, "broken-ghost").len(),
+        MAX_ATTEMPTS as usize
+    );
+    assert_eq!(lattice.status(&broken).await, status);
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_leaves_unchanged_parts_running_and_versions_are_deleted_one_at_a_time() {
+    let lattice = lattice().await;
+    let v1 = example("c2c.yaml");
+    let app = lattice.deploy(&v1).await;
+    lattice.wait_status(&app, "deployed").await;
+    let front = lattice.inventories().await[&0]
+        .component("c2c-front")
+        .unwrap()
+        .clone();
+    let math_host = lattice.host_running("c2c-math").await;
+    let old_math = lattice.inventories().await[&math_host]
+        .component("c2c-math")
+        .unwrap()
+        .clone();
+
+    // A config someone else manages; v2 names it without properties, so it is used as written.
+    let external = BTreeMap::from([("salutation".to_string(), "Hi".to_string())]);
+    lattice
+        .ctl
+        .put_config("Team-Greeting", &external)
+        .await
+        .unwrap();
+
+    // v2 changes only math (2 instances, the external config instead of its own) and drops
+    // front's link; front itself is unchanged.
+    let mut v2 = v1.clone();
+    v2["metadata"]["annotations"]["version"] = "v0.2.0".into();
+    v2["spec"]["components"][0]["traits"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(1);
+    let math = &mut v2["spec"]["components"][1];
+    math["properties"]["config"] = json!([{"name": "Team-Greeting"}]);
+    math["traits"][0]["properties"]["instances"] = 2.into();
+
+    let scales = record(
+        &lattice.nats,
+        &format!("wasmbus.ctl.v1.{LATTICE}.component.scale.>"),
+    )
+    .await;
+    let scaled = record(
+        &lattice.nats,
+        &format!("wasmbus.evt.{LATTICE}.component_scaled"),
+    )
+    .await;
+    lattice.deploy(&v2).await;
+    lattice
+        .wait_placement("c2c-math", |p| p == &BTreeMap::from([(math_host, 2)]))
+        .await;
+    eventually("the dropped link and owned config to go", || async {
+        let links = lattice.ctl.links().await.ok()?;
+        let config = lattice.ctl.config("c2c-greeting").await.ok()?;
+        (!links.iter().any(|l| l.source_id == "c2c-front") && config.is_none()).then_some(())
+    })
+    .await;
+    let status = lattice.wait_status(&app, "deployed").await;
+    let kinds: Vec<&Value> = status["scalers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["kind"])
+        .collect();
+    assert_eq!(kinds, ["SpreadScaler", "SpreadScaler"], "{status}");
+
+    // math was replaced: a new scaler, with the external config by its own name.
+    let new_math = lattice.inventories().await[&math_host]
+        .component("c2c-math")
+        .unwrap()
+        .clone();
+    assert_ne!(
+        new_math.annotation("wasmcloud.dev/scaler"),
+        old_math.annotation("wasmcloud.dev/scaler")
+    );
+    let requests = scale_requests(&scales, 0, "c2c-math");
+    assert!(
+        !requests.is_empty()
+            && requests
+                .iter()
+                .all(|r| r["config"] == json!(["Team-Greeting"])),
+        "{requests:?}"
+    );
+    // front was left alone: no command, no event, the same instance on the same host.
+    assert_eq!(scale_requests(&scales, 0, "c2c-front"), Vec::<Value>::new());
+    let front_events: Vec<Value> = scaled
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, e)| e["data"]["component_id"] == "c2c-front")
+        .map(|(_, _, e)| e.clone())
+        .collect();
+    assert_eq!(front_events, Vec::<Value>::new());
+    assert!(
+        scaled.lock().unwrap().iter().any(|(_, _, e)| {
+            e["data"]["component_id"] == "c2c-math" && e["data"]["max_instances"] == 2
+        }),
+        "the recorder saw math's new instances"
+    );
+    let still = lattice.inventories().await[&0]
+        .component("c2c-front")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (still.annotations, still.max_instances, still.image_ref),
+        (front.annotations, front.max_instances, front.image_ref)
+    );
+
+    // `model.del` with a version: the old one goes, the deployed one keeps running.
+    let deleted = lattice.client.delete(&app, Some("v0.1.0")).await.unwrap();
+    assert_eq!(deleted["result"], "deleted", "{deleted}");
+    assert_eq!(deleted["undeploy"], false, "{deleted}");
+    assert!(deleted["message"].is_string(), "{deleted}");
+    let again = lattice.client.delete(&app, Some("v0.1.0")).await.unwrap();
+    assert_eq!(again["result"], "noop", "{again}");
+    let versions = lattice
+        .client
+        .request("versions", Some(&app), vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        versions["versions"],
+        json!([{"version": "v0.2.0", "deployed": true}]),
+        "{versions}"
+    );
+    assert_eq!(lattice.status(&app).await["status"]["type"], "deployed");
+    assert_eq!(
+        lattice.placement("c2c-math").await,
+        BTreeMap::from([(math_host, 2)])
+    );
+
+    // Deleting the deployed (and last) version undeploys it: everything the app started goes,
+    // its record is purged once that is done, and the external config stays as it was.
+    let deleted = lattice.client.delete(&app, Some("v0.2.0")).await.unwrap();
+    assert_eq!(deleted["result"], "deleted", "{deleted}");
+    assert_eq!(deleted["undeploy"], true, "{deleted}");
+    lattice.wait_nothing_left("c2c-greeting").await;
+    eventually("the app record to be purged", || async {
+        lattice.stored(&app).await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        lattice.ctl.config("Team-Greeting").await.unwrap(),
+        Some(external)
+    );
+    assert_eq!(lattice.status(&app).await["status"]["type"], "undeployed");
+    let list = lattice.client.list().await.unwrap();
+    assert_eq!(list["models"], json!([]), "{list}");
     lattice.shutdown().await;
 }

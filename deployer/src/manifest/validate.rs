@@ -306,7 +306,7 @@ pub fn shared_references(m: &Manifest, deployed: &BTreeMap<String, Manifest>) ->
             out.push(Problem::error(
                 path,
                 format!(
-                    "application `{name}` is not shared (it needs the annotation                      `{SHARED_ANNOTATION}: \"true\"`)"
+                    "application `{name}` is not shared (it needs the annotation `{SHARED_ANNOTATION}: \"true\"`)"
                 ),
             ));
             continue;
