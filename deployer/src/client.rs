@@ -6,12 +6,20 @@ use serde_json::{Value, json};
 
 use crate::api::prefix;
 
+/// Why a request got no usable answer: one line, ending with a hint where one helps.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to NATS at {url}: {reason}")]
+    #[error(
+        "cannot connect to NATS at {url}: {reason}; is nats-server running there? (`trellis up` starts one; --nats-url or TRELLIS_NATS_URL picks another)"
+    )]
     Connect { url: String, reason: String },
-    #[error("no deployer (wadm API) is listening on lattice `{0}`")]
+    /// Nobody serves the wadm API on the lattice (NATS answered "no responders").
+    #[error(
+        "no deployer is answering on lattice `{0}` (start one: `trellis up`, `trellis deployer` or `trellis host --deployer`; --lattice or TRELLIS_LATTICE picks another lattice)"
+    )]
     NoDeployer(String),
+    #[error("{subject}: no reply within {timeout:?}; is the deployer overloaded or stopping?")]
+    Timeout { subject: String, timeout: Duration },
     #[error("{subject}: {reason}")]
     Request { subject: String, reason: String },
     #[error("{subject}: reply is not JSON: {reason}")]
@@ -71,7 +79,12 @@ impl WadmClient {
                 return Err(ClientError::NoDeployer(self.lattice.clone()));
             }
             Ok(Err(e)) => return Err(fail(e.to_string())),
-            Err(_) => return Err(fail(format!("no reply within {:?}", self.timeout))),
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    subject,
+                    timeout: self.timeout,
+                });
+            }
         };
         serde_json::from_slice(&reply.payload).map_err(|e| ClientError::Decode {
             subject: subject.clone(),
@@ -103,6 +116,11 @@ impl WadmClient {
 
     pub async fn status(&self, name: &str) -> Result<Value, ClientError> {
         self.request("status", Some(name), Vec::new()).await
+    }
+
+    /// The latest stored manifest of `name` (`{"result": "notfound"}` when none is stored).
+    pub async fn get(&self, name: &str) -> Result<Value, ClientError> {
+        self.request("get", Some(name), Vec::new()).await
     }
 
     pub async fn list(&self) -> Result<Value, ClientError> {

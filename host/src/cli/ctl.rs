@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_nats_039 as nats;
 use serde::Serialize;
 use serde_json::json;
-use trellis_deployer::cli::LatticeArgs;
+use trellis_deployer::cli::{LatticeArgs, Output, OutputArgs};
 use wasmcloud_control_interface::{Client, ClientBuilder, CtlResponse, Link, RegistryCredential};
 
 use super::table;
@@ -30,18 +30,11 @@ pub struct CtlArgs {
 struct Common {
     #[command(flatten)]
     lattice: LatticeArgs,
-    /// Output: a human table or JSON for scripts.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
-    output: Output,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Milliseconds to wait for a reply (`hosts` collects answers for this long).
     #[arg(long, env = "TRELLIS_CTL_TIMEOUT_MS", default_value_t = 2000)]
     timeout_ms: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    Table,
-    Json,
 }
 
 #[derive(clap::Subcommand)]
@@ -361,7 +354,7 @@ impl Ctl {
             url,
             lattice: common.lattice.lattice.clone(),
             timeout,
-            output: common.output,
+            output: common.output.output,
         })
     }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use trellis_host::oci::{self, PushOptions, RegistryCredential};
+use trellis_host::oci::{self, OciError, PushOptions, RegistryCredential};
 
 #[derive(clap::Args)]
 pub struct PushArgs {
@@ -31,6 +31,10 @@ pub struct PushArgs {
 }
 
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
+    // Checked here so that a missing file is not reported as a cache error by the library.
+    if let Err(error) = std::fs::metadata(&args.file) {
+        anyhow::bail!("cannot read {}: {error}", args.file.display());
+    }
     let mut allowed_insecure = args.allowed_insecure;
     if args.insecure {
         allowed_insecure.push(
@@ -43,11 +47,23 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         .user
         .zip(args.password)
         .map(|(user, password)| RegistryCredential::basic(user, password));
+    let anonymous = credential.is_none();
     let options = PushOptions {
         allowed_insecure,
         credential,
     };
-    let digest = oci::push(&args.file, &args.reference, &options).await?;
+    let digest = match oci::push(&args.file, &args.reference, &options).await {
+        Ok(digest) => digest,
+        Err(OciError::Unauthorized { reference, detail }) if anonymous => anyhow::bail!(
+            "`{reference}`: the registry requires credentials ({detail}); pass --user and \
+             --password (or set TRELLIS_OCI_USER and TRELLIS_OCI_PASSWORD)"
+        ),
+        Err(OciError::Unauthorized { reference, detail }) => anyhow::bail!(
+            "`{reference}`: the registry refused these credentials ({detail}); check --user and \
+             --password"
+        ),
+        Err(error) => return Err(error.into()),
+    };
     println!("{digest}");
     Ok(())
 }

@@ -1,28 +1,9 @@
-//! Plain, aligned text tables for the human output of `trellis ctl`: a header row, columns
-//! separated by two spaces, no borders (like `kubectl get`).
+//! Plain, aligned text tables for the human output of `trellis ctl` (and `trellis app`): a
+//! header row, columns separated by two spaces, no borders (like `kubectl get`).
 
-/// Renders `rows` under `headers`, each column as wide as its widest cell.
-pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
-    for row in std::iter::once(&header).chain(rows) {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(&widths) {
-            line.push_str(cell);
-            let pad = width - cell.chars().count();
-            line.extend(std::iter::repeat_n(' ', pad + 2));
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
+/// Renders `rows` under `headers`, each column as wide as its widest cell (the renderer
+/// `trellis app` uses too).
+pub use trellis_deployer::cli::render_table as render;
 
 /// `a=1, b=2` for a map, `-` when it is empty.
 pub fn pairs<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
