@@ -401,6 +401,14 @@ impl Api {
     }
 
     async fn undeploy(&self, name: &str) -> Value {
+        match self.store.record(name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let message = format!("Application with the name {name} not found");
+                return json!({"result": "notfound", "message": message, "name": name});
+            }
+            Err(e) => return json!({"result": "error", "message": e.to_string(), "name": name}),
+        }
         // The intent is stored first, so that whichever deployer is active finishes it.
         let written = self
             .store
@@ -409,10 +417,13 @@ impl Api {
                 s.undeploying.clone()
             })
             .await;
-        let last = match written {
-            Ok(undeploying) => {
-                undeploying.and_then(|u| spec_of(&u.version, &u.manifest).map(Box::new))
-            }
+        let (last, message) = match written {
+            Ok(Some(undeploying)) => (
+                spec_of(&undeploying.version, &undeploying.manifest).map(Box::new),
+                format!("Successfully undeployed application {name}"),
+            ),
+            // Sent on anyway, as wadm does: whatever a failed earlier undeploy left is removed.
+            Ok(None) => (None, format!("Application {name} was already undeployed")),
             Err(e) => return json!({"result": "error", "message": e.to_string(), "name": name}),
         };
         self.send(Msg::Undeploy {
@@ -425,7 +436,7 @@ impl Api {
         if let Err(e) = self.nats.publish(subject, event.to_string().into()).await {
             tracing::debug!("publishing manifest_unpublished: {e}");
         }
-        json!({"result": "acknowledged", "message": format!("Undeployed model {name}"), "name": name})
+        json!({"result": "acknowledged", "message": message, "name": name})
     }
 
     async fn send(&self, msg: Msg) {

@@ -443,9 +443,6 @@ pub async fn run_app(args: AppArgs) -> anyhow::Result<()> {
         }
         AppCommand::Undeploy { name, common } => {
             let client = connect(&common.lattice).await?;
-            if result(&client.get(&name).await?) == "notfound" {
-                return Err(not_found(&name, &common.lattice));
-            }
             let reply = client.undeploy(&name).await?;
             match result(&reply) {
                 "acknowledged" => {}

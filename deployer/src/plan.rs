@@ -228,11 +228,10 @@ fn component_spread(
                 taken.insert(host);
                 plan.actions.push(scale(w, app, host, target, &spread.name));
             }
+            // wadm's wording: no host found of the one needed.
             None => problems.push(format!(
-                "Could not satisfy spread {} for {}, 0/{} eligible hosts found.",
-                spread.name,
-                w.image,
-                eligible_hosts.len()
+                "Could not satisfy spread {} for {}, 0/1 eligible hosts found.",
+                spread.name, w.image
             )),
         }
     }

@@ -458,7 +458,7 @@ async fn deploy_list_status_undeploy_delete() {
     // Undeploy: the components go, the versions stay.
     assert_eq!(
         json(&url, &["undeploy", "c2c"]).await,
-        json!({ "success": true, "name": "c2c", "message": "Undeployed model c2c" })
+        json!({ "success": true, "name": "c2c", "message": "Successfully undeployed application c2c" })
     );
     runs(&zone_a, "c2c-front", false).await;
     runs(&zone_b, "c2c-math", false).await;
