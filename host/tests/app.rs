@@ -7,7 +7,6 @@
 //! or without NATS, each command fails with one line and a hint.
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,8 +14,10 @@ use trellis_deployer::{Deployer, DeployerConfig};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_tests::nats::NatsServer;
 
+mod common;
+use common::{Cli, WAIT};
+
 const LATTICE: &str = "apps";
-const WAIT: Duration = Duration::from_secs(60);
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -32,49 +33,21 @@ fn closed_url() -> String {
     format!("nats://127.0.0.1:{port}")
 }
 
-/// Runs `trellis app ARGS` from the repository root against `url` (bounded by `WAIT`).
-async fn app(url: &str, args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .arg("app")
-        .args(args)
-        .current_dir(repo_root())
-        .env("TRELLIS_NATS_URL", url)
-        .env("TRELLIS_LATTICE", LATTICE)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(WAIT, run)
-        .await
-        .unwrap_or_else(|_| panic!("trellis app {args:?} took over {WAIT:?}"))
-        .expect("running trellis")
+/// `trellis app …` against `url`, run from the repository root (as the README says).
+fn app(url: &str) -> Cli {
+    Cli::new(url, LATTICE, &["app"]).in_dir(repo_root())
 }
 
-/// `trellis app ARGS`, which must succeed; its stdout.
 async fn stdout(url: &str, args: &[&str]) -> String {
-    let output = app(url, args).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "app {args:?}: {stderr}");
-    String::from_utf8(output.stdout).unwrap()
+    app(url).stdout(args).await
 }
 
-/// `trellis app ARGS -o json`, which must succeed; its stdout as JSON.
 async fn json(url: &str, args: &[&str]) -> Value {
-    let out = stdout(url, &[args, &["-o", "json"]].concat()).await;
-    serde_json::from_str(&out)
-        .unwrap_or_else(|error| panic!("app {args:?} printed no JSON ({error}): {out}"))
+    app(url).json(args).await
 }
 
-/// `trellis app ARGS`, which must fail with exactly one line on stderr and nothing on stdout;
-/// that line.
 async fn error_line(url: &str, args: &[&str]) -> String {
-    let output = app(url, args).await;
-    assert!(!output.status.success(), "app {args:?} succeeded");
-    assert!(output.stdout.is_empty(), "app {args:?} printed to stdout");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "app {args:?}: {stderr}");
-    lines[0].to_string()
+    app(url).error_line(args).await
 }
 
 /// The cells of a human table's lines (columns are two or more spaces apart).
@@ -232,7 +205,7 @@ fn validate_works_offline_and_names_the_bad_field() {
         // Several errors: a count, then one field per line.
         let counts = dir.path().join("counts.yaml");
         std::fs::write(&counts, c2c.replace("instances: 1\n", "instances: many\n")).unwrap();
-        let output = app(&url, &["validate", counts.to_str().unwrap()]).await;
+        let output = app(&url).run(&["validate", counts.to_str().unwrap()]).await;
         assert!(!output.status.success());
         assert!(output.stdout.is_empty());
         let reason = "must be a non-negative integer, found a string";

@@ -5,25 +5,22 @@
 //! a progress bar on one; `trellis completions` prints a script for each shell.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use trellis_tests::nats::NatsServer;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{Cli, WAIT};
 
+/// A `trellis` process whose logs (warnings and up) the test reads from stderr.
 fn trellis() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    let mut command = common::trellis();
     command
-        .env_remove("TRELLIS_NATS_URL")
-        .env_remove("TRELLIS_LATTICE")
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     command
 }
 
@@ -136,23 +133,9 @@ async fn json_logs_carry_component_and_provider_ids() {
     assert_eq!(started["target"], "trellis_host");
     let host_id = started["host_id"].as_str().unwrap().to_string();
 
-    let ctl = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
-        command
-            .arg("ctl")
-            .args(args)
-            .env("TRELLIS_NATS_URL", server.url())
-            .env("TRELLIS_LATTICE", "logs")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        command.output()
-    };
+    let ctl = Cli::new(&server.url(), "logs", &["ctl"]);
     let reference = trellis_tests::component_ref("exporter");
-    let scaled = tokio::time::timeout(WAIT, ctl(&["scale", &host_id, "adder", &reference]))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(scaled.status.success(), "{scaled:?}");
+    ctl.stdout(&["scale", &host_id, "adder", &reference]).await;
     let entry = next_log(&mut lines, "component scaled").await;
     assert_eq!(entry["component"], "adder");
     assert_eq!(entry["image_ref"], reference.as_str());
@@ -160,14 +143,8 @@ async fn json_logs_carry_component_and_provider_ids() {
     let args = [
         "scale", &host_id, "broken", &reference, "--config", "absent",
     ];
-    let failed = tokio::time::timeout(WAIT, ctl(&args))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        failed.status.success(),
-        "acked before the start: {failed:?}"
-    );
+    // Acknowledged before the start fails.
+    ctl.stdout(&args).await;
     let entry = next_log(&mut lines, "scale failed").await;
     assert_eq!(entry["level"], "WARN");
     let message = entry["message"].as_str().unwrap();
@@ -178,11 +155,7 @@ async fn json_logs_carry_component_and_provider_ids() {
     let archive = trellis_tests::provider_archive("greeter");
     let reference = format!("file://{}", archive.display());
     let args = ["provider", "start", &host_id, "greeter", &reference];
-    let started = tokio::time::timeout(WAIT, ctl(&args))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(started.status.success(), "{started:?}");
+    ctl.stdout(&args).await;
     let entry = next_log(&mut lines, "test-provider: init greeter").await;
     assert_eq!(entry["target"], "trellis_host::provider::output");
     assert_eq!(entry["provider"], "greeter");
@@ -223,20 +196,6 @@ async fn completions_for_each_shell() {
     assert!(!output.status.success());
 }
 
-/// Runs `trellis ctl ARGS` on lattice `lattice`, which must succeed; returns its stdout.
-async fn ctl(server: &NatsServer, lattice: &str, args: &[&str]) -> String {
-    let output = trellis()
-        .arg("ctl")
-        .args(args)
-        .args(["--lattice", lattice])
-        .env("TRELLIS_NATS_URL", server.url())
-        .stdout(Stdio::piped())
-        .output();
-    let output = tokio::time::timeout(WAIT, output).await.unwrap().unwrap();
-    assert!(output.status.success(), "trellis ctl {args:?}: {output:?}");
-    String::from_utf8(output.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn oci_pulls_log_lines_off_a_terminal_and_draw_a_bar_on_one() {
     let server = NatsServer::start();
@@ -266,19 +225,15 @@ async fn oci_pulls_log_lines_off_a_terminal_and_draw_a_bar_on_one() {
     let mut lines = BufReader::new(host.stderr.take().unwrap()).lines();
     let started = next_log(&mut lines, "host started").await;
     let host_id = started["host_id"].as_str().unwrap().to_string();
-    ctl(
-        &server,
-        "pull-lines",
-        &["scale", &host_id, "adder", &reference],
-    )
-    .await;
+    let ctl = Cli::new(&server.url(), "pull-lines", &["ctl"]);
+    ctl.stdout(&["scale", &host_id, "adder", &reference]).await;
     let pulling = next_log(&mut lines, "pulling OCI layer").await;
     assert_eq!(pulling["reference"], reference.as_str());
     let size = std::fs::metadata(&exporter).unwrap().len();
     assert_eq!(pulling["bytes"], size);
     let pulled = next_log(&mut lines, "pulled OCI layer").await;
     assert_eq!(pulled["digest"], pulling["digest"]);
-    ctl(&server, "pull-lines", &["host", "stop", &host_id]).await;
+    ctl.stdout(&["host", "stop", &host_id]).await;
     next_log(&mut lines, "host stopped").await;
     assert!(host.wait().await.unwrap().success());
 
@@ -314,15 +269,10 @@ async fn oci_pulls_log_lines_off_a_terminal_and_draw_a_bar_on_one() {
         seen.clone()
     };
     until("host started").await;
-    let hosts: Value =
-        serde_json::from_str(&ctl(&server, "pull-bar", &["hosts", "-o", "json"]).await).unwrap();
+    let ctl = Cli::new(&server.url(), "pull-bar", &["ctl"]);
+    let hosts = ctl.json(&["hosts"]).await;
     let host_id = hosts[0]["id"].as_str().unwrap().to_string();
-    ctl(
-        &server,
-        "pull-bar",
-        &["scale", &host_id, "adder", &reference],
-    )
-    .await;
+    ctl.stdout(&["scale", &host_id, "adder", &reference]).await;
     let shown = until("pulled OCI layer").await;
     assert!(shown.contains(&format!("pulling {reference} [")), "{shown}");
     assert!(shown.contains(" KiB/"), "no byte count on the bar: {shown}");
@@ -330,7 +280,7 @@ async fn oci_pulls_log_lines_off_a_terminal_and_draw_a_bar_on_one() {
         !shown.contains("pulling OCI layer"),
         "a log line instead of the bar: {shown}"
     );
-    ctl(&server, "pull-bar", &["host", "stop", &host_id]).await;
+    ctl.stdout(&["host", "stop", &host_id]).await;
     let status = tokio::time::timeout(WAIT, host.wait())
         .await
         .unwrap()

@@ -14,6 +14,8 @@ use trellis_tests::component_ref;
 use trellis_tests::lattice::eventually;
 use trellis_tests::nats::NatsServer;
 
+mod common;
+
 const LATTICE: &str = "crash";
 
 fn manifest() -> Value {
@@ -57,14 +59,12 @@ async fn a_killed_host_is_noticed_and_its_instances_placed_elsewhere() {
         .unwrap();
     trellis_tests::lattice::registered(&events_nc).await;
     let trellis = |args: &[&str]| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        common::trellis()
             .args(args)
             .args(["--lattice", LATTICE])
             .env("TRELLIS_NATS_URL", server.url())
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .unwrap()
     };

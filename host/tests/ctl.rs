@@ -2,7 +2,7 @@
 //! `trellis` binary for every subcommand, checking the `-o json` shapes and values, human
 //! tables, and the one-line errors.
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -10,8 +10,10 @@ use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
 use trellis_tests::component_ref;
 use trellis_tests::nats::NatsServer;
 
+mod common;
+use common::{Cli, WAIT};
+
 const LATTICE: &str = "ctl";
-const WAIT: Duration = Duration::from_secs(60);
 
 async fn start_host(server: &NatsServer) -> LatticeHost {
     LatticeHost::start(HostConfig {
@@ -26,46 +28,20 @@ async fn start_host(server: &NatsServer) -> LatticeHost {
     .expect("starting the host")
 }
 
-/// Runs `trellis ctl ARGS` against `url` (bounded by `WAIT`).
+fn cli(url: &str) -> Cli {
+    Cli::new(url, LATTICE, &["ctl"])
+}
+
 async fn ctl(url: &str, args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .arg("ctl")
-        .args(args)
-        .env("TRELLIS_NATS_URL", url)
-        .env("TRELLIS_LATTICE", LATTICE)
-        .env_remove("TRELLIS_CTL_TIMEOUT_MS")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(WAIT, run)
-        .await
-        .unwrap_or_else(|_| panic!("trellis ctl {args:?} took over {WAIT:?}"))
-        .expect("running trellis")
+    cli(url).run(args).await
 }
 
-/// `trellis ctl ARGS -o json`, which must succeed; its stdout as JSON.
 async fn json(url: &str, args: &[&str]) -> Value {
-    let output = ctl(url, &[args, &["-o", "json"]].concat()).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "ctl {args:?}: {stderr}");
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!(
-            "ctl {args:?} printed no JSON ({error}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    cli(url).json(args).await
 }
 
-/// `trellis ctl ARGS`, which must fail with exactly one line on stderr; that line.
 async fn error_line(url: &str, args: &[&str]) -> String {
-    let output = ctl(url, args).await;
-    assert!(!output.status.success(), "ctl {args:?} succeeded");
-    assert!(output.stdout.is_empty(), "ctl {args:?} printed to stdout");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "ctl {args:?}: {stderr}");
-    lines[0].to_string()
+    cli(url).error_line(args).await
 }
 
 /// Polls `trellis ctl inventory HOST -o json` until `check` holds (at most `WAIT`).

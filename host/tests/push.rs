@@ -7,7 +7,6 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
-use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -18,46 +17,22 @@ use trellis_tests::lattice::{EventLog, ctl_client};
 use trellis_tests::nats::NatsServer;
 use trellis_tests::registry::{Registry, TEST_PASSWORD, TEST_USER};
 
+mod common;
+use common::{Cli, WAIT};
+
 const LATTICE: &str = "push";
-const WAIT: Duration = Duration::from_secs(60);
 
-/// Runs `trellis ARGS` (bounded by `WAIT`), with no credentials or lattice from the
-/// environment.
-async fn trellis(url: &str, args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .args(args)
-        .env("TRELLIS_NATS_URL", url)
-        .env("TRELLIS_LATTICE", LATTICE)
-        .env_remove("TRELLIS_OCI_USER")
-        .env_remove("TRELLIS_OCI_PASSWORD")
-        .env_remove("TRELLIS_ALLOWED_INSECURE")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(WAIT, run)
-        .await
-        .unwrap_or_else(|_| panic!("trellis {args:?} took over {WAIT:?}"))
-        .expect("running trellis")
+/// `trellis …` against `url`, with no credentials or lattice from the test's environment.
+fn cli(url: &str) -> Cli {
+    Cli::new(url, LATTICE, &[])
 }
 
-/// `trellis ARGS`, which must succeed; its stdout.
 async fn stdout(url: &str, args: &[&str]) -> String {
-    let output = trellis(url, args).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{args:?}: {stderr}");
-    String::from_utf8(output.stdout).unwrap()
+    cli(url).stdout(args).await
 }
 
-/// `trellis ARGS`, which must fail with exactly one line on stderr; that line.
 async fn error_line(url: &str, args: &[&str]) -> String {
-    let output = trellis(url, args).await;
-    assert!(!output.status.success(), "{args:?} succeeded");
-    assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-    lines[0].to_string()
+    cli(url).error_line(args).await
 }
 
 /// The digest `trellis push` printed: its whole stdout, `sha256:` and 64 hex digits.
