@@ -3,20 +3,22 @@
 //! from `wadm-manifests/` are deployed through the wadm API, as `trellis app deploy` sends them,
 //! reach `deployed` as wadm reports it, serve real HTTP requests or answer calls across two
 //! hosts, and undeploy leaves no component, provider or link on the hosts (checked with the
-//! wasmcloud-control-interface client).
+//! wasmcloud-control-interface client). The other way round, the real wadm client library
+//! (wadm-client 0.10, as `wash app` uses it) drives the Trellis deployer through an app's whole
+//! life, every reply deserialized into wadm's own types.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use trellis_deployer::client::{ClientError, WadmClient};
-use trellis_deployer::{cli, manifest};
+use trellis_deployer::{Deployer, DeployerConfig, cli, manifest};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::Val;
 use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::{LATTICE_WAIT, ctl_client, eventually};
 use trellis_tests::nats::NatsServer;
-use trellis_tests::wadm::Wadm;
+use trellis_tests::wadm::{Wadm, WadmClientRun};
 use trellis_tests::{component_path, wadm_binary};
 use wasmcloud_control_interface::Client as CtlClient;
 
@@ -87,6 +89,35 @@ fn example(name: &str) -> Value {
     parsed.document
 }
 
+/// `(host index, max instances)` of each of `hosts` running component `id`.
+async fn placement(ctl: &CtlClient, hosts: &[LatticeHost], id: &str) -> Vec<(usize, u32)> {
+    let mut placement = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let inventory = ctl.get_host_inventory(host.host_id()).await.unwrap();
+        let inventory = inventory.data().expect("an inventory");
+        if let Some(component) = inventory.components().iter().find(|c| c.id() == id) {
+            placement.push((i, component.max_instances()));
+        }
+    }
+    placement
+}
+
+/// Waits until none of `hosts` runs a component or provider and no link is left.
+async fn nothing_left(ctl: &CtlClient, hosts: &[LatticeHost], app: &str) {
+    eventually(&format!("nothing of {app} left on the hosts"), || async {
+        for host in hosts {
+            let inventory = ctl.get_host_inventory(host.host_id()).await.ok()?;
+            let inventory = inventory.data()?;
+            if !inventory.components().is_empty() || !inventory.providers().is_empty() {
+                return None;
+            }
+        }
+        let links = ctl.get_links().await.ok()?;
+        links.data()?.is_empty().then_some(())
+    })
+    .await;
+}
+
 impl Lattice {
     /// Puts and deploys `document` through wadm's API; returns the app's name.
     async fn deploy(&self, document: &Value) -> String {
@@ -111,15 +142,7 @@ impl Lattice {
 
     /// `(host index, max instances)` of each host running component `id`.
     async fn placement(&self, id: &str) -> Vec<(usize, u32)> {
-        let mut placement = Vec::new();
-        for (i, host) in self.hosts.iter().enumerate() {
-            let inventory = self.ctl.get_host_inventory(host.host_id()).await.unwrap();
-            let inventory = inventory.data().expect("an inventory");
-            if let Some(component) = inventory.components().iter().find(|c| c.id() == id) {
-                placement.push((i, component.max_instances()));
-            }
-        }
-        placement
+        placement(&self.ctl, &self.hosts, id).await
     }
 
     /// Undeploys through wadm and waits until no host runs a component or provider and no link
@@ -127,18 +150,7 @@ impl Lattice {
     async fn undeploy_and_wait_nothing_left(&self, app: &str) {
         let reply = self.client.undeploy(app).await.unwrap();
         assert_eq!(reply["result"], "acknowledged", "{reply}");
-        eventually(&format!("nothing of {app} left on the hosts"), || async {
-            for host in &self.hosts {
-                let inventory = self.ctl.get_host_inventory(host.host_id()).await.ok()?;
-                let inventory = inventory.data()?;
-                if !inventory.components().is_empty() || !inventory.providers().is_empty() {
-                    return None;
-                }
-            }
-            let links = self.ctl.get_links().await.ok()?;
-            links.data()?.is_empty().then_some(())
-        })
-        .await;
+        nothing_left(&self.ctl, &self.hosts, app).await;
     }
 
     async fn shutdown(self) {
@@ -217,4 +229,93 @@ async fn wadm_places_the_c2c_pair_on_two_hosts_and_the_call_crosses_them() {
 
     lattice.undeploy_and_wait_nothing_left(&app).await;
     lattice.shutdown().await;
+}
+
+/// The real wadm client library (`trellis-test-wadm client`: wadm-client 0.10 with wadm-types
+/// 0.8.3) against the Trellis deployer, with no wadm on the lattice: it puts c2c, lists it, gets
+/// it back equal to what it put (latest and by version), lists its versions, deploys it, sees it
+/// `deployed` both by polling the typed status and on its status subscription, sees the deployed
+/// version listed, undeploys it, sees `undeployed` both ways, deletes it and finds it gone. Each
+/// reply goes through wadm's own types: a shape the deployer got wrong fails the step. While the
+/// client waits before undeploying, the pair runs where c2c says and the call crosses hosts;
+/// after it, nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wadm_client_library_drives_the_trellis_deployer() {
+    wadm_binary();
+    for guest in ["importer", "exporter"] {
+        component_path(guest);
+    }
+    let server = NatsServer::start();
+    let hosts = vec![host(&server, "a").await, host(&server, "b").await];
+    let deployer = Deployer::start(DeployerConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        reconcile_interval: Duration::from_secs(1),
+        ..DeployerConfig::default()
+    })
+    .await
+    .expect("starting the deployer");
+    let (ctl, _) = ctl_client(&server, LATTICE).await;
+    // JSON is YAML too: wadm-client loads either from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("c2c.json");
+    std::fs::write(&manifest, example("c2c.yaml").to_string()).unwrap();
+
+    let mut client = WadmClientRun::start(&server, LATTICE, &manifest);
+    let put = client.until("put").await;
+    assert_eq!(put["name"], "c2c", "{put}");
+    assert_eq!(put["version"], "v0.1.0", "{put}");
+    let deployed = client.until("status_deployed").await;
+    let scalers = deployed["status"]["scalers"].as_array().unwrap();
+    assert!(!scalers.is_empty(), "{deployed}");
+    client.until("paused").await;
+
+    assert_eq!(placement(&ctl, &hosts, "c2c-front").await, [(0, 1)]);
+    assert_eq!(placement(&ctl, &hosts, "c2c-math").await, [(1, 1)]);
+    let sum = eventually("front answers", || async {
+        hosts[0]
+            .runtime()
+            .invoke(
+                "c2c-front",
+                "trellis:example/front@0.1.0",
+                "add",
+                &[Val::U32(2), Val::U32(3)],
+                None,
+            )
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(sum, vec![Val::U32(5)]);
+
+    client.resume().await;
+    client.until("status_undeployed").await;
+    nothing_left(&ctl, &hosts, "c2c").await;
+    let steps = client.finish().await;
+    assert_eq!(
+        steps,
+        [
+            "connect",
+            "put",
+            "list",
+            "get",
+            "versions",
+            "subscribe",
+            "deploy",
+            "status_deployed",
+            "subscribed_deployed",
+            "list_deployed",
+            "paused",
+            "undeploy",
+            "status_undeployed",
+            "subscribed_undeployed",
+            "delete",
+            "gone",
+        ]
+    );
+
+    deployer.stop().await;
+    for host in hosts {
+        host.stop(Some(Duration::from_secs(2))).await.unwrap();
+    }
 }
