@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use serde_json::Value;
 use trellis_deployer::client::{ClientError, WadmClient};
 use trellis_deployer::{Deployer, DeployerConfig, cli, manifest};
@@ -55,7 +56,7 @@ async fn lattice() -> Lattice {
     }
     let server = NatsServer::start();
     let nats = async_nats::connect(server.url()).await.unwrap();
-    let client = WadmClient::new(nats, LATTICE);
+    let client = WadmClient::new(nats.clone(), LATTICE);
     // Nothing of Trellis answers the wadm API here: only the wadm started next will.
     assert!(
         matches!(client.list().await, Err(ClientError::NoDeployer(_))),
@@ -69,6 +70,7 @@ async fn lattice() -> Lattice {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let hosts = vec![host(&server, "a").await, host(&server, "b").await];
+    monitored(&nats).await;
     let (ctl, _) = ctl_client(&server, LATTICE).await;
     Lattice {
         hosts,
@@ -77,6 +79,25 @@ async fn lattice() -> Lattice {
         _wadm: wadm,
         _server: server,
     }
+}
+
+/// Waits until wadm manages the lattice: it starts doing so on the lattice's first event (a
+/// host starting), and a deploy before that is lost. wadm hands deploys to the lattice's
+/// scaler manager through its `wadm_notify` stream, which keeps a message only for consumers
+/// that exist when it is published, and the manager's consumer is created with the manager.
+async fn monitored(nats: &async_nats::Client) {
+    let subject = format!("wadm.notify.{LATTICE}");
+    let js = async_nats::jetstream::new(nats.clone());
+    eventually("wadm managing the lattice", || async {
+        let stream = js.get_stream("wadm_notify").await.ok()?;
+        let consumers: Vec<_> = stream.consumers().collect().await;
+        let managed = consumers
+            .into_iter()
+            .flatten()
+            .any(|consumer| consumer.config.filter_subject == subject);
+        managed.then_some(())
+    })
+    .await;
 }
 
 /// An example manifest with its relative `file://` images made absolute (as `trellis app
@@ -131,13 +152,24 @@ impl Lattice {
     }
 
     /// Waits until wadm reports the app `deployed`.
+    /// Waits for wadm to report `app` deployed; on timeout, says what wadm last reported.
     async fn wait_deployed(&self, app: &str) {
-        eventually(&format!("wadm to report {app} deployed"), || async {
-            let reply = self.client.status(app).await.ok()?;
-            assert_eq!(reply["result"], "ok", "{reply}");
-            (reply["status"]["status"]["type"] == "deployed").then_some(())
-        })
-        .await;
+        let mut last = Value::Null;
+        let deadline = Instant::now() + LATTICE_WAIT;
+        loop {
+            if let Ok(reply) = self.client.status(app).await {
+                assert_eq!(reply["result"], "ok", "{reply}");
+                if reply["status"]["status"]["type"] == "deployed" {
+                    return;
+                }
+                last = reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for wadm to report {app} deployed; last status: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// `(host index, max instances)` of each host running component `id`.
