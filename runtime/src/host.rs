@@ -622,13 +622,10 @@ impl Runtime {
                 })?;
             let plugins = linked.plugins.clone();
             let running = Arc::new(RunningComponent::new(
-                id,
+                spec,
                 workload_id,
                 loaded.clone(),
                 linked,
-                spec.max_instances,
-                spec.budget,
-                spec.grants.clone(),
                 mounts,
                 self.0.engine.clone(),
                 self.0.remote.clone(),

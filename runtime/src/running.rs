@@ -24,6 +24,7 @@ use crate::linking::ImportRoute;
 use crate::plugin::Plugin;
 use crate::remote::{Remote, RemoteCall, RemoteCtx};
 use crate::wasi::{self, ResolvedMount, WasiGrants};
+use crate::workload::WorkloadComponent;
 
 /// How long an invocation waits for a free instance when its budget has no deadline.
 const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(30);
@@ -261,27 +262,26 @@ fn mentions_resource(ty: &Type) -> bool {
 }
 
 impl RunningComponent {
+    /// `spec` gives the ID, instance limit, budget and grants; `mounts` are its volume mounts
+    /// resolved to paths.
     pub fn new(
-        id: &str,
+        spec: &WorkloadComponent,
         workload: &str,
         loaded: LoadedComponent,
         linked: Linked,
-        max_instances: u32,
-        budget: Budget,
-        grants: WasiGrants,
         mounts: Vec<ResolvedMount>,
         engine: Engine,
         remote: Option<Remote>,
     ) -> Self {
         Self {
-            id: id.into(),
+            id: spec.id.as_str().into(),
             workload: workload.to_string(),
             loaded,
             linked: RwLock::new(Arc::new(linked)),
-            max_instances,
-            permits: Semaphore::new(max_instances.max(1) as usize),
-            budget,
-            grants,
+            max_instances: spec.max_instances,
+            permits: Semaphore::new(spec.max_instances.max(1) as usize),
+            budget: spec.budget,
+            grants: spec.grants.clone(),
             mounts,
             engine,
             remote,
