@@ -219,3 +219,14 @@ impl EventLog {
         self.0.lock().unwrap().clear();
     }
 }
+
+/// Waits until the importer `id` on `runtime` answers `front.add(2, 3)` (a link just put may
+/// still be on its way to the host) and returns the answer.
+pub async fn front_add(runtime: &trellis_runtime::Runtime, id: &str) -> Vec<trellis_runtime::Val> {
+    let params = [trellis_runtime::Val::U32(2), trellis_runtime::Val::U32(3)];
+    eventually(&format!("{id} answering add(2, 3)"), || async {
+        let front = "trellis:example/front@0.1.0";
+        runtime.invoke(id, front, "add", &params, None).await.ok()
+    })
+    .await
+}

@@ -22,7 +22,7 @@ use trellis_deployer::{Deployer, DeployerConfig, MAX_ATTEMPTS, cli, manifest};
 use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
 use trellis_runtime::Val;
 use trellis_tests::http::{free_port, get};
-use trellis_tests::lattice::{LATTICE_WAIT, eventually};
+use trellis_tests::lattice::{LATTICE_WAIT, eventually, front_add};
 use trellis_tests::nats::NatsServer;
 use trellis_tests::{component_path, provider_archive};
 
@@ -518,21 +518,7 @@ async fn c2c_pair_answers_across_hosts_and_undeploy_leaves_nothing() {
     assert_eq!(config.unwrap()["salutation"], "Hello");
 
     // The importer on host 0 calls the exporter on the zone-b host.
-    let sum = eventually("front answers", || async {
-        lattice
-            .host(0)
-            .runtime()
-            .invoke(
-                "c2c-front",
-                "trellis:example/front@0.1.0",
-                "add",
-                &[Val::U32(2), Val::U32(3)],
-                None,
-            )
-            .await
-            .ok()
-    })
-    .await;
+    let sum = front_add(lattice.host(0).runtime(), "c2c-front").await;
     assert_eq!(sum, vec![Val::U32(5)]);
 
     // A bad manifest changes nothing and names its field.

@@ -17,7 +17,7 @@ use trellis_deployer::{Deployer, DeployerConfig, cli, manifest};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::Val;
 use trellis_tests::http::{free_port, get};
-use trellis_tests::lattice::{LATTICE_WAIT, ctl_client, eventually};
+use trellis_tests::lattice::{LATTICE_WAIT, ctl_client, eventually, front_add};
 use trellis_tests::nats::NatsServer;
 use trellis_tests::wadm::{Wadm, WadmClientRun};
 use trellis_tests::{component_path, wadm_binary};
@@ -243,20 +243,7 @@ async fn wadm_places_the_c2c_pair_on_two_hosts_and_the_call_crosses_them() {
     );
 
     // The importer on host 0 calls the exporter on host 1, through wadm's link.
-    let sum = eventually("front answers", || async {
-        lattice.hosts[0]
-            .runtime()
-            .invoke(
-                "c2c-front",
-                "trellis:example/front@0.1.0",
-                "add",
-                &[Val::U32(2), Val::U32(3)],
-                None,
-            )
-            .await
-            .ok()
-    })
-    .await;
+    let sum = front_add(lattice.hosts[0].runtime(), "c2c-front").await;
     assert_eq!(sum, vec![Val::U32(5)]);
 
     lattice.undeploy_and_wait_nothing_left(&app).await;
@@ -304,20 +291,7 @@ async fn the_wadm_client_library_drives_the_trellis_deployer() {
 
     assert_eq!(placement(&ctl, &hosts, "c2c-front").await, [(0, 1)]);
     assert_eq!(placement(&ctl, &hosts, "c2c-math").await, [(1, 1)]);
-    let sum = eventually("front answers", || async {
-        hosts[0]
-            .runtime()
-            .invoke(
-                "c2c-front",
-                "trellis:example/front@0.1.0",
-                "add",
-                &[Val::U32(2), Val::U32(3)],
-                None,
-            )
-            .await
-            .ok()
-    })
-    .await;
+    let sum = front_add(hosts[0].runtime(), "c2c-front").await;
     assert_eq!(sum, vec![Val::U32(5)]);
 
     client.resume().await;
