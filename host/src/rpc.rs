@@ -115,11 +115,10 @@ impl Lattice {
         let interface = InterfaceName::parse(instance)
             .ok_or_else(|| RpcError::NotAnInterface(instance.to_string()))?;
         self.links
-            .links()
+            .links_from(source)
             .into_iter()
             .find(|link| {
-                link.source_id == source
-                    && link.name == link_name
+                link.name == link_name
                     && link.wit_namespace == interface.namespace
                     && link.wit_package == interface.package
                     && link.interfaces.contains(&interface.interface)

@@ -65,6 +65,11 @@ impl LinkStore {
         self.0.values().into_iter().flat_map(|s| s.links).collect()
     }
 
+    /// The links whose source is `source_id` (its spec alone, not every link).
+    pub fn links_from(&self, source_id: &str) -> Vec<Link> {
+        self.0.get(source_id).map(|s| s.links).unwrap_or_default()
+    }
+
     /// Creates `COMPONENT_{id}` with `url` and no links if it does not exist yet.
     pub async fn ensure_spec(&self, id: &str, url: &str) -> Result<(), StoreError> {
         self.modify(id, |spec, existed| {

@@ -174,11 +174,10 @@ pub(crate) fn caller_config(
         .ok_or_else(|| format!("provider `{provider_id}` stopped"))?;
     let link = state
         .links
-        .links()
+        .links_from(&source)
         .into_iter()
         .find(|link| {
-            link.source_id == source
-                && link.target == provider_id
+            link.target == provider_id
                 && link.name == link_name
                 && link.wit_namespace == "wasi"
                 && link.wit_package == wit_package
