@@ -243,7 +243,7 @@ async fn ready_instance<'h>(
         return Ok((ready, permit));
     }
     let (mut instance, permit) = handle.new_instance_store(None).await?;
-    let proxy = ProxyPre::new(instance.pre.clone())?
+    let proxy = ProxyPre::new(instance.pre().clone())?
         .instantiate_async(&mut instance.store)
         .await?;
     let ready = ReadyInstance {

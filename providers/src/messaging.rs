@@ -33,9 +33,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use trellis_runtime::{
-    Binding, ComponentHandle, Extensions, InstanceStore, InterfaceName, InvocationCtx, Plugin,
-};
+use trellis_runtime::{Binding, ComponentHandle, Extensions, InterfaceName, InvocationCtx, Plugin};
 use wasmtime::component::{HasData, Linker};
 
 mod bindings {
@@ -220,14 +218,13 @@ async fn handle(component: &ComponentHandle, message: async_nats::Message) {
         reply_to: message.reply.map(|subject| subject.to_string()),
     };
     let outcome = async {
-        let (InstanceStore { mut store, pre, .. }, _permit) =
-            component.new_instance_store(None).await?;
-        let guest = MessagingPre::new(pre)?
-            .instantiate_async(&mut store)
+        let (mut instance, _permit) = component.new_instance_store(None).await?;
+        let guest = MessagingPre::new(instance.pre().clone())?
+            .instantiate_async(&mut instance.store)
             .await?;
         guest
             .wasmcloud_messaging_handler()
-            .call_handle_message(&mut store, &message)
+            .call_handle_message(&mut instance.store, &message)
             .await
     }
     .await;

@@ -99,11 +99,7 @@ impl ComponentHandle {
             .0
             .new_store(&linked, &budget)
             .map_err(|e| self.0.bad_call(e))?;
-        let instance = InstanceStore {
-            store,
-            pre: linked.pre.clone(),
-            linked,
-        };
+        let instance = InstanceStore { store, linked };
         Ok((instance, permit))
     }
 
@@ -135,13 +131,18 @@ impl ComponentHandle {
     }
 }
 
-/// A store for plugins that instantiate a component themselves, and the instance-pre to
-/// instantiate in it.
+/// A store for plugins that instantiate a component themselves, with the linking it was made
+/// from (a relinked component's old instances are not reused).
 pub struct InstanceStore {
     pub store: Store<InvocationCtx>,
-    pub pre: InstancePre<InvocationCtx>,
-    /// The linking it was made from: a relinked component's old instances are not reused.
     linked: Arc<Linked>,
+}
+
+impl InstanceStore {
+    /// What to instantiate in the store.
+    pub fn pre(&self) -> &InstancePre<InvocationCtx> {
+        &self.linked.pre
+    }
 }
 
 impl ComponentHandle {
