@@ -175,8 +175,8 @@ pub struct ExportServer {
 impl ExportServer {
     /// Subscribes every exported function of `component_id` (functions that pass resources are
     /// left out, as wasmCloud does), and `wasi:http/incoming-handler` as `wrpc:http` (see
-    /// [`crate::http_bridge`]). Each call runs on whatever instance set the runtime has for
-    /// the component at that moment, so rescales and updates need no re-subscription.
+    /// [`crate::http_bridge`]). Calls run on the component as it was started, through its
+    /// handle: serving one never waits on the runtime's lifecycle.
     pub async fn start(
         lattice: &Lattice,
         runtime: &Runtime,
@@ -197,29 +197,28 @@ impl ExportServer {
             let no_async_params: Vec<Box<[Option<usize>]>> = Vec::new();
             let mut invocations =
                 Box::pin(server.serve(&instance, &function, no_async_params).await?);
-            let (runtime, id) = (runtime.clone(), component_id.to_string());
+            let component = handle.clone();
             tasks.spawn(async move {
                 while let Some(invocation) = invocations.next().await {
                     let (_cx, tx, rx) = match invocation {
                         Ok(invocation) => invocation,
                         Err(error) => {
-                            tracing::warn!(component = %id, %instance, %function, "accepting invocation: {error:#}");
+                            tracing::warn!(component = %component.id(), %instance, %function, "accepting invocation: {error:#}");
                             continue;
                         }
                     };
-                    let (runtime, id, instance, function) =
-                        (runtime.clone(), id.clone(), instance.clone(), function.clone());
+                    let (component, instance, function) =
+                        (component.clone(), instance.clone(), function.clone());
                     // Detached: a call in flight finishes even when serving stops.
                     tokio::spawn(async move {
-                        let Some(component) = runtime.component(&id).await else { return };
                         if let Err(error) = component.serve_invocation(&instance, &function, rx, tx).await {
-                            tracing::warn!(component = %id, %instance, %function, "wRPC invocation failed: {error}");
+                            tracing::warn!(component = %component.id(), %instance, %function, "wRPC invocation failed: {error}");
                         }
                     });
                 }
             });
         }
-        crate::http_bridge::serve::serve(&server, runtime, component_id, &mut tasks).await?;
+        crate::http_bridge::serve::serve(&server, &handle, &mut tasks).await?;
         Ok(Self { tasks })
     }
 }

@@ -15,11 +15,14 @@ mod engine;
 mod error;
 mod host;
 mod interface;
+mod lifecycle;
 mod link_names;
 mod linking;
 mod plugin;
 mod remote;
+mod resolve;
 mod running;
+mod runtime;
 mod service;
 mod wasi;
 mod workload;
@@ -29,16 +32,17 @@ pub use component::{ComponentSource, LoadedComponent};
 pub use ctx::{Extensions, InvocationCtx};
 pub use engine::{Engine, EngineConfig, PoolingLimits};
 pub use error::{InvokeError, StartError, StopError};
-pub use host::{Heartbeat, Host, Runtime, RuntimeBuilder};
+pub use host::{Heartbeat, Host};
 pub use interface::InterfaceName;
 pub use link_names::LinkSelection;
-pub use linking::{ImportFallback, ImportRoute, LinkTable};
+pub use linking::{ImportFallback, ImportRoute, LinkSource, LinkTable};
 pub use plugin::{Binding, Plugin};
 pub use remote::{
     IncomingStream, OutgoingStream, RemoteCall, RemoteIncoming, RemoteInvocation, RemoteInvoker,
     RemoteOutgoing,
 };
 pub use running::{ComponentHandle, InstanceStore};
+pub use runtime::{Runtime, RuntimeBuilder};
 pub use wasi::{Volume, VolumeKind, VolumeMount, WasiGrants};
 pub use workload::{
     ComponentState, HostInterface, Workload, WorkloadComponent, WorkloadService, WorkloadState,

@@ -11,7 +11,7 @@
 //! re-linked: the next invocation uses the new composition (or the fallback) without a restart.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use wac_graph::types::Package;
@@ -20,7 +20,6 @@ use wasmtime::component::Linker;
 use wasmtime::component::types::ComponentItem;
 
 use crate::ctx::InvocationCtx;
-use crate::interface::InterfaceName;
 
 /// Where one import of a component goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,37 +50,56 @@ pub trait ImportFallback: Send + Sync + 'static {
     ) -> anyhow::Result<bool>;
 }
 
-/// Explicit links: (source component, `ns:pkg/iface`) → target component. Links override the
-/// implicit rule that components of one workload link to each other.
-#[derive(Clone, Debug, Default)]
+/// Where explicit links point. The runtime reads them whenever it resolves a component's
+/// imports; an embedder that keeps links itself implements this and calls
+/// [`crate::Runtime::relink`] when they change.
+pub trait LinkSource: Send + Sync + 'static {
+    /// The target of `source`'s link for `interface` (`ns:pkg/iface`, no version), if any.
+    fn target(&self, source: &str, interface: &str) -> Option<String>;
+
+    /// Sources with a link to any of `targets`.
+    fn sources_linking_to(&self, targets: &[String]) -> Vec<String>;
+}
+
+/// The runtime's own links, for embedders without a link store: (source component,
+/// `ns:pkg/iface`) → target component. Links override the implicit rule that components of one
+/// workload link to each other.
+#[derive(Debug, Default)]
 pub struct LinkTable {
-    links: HashMap<(String, String), String>,
+    links: RwLock<HashMap<(String, String), String>>,
 }
 
 impl LinkTable {
     /// Routes `source`'s imports of `interface` (`ns:pkg/iface`, no version) to `target`.
-    pub fn set(&mut self, source: &str, interface: &str, target: &str) {
-        self.links.insert(
+    pub fn set(&self, source: &str, interface: &str, target: &str) {
+        self.links.write().unwrap().insert(
             (source.to_string(), interface.to_string()),
             target.to_string(),
         );
     }
 
-    pub fn remove(&mut self, source: &str, interface: &str) -> Option<String> {
+    pub fn remove(&self, source: &str, interface: &str) -> Option<String> {
         self.links
+            .write()
+            .unwrap()
             .remove(&(source.to_string(), interface.to_string()))
     }
+}
 
-    pub fn target(&self, source: &str, interface: &InterfaceName) -> Option<&str> {
+impl LinkSource for LinkTable {
+    fn target(&self, source: &str, interface: &str) -> Option<String> {
         self.links
-            .get(&(source.to_string(), interface.unversioned()))
-            .map(String::as_str)
+            .read()
+            .unwrap()
+            .get(&(source.to_string(), interface.to_string()))
+            .cloned()
     }
 
-    /// Sources with a link to any of `targets`.
-    pub fn sources_linking_to(&self, targets: &[String]) -> Vec<String> {
+    fn sources_linking_to(&self, targets: &[String]) -> Vec<String> {
         let mut sources: Vec<String> = self
             .links
+            .read()
+            .unwrap()
             .iter()
             .filter(|(_, target)| targets.contains(target))
             .map(|((source, _), _)| source.clone())

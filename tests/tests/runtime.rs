@@ -1017,3 +1017,41 @@ async fn loaded_components_report_imports_and_exports_by_wit_name() {
         .unwrap();
     assert!(error.to_string().contains("found a core module"), "{error}");
 }
+
+/// Two starts of the same component id racing: one runs, the other is refused while the first
+/// is still compiling, and a stop leaves the id free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_start_of_the_same_id_is_refused() {
+    let runtime = plain_runtime().await;
+    let start = |name: &str| {
+        let runtime = runtime.clone();
+        let workload = workload(
+            name,
+            vec![WorkloadComponent::new("shared-id", component("exporter"))],
+        );
+        tokio::spawn(async move { runtime.workload_start(workload).await })
+    };
+    let (first, second) = (start("first"), start("second"));
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    let refused = match (&first, &second) {
+        (Ok(_), Err(error)) | (Err(error), Ok(_)) => error,
+        _ => panic!("exactly one start must win: {first:?} / {second:?}"),
+    };
+    assert!(
+        matches!(refused, StartError::ComponentExists(id) if id == "shared-id"),
+        "{refused}"
+    );
+    let winner = if first.is_ok() {
+        "test/first"
+    } else {
+        "test/second"
+    };
+    runtime.workload_stop(winner, false).await.unwrap();
+    runtime
+        .workload_start(workload(
+            "again",
+            vec![WorkloadComponent::new("shared-id", component("exporter"))],
+        ))
+        .await
+        .expect("the id is free after the stop");
+}

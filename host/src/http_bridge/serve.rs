@@ -2,12 +2,10 @@
 //! `wrpc:http/incoming-handler@0.1.0` `handle`, each request run in-process exactly as the
 //! built-in HTTP server runs it ([`trellis_providers::http::handle_request`]).
 
-use std::sync::Arc;
-
 use futures::StreamExt as _;
 use tokio::task::JoinSet;
 use trellis_providers::http::{HandleError, handle_request};
-use trellis_runtime::Runtime;
+use trellis_runtime::ComponentHandle;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::body;
@@ -26,26 +24,21 @@ pub fn is_incoming_handler(instance: &str) -> bool {
 }
 
 /// Serves `wrpc:http/incoming-handler@0.1.0` `handle` on `server` (the component's prefix and
-/// queue group) if `component_id` exports `wasi:http/incoming-handler@0.2.x`; the accept loop
+/// queue group) if `component` exports `wasi:http/incoming-handler@0.2.x`; the accept loop
 /// joins `tasks`, each request runs detached so that it finishes even when serving stops.
 pub async fn serve(
     server: &wrpc_transport_nats::Client,
-    runtime: &Runtime,
-    component_id: &str,
+    component: &ComponentHandle,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
-    let Some(component) = runtime.component(component_id).await else {
-        return Ok(());
-    };
     if !component.exported_instances().any(is_incoming_handler) {
         return Ok(());
     }
     let handler = IncomingHandler {
-        runtime: runtime.clone(),
-        component_id: component_id.into(),
+        component: component.clone(),
     };
     for (instance, function, mut invocations) in serve_interface(server, handler).await? {
-        let id = component_id.to_string();
+        let id = component.id().to_string();
         tasks.spawn(async move {
             while let Some(invocation) = invocations.next().await {
                 let invocation = match invocation {
@@ -67,12 +60,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// Answers `wrpc:http/incoming-handler.handle` for one component, on whatever instance set the
-/// runtime has for it when a request arrives.
+/// Answers `wrpc:http/incoming-handler.handle` for one component.
 #[derive(Clone)]
 pub struct IncomingHandler {
-    pub runtime: Runtime,
-    pub component_id: Arc<str>,
+    pub component: ComponentHandle,
 }
 
 impl<Ctx: Send> Handler<Ctx> for IncomingHandler {
@@ -81,18 +72,15 @@ impl<Ctx: Send> Handler<Ctx> for IncomingHandler {
         _cx: Ctx,
         request: Request,
     ) -> anyhow::Result<Result<Response, ErrorCode>> {
-        let Some(component) = self.runtime.component(&self.component_id).await else {
-            return Ok(Err(ErrorCode::DestinationUnavailable));
-        };
         let (scheme, request) = match request_from_wire(request) {
             Ok(converted) => converted,
             Err(code) => return Ok(Err(code)),
         };
-        match handle_request(component, None, scheme, request).await {
+        match handle_request(self.component.clone(), None, scheme, request).await {
             Ok(response) => Ok(Ok(response_to_wire(response))),
             Err(HandleError::Answered(code)) => Ok(Err(error_code_to_wire(code))),
             Err(error) => {
-                tracing::warn!(component = %self.component_id, "wRPC HTTP request: {error}");
+                tracing::warn!(component = %self.component.id(), "wRPC HTTP request: {error}");
                 Ok(Err(ErrorCode::InternalError(Some(error.to_string()))))
             }
         }
