@@ -5,7 +5,7 @@
 //! component imports it would have served go over wRPC to their link target instead.
 //!
 //! `provider.start` with a built-in reference starts no process: it records a provider ID whose
-//! links configure the plugin (see [`crate::plugin_config`]). References:
+//! links configure the plugin (see [`crate::reconcile`]). References:
 //!
 //! | reference | built-in |
 //! |---|---|

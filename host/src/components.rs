@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use serde_json::json;
+use tokio::sync::watch;
 use trellis_runtime::{
     ComponentSource, Host as _, LoadedComponent, StartError, Workload, WorkloadComponent,
 };
 
 use crate::oci::{ArtifactKind, OciError};
-use crate::plugin_config::{self, PluginConfig};
+use crate::reconcile::derive::{self, ComponentPlan};
 use crate::rpc::ExportServer;
 use crate::state::HostState;
 use crate::types::{
@@ -19,7 +20,7 @@ use crate::types::{
 };
 
 /// Workload namespace of lattice components on the runtime.
-const NAMESPACE: &str = "lattice";
+pub(crate) const NAMESPACE: &str = "lattice";
 
 /// Why a component could not be started or updated.
 #[derive(Debug, thiserror::Error)]
@@ -67,22 +68,53 @@ pub struct RunningComponent {
     pub annotations: Annotations,
     pub max_instances: u32,
     pub config: Vec<String>,
-    /// What its built-in plugins are bound with.
-    plugin_config: PluginConfig,
+    /// Its links and plugin config as last applied (see [`crate::reconcile`]).
+    pub plan: ComponentPlan,
     /// The code it runs, kept so a rescale never re-reads (or re-fetches) the reference.
     bytes: Arc<[u8]>,
     /// Its exports on the lattice; dropped (unsubscribed) with the last clone.
     _exports: Arc<ExportServer>,
 }
 
-/// The components running here and the lock that orders their lifecycle changes.
-#[derive(Default)]
+/// The components running here, with change notification, and the lock that orders their
+/// lifecycle changes (scale, update, reconciliation).
 pub struct Components {
     lifecycle: tokio::sync::Mutex<()>,
     table: RwLock<BTreeMap<String, RunningComponent>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Components {
+    fn default() -> Self {
+        Self {
+            lifecycle: tokio::sync::Mutex::default(),
+            table: RwLock::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Components {
+    /// Orders a lifecycle change after those already under way.
+    pub async fn lifecycle(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lifecycle.lock().await
+    }
+
+    /// Resolves on every start and stop after the call.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Every running component.
+    pub fn running(&self) -> Vec<(String, RunningComponent)> {
+        self.table
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect()
+    }
+
     pub fn get(&self, id: &str) -> Option<RunningComponent> {
         self.table.read().unwrap().get(id).cloned()
     }
@@ -112,18 +144,22 @@ impl Components {
         }
     }
 
-    fn set_plugin_config(&self, id: &str, config: PluginConfig) {
+    /// Records what was applied to a running component.
+    pub fn set_plan(&self, id: &str, plan: ComponentPlan) {
         if let Some(running) = self.table.write().unwrap().get_mut(id) {
-            running.plugin_config = config;
+            running.plan = plan;
         }
     }
 
     fn set(&self, id: &str, running: Option<RunningComponent>) {
-        let mut table = self.table.write().unwrap();
-        match running {
-            Some(running) => table.insert(id.to_string(), running),
-            None => table.remove(id),
-        };
+        {
+            let mut table = self.table.write().unwrap();
+            match running {
+                Some(running) => table.insert(id.to_string(), running),
+                None => table.remove(id),
+            };
+        }
+        self.changes.send_modify(|count| *count += 1);
     }
 }
 
@@ -308,7 +344,7 @@ async fn start(
 ) -> Result<(), ComponentError> {
     let mut component = WorkloadComponent::new(id, ComponentSource::Bytes(bytes.clone()));
     component.max_instances = max_instances;
-    let plugin_config = plugin_config::desired(state, id, &config);
+    let plan = derive::component_plan(state, id, &config);
     state
         .runtime
         .workload_start(Workload {
@@ -316,7 +352,7 @@ async fn start(
             name: id.into(),
             annotations: annotations.clone(),
             components: vec![component],
-            host_interfaces: plugin_config.host_interfaces(),
+            host_interfaces: plan.plugins.host_interfaces(),
             ..Default::default()
         })
         .await?;
@@ -349,46 +385,12 @@ async fn start(
             annotations,
             max_instances,
             config,
-            plugin_config,
+            plan,
             bytes,
             _exports: Arc::new(exports),
         }),
     );
     Ok(())
-}
-
-/// Brings every running component's plugin config up to date with lattice state (links,
-/// named config, built-in providers): the named config alone goes to the config plugin, any
-/// other change re-binds the component's plugins.
-pub async fn reconfigure(state: &HostState) {
-    let _order = state.components.lifecycle.lock().await;
-    let running: Vec<(String, RunningComponent)> = state
-        .components
-        .table
-        .read()
-        .unwrap()
-        .iter()
-        .map(|(id, c)| (id.clone(), c.clone()))
-        .collect();
-    for (id, current) in running {
-        let desired = plugin_config::desired(state, &id, &current.config);
-        if desired == current.plugin_config {
-            continue;
-        }
-        if desired.same_links(&current.plugin_config) {
-            if let Some(plugin) = &state.plugins.config {
-                plugin.update_config(&id, desired.named());
-            }
-        } else {
-            let workload = format!("{NAMESPACE}/{id}");
-            let interfaces = desired.host_interfaces();
-            match state.runtime.rebind(&workload, &interfaces).await {
-                Ok(()) => tracing::info!(component = %id, "plugins re-bound with new link config"),
-                Err(error) => tracing::warn!(component = %id, "re-binding plugins: {error}"),
-            }
-        }
-        state.components.set_plugin_config(&id, desired);
-    }
 }
 
 /// Brings back `previous` after a failed swap; the old code is known to start.

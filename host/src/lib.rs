@@ -15,8 +15,8 @@ mod http_bridge;
 mod identity;
 mod inventory;
 pub mod oci;
-mod plugin_config;
 mod provider;
+mod reconcile;
 mod rpc;
 mod state;
 mod store;
@@ -133,8 +133,7 @@ pub struct LatticeHost {
     closing: watch::Sender<bool>,
     ctl: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
-    link_follower: JoinHandle<()>,
-    plugin_config_follower: JoinHandle<()>,
+    reconciler: JoinHandle<()>,
     stop_timeout: Duration,
 }
 
@@ -188,6 +187,7 @@ impl LatticeHost {
                 builder.plugin(plugin.clone())
             })
             .remote(Arc::new(lattice.clone()))
+            .links(links.clone())
             .in_process_links(config.in_process_links)
             .build()
             .await
@@ -242,8 +242,7 @@ impl LatticeHost {
             "version": state.identity.version,
         });
         state.events.publish("host_started", started).await;
-        let link_follower = tokio::spawn(rpc::follow_links(lattice, state.runtime.clone()));
-        let plugin_config_follower = tokio::spawn(plugin_config::follow(state.clone()));
+        let reconciler = tokio::spawn(reconcile::run(state.clone()));
         let heartbeat = tokio::spawn(inventory::heartbeat(
             state.clone(),
             config.heartbeat_interval,
@@ -255,8 +254,7 @@ impl LatticeHost {
             closing,
             ctl,
             heartbeat,
-            link_follower,
-            plugin_config_follower,
+            reconciler,
             stop_timeout: config.stop_timeout,
         })
     }
@@ -291,8 +289,7 @@ impl LatticeHost {
     pub async fn stop(self, deadline: Option<Duration>) -> anyhow::Result<()> {
         let budget = deadline.map_or(self.stop_timeout, |d| d.min(self.stop_timeout));
         self.heartbeat.abort();
-        self.link_follower.abort();
-        self.plugin_config_follower.abort();
+        self.reconciler.abort();
         self.closing.send_replace(true);
         if tokio::time::timeout(budget, self.ctl).await.is_err() {
             tracing::warn!("control interface did not stop within {budget:?}");

@@ -19,9 +19,7 @@ use trellis_runtime::{
 use wrpc_transport::{Invoke as _, Serve as _};
 
 use crate::store::LinkStore;
-
-/// The link name used unless a component picks another.
-pub(crate) const DEFAULT_LINK: &str = "default";
+use crate::types::DEFAULT_LINK_NAME;
 
 /// Why a remote call could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +97,10 @@ impl Lattice {
         let interface = InterfaceName::parse(instance)
             .ok_or_else(|| RpcError::NotAnInterface(instance.to_string()))?
             .unversioned();
-        let link_name = call.selection.link_name(&interface).unwrap_or(DEFAULT_LINK);
+        let link_name = call
+            .selection
+            .link_name(&interface)
+            .unwrap_or(DEFAULT_LINK_NAME);
         let target = match call.selection.target(&interface) {
             Some(target) => target.to_string(),
             None => self.target(&call.caller, link_name, instance)?,
@@ -117,12 +118,7 @@ impl Lattice {
         self.links
             .links_from(source)
             .into_iter()
-            .find(|link| {
-                link.name == link_name
-                    && link.wit_namespace == interface.namespace
-                    && link.wit_package == interface.package
-                    && link.interfaces.contains(&interface.interface)
-            })
+            .find(|link| link.name == link_name && link.covers(&interface))
             .map(|link| link.target)
             .ok_or_else(|| RpcError::NoLink {
                 source_id: source.to_string(),
@@ -226,49 +222,5 @@ impl ExportServer {
 impl Drop for ExportServer {
     fn drop(&mut self) {
         self.tasks.abort_all();
-    }
-}
-
-/// Keeps the runtime's link table equal to the lattice's `default` links, so that a component
-/// calls a linked target in-process whenever the target runs on this host, and over wRPC
-/// otherwise. Runs until the link store goes away.
-pub async fn follow_links(lattice: Lattice, runtime: Runtime) {
-    let mut changes = lattice.links.subscribe();
-    let mut applied: HashMap<(String, String), String> = HashMap::new();
-    loop {
-        let desired: HashMap<(String, String), String> = lattice
-            .links
-            .links()
-            .into_iter()
-            .filter(|link| link.name == DEFAULT_LINK)
-            .flat_map(|link| {
-                let package = format!("{}:{}", link.wit_namespace, link.wit_package);
-                link.interfaces.into_iter().map(move |interface| {
-                    (
-                        (link.source_id.clone(), format!("{package}/{interface}")),
-                        link.target.clone(),
-                    )
-                })
-            })
-            .collect();
-        for ((source, interface), _) in applied
-            .iter()
-            .filter(|(key, _)| !desired.contains_key(*key))
-        {
-            if let Err(error) = runtime.remove_link(source, interface).await {
-                tracing::warn!(component = %source, %interface, "re-linking after a link delete: {error}");
-            }
-        }
-        for ((source, interface), target) in &desired {
-            if applied.get(&(source.clone(), interface.clone())) != Some(target)
-                && let Err(error) = runtime.set_link(source, interface, target).await
-            {
-                tracing::warn!(component = %source, %interface, %target, "re-linking after a link put: {error}");
-            }
-        }
-        applied = desired;
-        if changes.changed().await.is_err() {
-            return;
-        }
     }
 }

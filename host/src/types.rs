@@ -158,8 +158,12 @@ pub struct ProviderAuctionRequest {
     pub constraints: BTreeMap<String, String>,
 }
 
+/// The link name a link has unless it names another, and the one calls follow unless a
+/// component chooses another (`wasmcloud:bus/lattice`).
+pub const DEFAULT_LINK_NAME: &str = "default";
+
 fn default_link_name() -> String {
-    "default".to_string()
+    DEFAULT_LINK_NAME.to_string()
 }
 
 /// A link between two lattice IDs, as stored in `LATTICEDATA` and sent by `link.put`.
@@ -176,6 +180,20 @@ pub struct Link {
     pub source_config: Vec<String>,
     #[serde(default)]
     pub target_config: Vec<String>,
+}
+
+impl Link {
+    /// `ns:pkg/iface` for one of the link's interfaces.
+    pub fn interface_name(&self, interface: &str) -> String {
+        format!("{}:{}/{interface}", self.wit_namespace, self.wit_package)
+    }
+
+    /// Whether the link covers `interface` (`ns:pkg/iface`, with or without a version).
+    pub fn covers(&self, interface: &trellis_runtime::InterfaceName) -> bool {
+        self.wit_namespace == interface.namespace
+            && self.wit_package == interface.package
+            && self.interfaces.contains(&interface.interface)
+    }
 }
 
 /// `link.del` request.

@@ -10,7 +10,8 @@ use super::body;
 use super::convert::{
     error_code_from_wire, fields_from_headers, headers_from_fields, method_from_http,
 };
-use crate::rpc::{DEFAULT_LINK, Lattice};
+use crate::rpc::Lattice;
+use crate::types::DEFAULT_LINK_NAME;
 use crate::wrpc_http::wrpc::http::incoming_handler;
 use crate::wrpc_http::wrpc::http::types::{Request, Response, Scheme};
 
@@ -36,7 +37,7 @@ impl RemoteHttpHandler for Forwarder {
         let mut headers = HeaderMap::new();
         headers.insert("source-id", route.source_id.as_str());
         headers.insert("target-id", route.component_id.as_str());
-        headers.insert("link-name", DEFAULT_LINK);
+        headers.insert("link-name", DEFAULT_LINK_NAME);
         let call = incoming_handler::handle(&client, Some(headers), request_to_wire(request));
         // Bounds the wait for the response head; bodies take as long as they take.
         let (result, io) = tokio::time::timeout(self.lattice.timeout, call)

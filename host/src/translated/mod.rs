@@ -28,9 +28,10 @@ use wasmtime::component::ResourceTable;
 use wrpc_transport_nats::NatsContext;
 
 use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
-use crate::plugin_config;
-use crate::rpc::{DEFAULT_LINK, Lattice};
+use crate::reconcile::derive::{self, LatticeView as _};
+use crate::rpc::Lattice;
 use crate::state::HostState;
+use crate::types::DEFAULT_LINK_NAME;
 
 /// The plugins that forward the interfaces of switched-off built-ins to the lattice.
 pub fn fallback_plugins(enabled: &BTreeSet<Builtin>, lattice: &Lattice) -> Vec<Arc<dyn Plugin>> {
@@ -166,11 +167,10 @@ pub(crate) fn caller_config(
     };
     let source = header("source-id")
         .ok_or("the call has no `source-id` header: callers must say who they are")?;
-    let link_name = header("link-name").unwrap_or_else(|| DEFAULT_LINK.to_string());
+    let link_name = header("link-name").unwrap_or_else(|| DEFAULT_LINK_NAME.to_string());
     let state = state.upgrade().ok_or("the host is stopping")?;
     let provider = state
-        .providers
-        .get(provider_id)
+        .builtin_provider(provider_id)
         .ok_or_else(|| format!("provider `{provider_id}` stopped"))?;
     let link = state
         .links
@@ -187,8 +187,8 @@ pub(crate) fn caller_config(
                 "component `{source}` has no `{link_name}` link to {wit_package} provider `{provider_id}`"
             )
         })?;
-    Ok(plugin_config::link_config(
-        &state,
+    Ok(derive::link_config(
+        &*state,
         &provider,
         &link.source_config,
         &link.target_config,

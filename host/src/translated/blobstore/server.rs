@@ -4,7 +4,7 @@
 //!
 //! A caller is identified by its `source-id` header; the link from it to `P` (named by the
 //! `link-name` header, `default` when absent) selects its backend exactly as the in-process
-//! binding does ([`crate::plugin_config::link_config`]), so a component gets the same results
+//! binding does ([`crate::reconcile::derive::link_config`]), so a component gets the same results
 //! wherever it runs. A caller without such a link gets an error saying so.
 //!
 //! Objects are whole values in the backends, so written data is gathered (up to

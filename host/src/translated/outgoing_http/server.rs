@@ -3,7 +3,7 @@
 //! as wasmCloud's http-client provider does, and sends each request from this host.
 //!
 //! Deny by default, as in-process: a caller may reach the hosts its link to `P` allows
-//! (`allowed_hosts` in the link's plugin config, [`crate::plugin_config::link_config`]); any
+//! (`allowed_hosts` in the link's plugin config, [`crate::reconcile::derive::link_config`]); any
 //! other request, and a caller without such a link, gets an `error-code`.
 
 use std::sync::{Arc, Weak};

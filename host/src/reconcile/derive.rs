@@ -1,0 +1,400 @@
+//! What the lattice state asks of this host, derived from a read-only [`LatticeView`] of it:
+//! for each component running here, where its links go and what its built-in plugins are
+//! configured with ([`component_plan`]); for the HTTP server, the routes it keeps for linked
+//! components wherever they run ([`http_routes`]). Pure functions of the view.
+//!
+//! A component's plugin config ([`PluginConfig`], interface → map) comes from:
+//! - its named config (`config` in `component.scale`, CONFIGDATA merged in list order), for
+//!   `wasi:config/store` and `wasi:config/runtime`;
+//! - each `default` link between it and a built-in provider started here (either direction):
+//!   the built-in reference's defaults (e.g. `?backend=nats`), the provider's named config from
+//!   `provider.start`, then the component side's named config, then the provider side's
+//!   (`target_config` of a component → provider link, `source_config` of a provider → component
+//!   link), merged in order, for each linked interface. So an http-server provider's link to a
+//!   component carries the `address` (and `path`, `host`) the server routes by.
+
+use std::collections::BTreeMap;
+
+use trellis_providers::http_server::RemoteRoute;
+use trellis_runtime::HostInterface;
+
+use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
+use crate::types::{DEFAULT_LINK_NAME, Link};
+
+/// The interfaces the named config is served under.
+const CONFIG_INTERFACES: [&str; 2] = ["wasi:config/store", "wasi:config/runtime"];
+
+/// What the derivation reads: the lattice's links and named config, and what runs here.
+pub trait LatticeView {
+    /// Every link in the lattice.
+    fn links(&self) -> Vec<Link>;
+    /// A named config (CONFIGDATA), if it exists.
+    fn config(&self, name: &str) -> Option<ConfigMap>;
+    /// The built-in provider started here under `id`, if any.
+    fn builtin_provider(&self, id: &str) -> Option<BuiltinProvider>;
+    /// Whether component `id` runs on this host.
+    fn runs_here(&self, id: &str) -> bool;
+}
+
+/// A built-in provider as its links see it: the built-in (with its reference's defaults) and
+/// the named config it was started with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuiltinProvider {
+    pub builtin: BuiltinRef,
+    pub config: Vec<String>,
+}
+
+/// What one component running here should have.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ComponentPlan {
+    /// `ns:pkg/iface` → where its `default` link for it goes.
+    pub links: BTreeMap<String, LinkRoute>,
+    pub plugins: PluginConfig,
+}
+
+/// Where a link's target runs, as seen from this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkRoute {
+    Here(String),
+    Lattice(String),
+}
+
+/// Interface (`ns:pkg/iface`) → the config of the plugin serving it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PluginConfig(BTreeMap<String, ConfigMap>);
+
+impl PluginConfig {
+    /// The merged named config (what `wasi:config` serves).
+    pub fn named(&self) -> ConfigMap {
+        self.0
+            .get(CONFIG_INTERFACES[0])
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether `other` differs only in the named config.
+    pub fn same_links(&self, other: &PluginConfig) -> bool {
+        let links = |c: &PluginConfig| {
+            c.0.iter()
+                .filter(|(i, _)| !CONFIG_INTERFACES.contains(&i.as_str()))
+                .map(|(i, m)| (i.clone(), m.clone()))
+                .collect::<Vec<_>>()
+        };
+        links(self) == links(other)
+    }
+
+    pub fn host_interfaces(&self) -> Vec<HostInterface> {
+        self.0
+            .iter()
+            .map(|(interface, config)| HostInterface {
+                interface: interface.clone(),
+                config: config.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The named configs `names` merged in order (missing ones contribute nothing).
+fn merged(view: &impl LatticeView, names: &[String]) -> ConfigMap {
+    names
+        .iter()
+        .filter_map(|name| view.config(name))
+        .flatten()
+        .collect()
+}
+
+/// What component `id`, scaled with named config `config`, should have now.
+pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> ComponentPlan {
+    let named = merged(view, config);
+    let mut plugins: BTreeMap<String, ConfigMap> = CONFIG_INTERFACES
+        .iter()
+        .map(|i| (i.to_string(), named.clone()))
+        .collect();
+    let mut links = BTreeMap::new();
+    for link in view.links() {
+        if link.name != DEFAULT_LINK_NAME {
+            continue;
+        }
+        if link.source_id == id {
+            for interface in &link.interfaces {
+                let target = link.target.clone();
+                let route = match view.runs_here(&target) {
+                    true => LinkRoute::Here(target),
+                    false => LinkRoute::Lattice(target),
+                };
+                links.insert(link.interface_name(interface), route);
+            }
+        }
+        let (provider, component_side, provider_side) = if link.source_id == id {
+            (&link.target, &link.source_config, &link.target_config)
+        } else if link.target == id {
+            (&link.source_id, &link.target_config, &link.source_config)
+        } else {
+            continue;
+        };
+        let Some(provider) = view.builtin_provider(provider) else {
+            continue;
+        };
+        let map = link_config(view, &provider, component_side, provider_side);
+        for interface in &link.interfaces {
+            plugins
+                .entry(link.interface_name(interface))
+                .or_insert_with(|| map.clone());
+        }
+    }
+    ComponentPlan {
+        links,
+        plugins: PluginConfig(plugins),
+    }
+}
+
+/// The plugin config a link between a component and built-in `provider` gives: the built-in
+/// reference's defaults, the provider's named config, then the named configs on the
+/// component's side of the link and on the provider's side, merged in that order.
+pub fn link_config(
+    view: &impl LatticeView,
+    provider: &BuiltinProvider,
+    component_side: &[String],
+    provider_side: &[String],
+) -> ConfigMap {
+    let mut map = provider.builtin.defaults.clone();
+    map.extend(merged(view, &provider.config));
+    map.extend(merged(view, component_side));
+    map.extend(merged(view, provider_side));
+    map
+}
+
+/// The HTTP server's remote routes: one for each `default` link from an http-server provider
+/// started here to a component's `wasi:http/incoming-handler`, configured like the local route
+/// the same link gives (an `address` is required). The server serves a route in-process while
+/// the component runs here and forwards it over wRPC otherwise.
+pub fn http_routes(view: &impl LatticeView) -> Vec<RemoteRoute> {
+    let mut routes = Vec::new();
+    for link in view.links() {
+        let incoming_handler = link.wit_namespace == "wasi"
+            && link.wit_package == "http"
+            && link.interfaces.iter().any(|i| i == "incoming-handler");
+        if link.name != DEFAULT_LINK_NAME || !incoming_handler {
+            continue;
+        }
+        let Some(provider) = view.builtin_provider(&link.source_id) else {
+            continue;
+        };
+        if provider.builtin.builtin != Builtin::HttpServer {
+            continue;
+        }
+        let config = link_config(view, &provider, &link.target_config, &link.source_config);
+        if config.contains_key("address") {
+            routes.push(RemoteRoute {
+                source_id: link.source_id,
+                component_id: link.target,
+                config,
+            });
+        }
+    }
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// A lattice state held in memory.
+    #[derive(Default)]
+    struct State {
+        links: Vec<Link>,
+        config: BTreeMap<String, ConfigMap>,
+        providers: BTreeMap<String, BuiltinProvider>,
+        here: BTreeSet<String>,
+    }
+
+    impl LatticeView for State {
+        fn links(&self) -> Vec<Link> {
+            self.links.clone()
+        }
+        fn config(&self, name: &str) -> Option<ConfigMap> {
+            self.config.get(name).cloned()
+        }
+        fn builtin_provider(&self, id: &str) -> Option<BuiltinProvider> {
+            self.providers.get(id).cloned()
+        }
+        fn runs_here(&self, id: &str) -> bool {
+            self.here.contains(id)
+        }
+    }
+
+    fn link(source: &str, target: &str, package: &str, interfaces: &[&str]) -> Link {
+        let (namespace, package) = package.split_once(':').unwrap();
+        Link {
+            source_id: source.into(),
+            target: target.into(),
+            name: DEFAULT_LINK_NAME.into(),
+            wit_namespace: namespace.into(),
+            wit_package: package.into(),
+            interfaces: interfaces.iter().map(|i| i.to_string()).collect(),
+            source_config: vec![],
+            target_config: vec![],
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> ConfigMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn provider(reference: &str, config: &[&str]) -> BuiltinProvider {
+        BuiltinProvider {
+            builtin: reference.parse().unwrap(),
+            config: config.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_link_moving_between_hosts_changes_its_route() {
+        let mut state = State {
+            links: vec![link(
+                "front",
+                "math",
+                "trellis:example",
+                &["adder", "greeter"],
+            )],
+            here: ["front".to_string()].into(),
+            ..State::default()
+        };
+        let away = component_plan(&state, "front", &[]);
+        assert_eq!(
+            away.links,
+            BTreeMap::from([
+                (
+                    "trellis:example/adder".to_string(),
+                    LinkRoute::Lattice("math".into())
+                ),
+                (
+                    "trellis:example/greeter".to_string(),
+                    LinkRoute::Lattice("math".into())
+                ),
+            ])
+        );
+        state.here.insert("math".into());
+        let home = component_plan(&state, "front", &[]);
+        assert_eq!(
+            home.links["trellis:example/adder"],
+            LinkRoute::Here("math".into())
+        );
+        assert_eq!(
+            home.plugins, away.plugins,
+            "moving a target rebinds nothing"
+        );
+        assert!(component_plan(&state, "math", &[]).links.is_empty());
+    }
+
+    #[test]
+    fn plugin_config_merges_defaults_provider_and_both_sides_of_the_link() {
+        let mut kv = link("counter", "kv", "wasi:keyvalue", &["store", "atomics"]);
+        kv.source_config = vec!["component-side".into()];
+        kv.target_config = vec!["provider-side".into()];
+        let state = State {
+            links: vec![kv],
+            config: BTreeMap::from([
+                ("at-start".into(), map(&[("bucket", "a"), ("x", "1")])),
+                ("component-side".into(), map(&[("bucket", "b")])),
+                ("provider-side".into(), map(&[("x", "2")])),
+                ("mine".into(), map(&[("greeting", "hi")])),
+            ]),
+            providers: BTreeMap::from([(
+                "kv".into(),
+                provider("keyvalue?backend=nats", &["at-start"]),
+            )]),
+            here: ["counter".to_string()].into(),
+        };
+        let plan = component_plan(&state, "counter", &["mine".into()]);
+        let expected = map(&[("backend", "nats"), ("bucket", "b"), ("x", "2")]);
+        assert_eq!(plan.plugins.0["wasi:keyvalue/store"], expected);
+        assert_eq!(plan.plugins.0["wasi:keyvalue/atomics"], expected);
+        assert_eq!(plan.plugins.named(), map(&[("greeting", "hi")]));
+        assert_eq!(plan.plugins.0["wasi:config/runtime"], plan.plugins.named());
+    }
+
+    #[test]
+    fn a_named_config_change_does_not_rebind() {
+        let mut state = State {
+            links: vec![link("counter", "kv", "wasi:keyvalue", &["store"])],
+            config: BTreeMap::from([("mine".into(), map(&[("greeting", "hi")]))]),
+            providers: BTreeMap::from([("kv".into(), provider("keyvalue", &[]))]),
+            ..State::default()
+        };
+        let before = component_plan(&state, "counter", &["mine".into()]);
+        state
+            .config
+            .insert("mine".into(), map(&[("greeting", "hello")]));
+        let after = component_plan(&state, "counter", &["mine".into()]);
+        assert_ne!(before, after);
+        assert!(after.plugins.same_links(&before.plugins));
+        assert_eq!(after.links, before.links);
+
+        // A change of the link's own config does rebind.
+        state
+            .config
+            .insert("kv-config".into(), map(&[("bucket", "other")]));
+        state.links[0].target_config = vec!["kv-config".into()];
+        let relinked = component_plan(&state, "counter", &["mine".into()]);
+        assert!(!relinked.plugins.same_links(&after.plugins));
+    }
+
+    #[test]
+    fn only_default_links_to_built_ins_started_here_count() {
+        let mut named = link("counter", "kv", "wasi:keyvalue", &["store"]);
+        named.name = "other".into();
+        let state = State {
+            links: vec![
+                named,
+                link("counter", "elsewhere", "wasi:blobstore", &["blobstore"]),
+            ],
+            providers: BTreeMap::from([("kv".into(), provider("keyvalue", &[]))]),
+            ..State::default()
+        };
+        let plan = component_plan(&state, "counter", &[]);
+        let interfaces: Vec<&String> = plan.plugins.0.keys().collect();
+        assert_eq!(interfaces, ["wasi:config/runtime", "wasi:config/store"]);
+        assert_eq!(
+            plan.links["wasi:blobstore/blobstore"],
+            LinkRoute::Lattice("elsewhere".into())
+        );
+    }
+
+    #[test]
+    fn http_routes_come_from_http_server_links_with_an_address() {
+        let mut served = link("httpserver", "web", "wasi:http", &["incoming-handler"]);
+        served.source_config = vec!["listen".into()];
+        let unaddressed = link("httpserver", "api", "wasi:http", &["incoming-handler"]);
+        let not_http = link("kv", "web", "wasi:http", &["incoming-handler"]);
+        let state = State {
+            links: vec![served, unaddressed, not_http],
+            config: BTreeMap::from([("listen".into(), map(&[("address", "127.0.0.1:0")]))]),
+            providers: BTreeMap::from([
+                ("httpserver".into(), provider("http-server", &[])),
+                ("kv".into(), provider("keyvalue", &[])),
+            ]),
+            ..State::default()
+        };
+        let routes = http_routes(&state);
+        assert_eq!(
+            routes,
+            vec![RemoteRoute {
+                source_id: "httpserver".into(),
+                component_id: "web".into(),
+                config: map(&[("address", "127.0.0.1:0")]),
+            }]
+        );
+        // The component side of that link gets the same config, for its local route.
+        let plan = component_plan(&state, "web", &[]);
+        assert_eq!(
+            plan.plugins.0["wasi:http/incoming-handler"],
+            routes[0].config
+        );
+    }
+}
