@@ -1,18 +1,18 @@
 //! The deployer's only way to the hosts: requests on the wasmCloud control interface
-//! (`wasmbus.ctl.v1.{lattice}.…`) with the JSON shapes of `wasmcloud-control-interface`, and
-//! the inventory types it reads back.
+//! (`wasmbus.ctl.v1.{lattice}.…`), with the wire types of [`crate::wire`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::spec::Link;
-
-pub type Annotations = BTreeMap<String, String>;
+use crate::wire::{
+    CtlResponse, HostInventory, HostSummary, Link, ScaleComponentCommand, StartProviderCommand,
+    StopProviderCommand,
+};
 
 /// Why a control request failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,88 +23,6 @@ pub enum CtlError {
     Refused(String),
     #[error("{subject}: unexpected reply: {reason}")]
     Decode { subject: String, reason: String },
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    success: bool,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    response: Option<Value>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct HostSummary {
-    pub id: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct HostInventory {
-    #[serde(default)]
-    pub host_id: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub components: Vec<Instance>,
-    #[serde(default)]
-    pub providers: Vec<Instance>,
-}
-
-impl HostInventory {
-    pub fn component(&self, id: &str) -> Option<&Instance> {
-        self.components.iter().find(|c| c.id == id)
-    }
-
-    pub fn provider(&self, id: &str) -> Option<&Instance> {
-        self.providers.iter().find(|p| p.id == id)
-    }
-}
-
-/// A component or provider as a host reports it.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Instance {
-    pub id: String,
-    #[serde(default)]
-    pub image_ref: Option<String>,
-    #[serde(default)]
-    pub annotations: Option<Annotations>,
-    #[serde(default)]
-    pub max_instances: u32,
-}
-
-impl Instance {
-    pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.as_ref()?.get(key).map(String::as_str)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ScaleCommand {
-    pub component_ref: String,
-    pub component_id: String,
-    pub host_id: String,
-    pub count: u32,
-    pub annotations: Annotations,
-    pub config: Vec<String>,
-    pub allow_update: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StartProvider {
-    pub provider_id: String,
-    pub provider_ref: String,
-    pub host_id: String,
-    pub config: Vec<String>,
-    pub annotations: Annotations,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StopProvider {
-    pub provider_id: String,
-    pub host_id: String,
 }
 
 /// A control-interface client on one NATS connection.
@@ -141,7 +59,7 @@ impl Ctl {
                 });
             }
         };
-        let envelope: Envelope =
+        let envelope: CtlResponse<Value> =
             serde_json::from_slice(&reply.payload).map_err(|e| CtlError::Decode {
                 subject: subject.clone(),
                 reason: e.to_string(),
@@ -196,7 +114,7 @@ impl Ctl {
                 _ = &mut deadline => break,
                 reply = replies.next() => {
                     let Some(reply) = reply else { break };
-                    if let Ok(Envelope { success: true, response: Some(r), .. }) =
+                    if let Ok(CtlResponse::<Value> { success: true, response: Some(r), .. }) =
                         serde_json::from_slice(&reply.payload)
                         && let Ok(summary) = serde_json::from_value::<HostSummary>(r)
                     {
@@ -218,17 +136,17 @@ impl Ctl {
             })
     }
 
-    pub async fn scale(&self, command: &ScaleCommand) -> Result<(), CtlError> {
+    pub async fn scale(&self, command: &ScaleComponentCommand) -> Result<(), CtlError> {
         let subject = format!("{}.component.scale.{}", self.prefix, command.host_id);
         self.send(subject, command).await
     }
 
-    pub async fn start_provider(&self, command: &StartProvider) -> Result<(), CtlError> {
+    pub async fn start_provider(&self, command: &StartProviderCommand) -> Result<(), CtlError> {
         let subject = format!("{}.provider.start.{}", self.prefix, command.host_id);
         self.send(subject, command).await
     }
 
-    pub async fn stop_provider(&self, command: &StopProvider) -> Result<(), CtlError> {
+    pub async fn stop_provider(&self, command: &StopProviderCommand) -> Result<(), CtlError> {
         let subject = format!("{}.provider.stop.{}", self.prefix, command.host_id);
         self.send(subject, command).await
     }

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod spec;
 pub mod status;
 pub mod store;
+pub mod wire;
 mod worker;
 
 use std::collections::BTreeMap;

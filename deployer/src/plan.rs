@@ -9,16 +9,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::lattice::{HostInventory, Instance, ScaleCommand, StartProvider, StopProvider};
 use crate::manifest::{Kind, ScalerKind, Spread};
 use crate::spec::{APPSPEC, AppSpec, MANAGED_BY, MANAGER, SCALER, SPREAD_NAME, Workload, split};
+use crate::wire::{
+    Annotated, ComponentDescription, HostInventory, ScaleComponentCommand, StartProviderCommand,
+    StopProviderCommand,
+};
 
 /// One control command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Scale(ScaleCommand),
-    StartProvider(StartProvider),
-    StopProvider(StopProvider),
+    Scale(ScaleComponentCommand),
+    StartProvider(StartProviderCommand),
+    StopProvider(StopProviderCommand),
 }
 
 impl Action {
@@ -49,12 +52,12 @@ fn eligible(host: &HostInventory, spread: &Spread) -> bool {
         .all(|(k, v)| host.labels.get(k) == Some(v))
 }
 
-fn owned_by(instance: &Instance, app: &str) -> bool {
+fn owned_by(instance: &impl Annotated, app: &str) -> bool {
     instance.annotation(APPSPEC) == Some(app) && instance.annotation(MANAGED_BY) == Some(MANAGER)
 }
 
 /// The spread name if `instance` was started by this workload's scaler.
-fn mine<'a>(instance: &'a Instance, w: &Workload, app: &str) -> Option<&'a str> {
+fn mine<'a>(instance: &'a impl Annotated, w: &Workload, app: &str) -> Option<&'a str> {
     (owned_by(instance, app) && instance.annotation(SCALER) == Some(w.scaler_id.as_str()))
         .then(|| instance.annotation(SPREAD_NAME))
         .flatten()
@@ -69,12 +72,12 @@ fn scale(w: &Workload, app: &str, host: &str, count: u32, spread: &str) -> Actio
     } else {
         w.annotations(app, spread)
     };
-    Action::Scale(ScaleCommand {
+    Action::Scale(ScaleComponentCommand {
         component_ref: w.image.clone(),
         component_id: w.id.clone(),
         host_id: host.to_string(),
-        count,
-        annotations,
+        max_instances: count,
+        annotations: Some(annotations),
         config: w.config.clone(),
         // Lets a host that runs an older version of this ID swap the code in place.
         allow_update: true,
@@ -97,9 +100,10 @@ pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
     // Where each ID is (or is about to be) placed, for co-location.
     let mut placed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (host_id, inv) in hosts {
-        for c in inv.components.iter().chain(&inv.providers) {
+        let components = inv.components.iter().map(|c| &c.id);
+        for id in components.chain(inv.providers.iter().map(|p| &p.id)) {
             placed
-                .entry(c.id.clone())
+                .entry(id.clone())
                 .or_default()
                 .insert(host_id.clone());
         }
@@ -136,7 +140,7 @@ pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
         };
         for action in &plan.actions {
             match action {
-                Action::Scale(c) if c.count > 0 => {
+                Action::Scale(c) if c.max_instances > 0 => {
                     placed
                         .entry(c.component_id.clone())
                         .or_default()
@@ -179,7 +183,7 @@ fn component_spread(
     for (spread, &target) in w.spreads.iter().zip(&targets) {
         let eligible_hosts: Vec<(&String, &HostInventory)> =
             hosts.iter().filter(|(_, h)| eligible(h, spread)).collect();
-        let mut holders: Vec<(&String, &Instance)> = eligible_hosts
+        let mut holders: Vec<(&String, &ComponentDescription)> = eligible_hosts
             .iter()
             .filter_map(|(id, h)| {
                 let c = h.component(&w.id)?;
@@ -193,12 +197,10 @@ fn component_spread(
             continue;
         }
         // Keep the holder that is already right, if any.
-        holders.sort_by_key(|(_, c)| {
-            !(c.max_instances == target && c.image_ref.as_deref() == Some(&w.image))
-        });
+        holders.sort_by_key(|(_, c)| !(c.max_instances == target && c.image_ref == w.image));
         if let Some((keep, c)) = holders.first() {
             taken.insert(keep);
-            if c.max_instances != target || c.image_ref.as_deref() != Some(&w.image) {
+            if c.max_instances != target || c.image_ref != w.image {
                 plan.actions.push(scale(w, app, keep, target, &spread.name));
             }
             for (extra, _) in &holders[1..] {
@@ -257,7 +259,7 @@ fn component_daemon(app: &str, w: &Workload, hosts: &Hosts) -> WorkloadPlan {
                 let satisfied = current.is_some_and(|c| {
                     mine(c, w, app) == Some(s.name.as_str())
                         && c.max_instances == w.instances
-                        && c.image_ref.as_deref() == Some(&w.image)
+                        && c.image_ref == w.image
                 });
                 let foreign = current.is_some_and(|c| !owned_by(c, app));
                 if foreign {
@@ -295,16 +297,16 @@ fn provider(
 ) -> WorkloadPlan {
     let mut plan = WorkloadPlan::default();
     let start = |host: &str, spread: &str| {
-        Action::StartProvider(StartProvider {
+        Action::StartProvider(StartProviderCommand {
             provider_id: w.id.clone(),
             provider_ref: w.image.clone(),
             host_id: host.to_string(),
             config: w.config.clone(),
-            annotations: w.annotations(app, spread),
+            annotations: Some(w.annotations(app, spread)),
         })
     };
     let stop = |host: &str| {
-        Action::StopProvider(StopProvider {
+        Action::StopProvider(StopProviderCommand {
             provider_id: w.id.clone(),
             host_id: host.to_string(),
         })
@@ -400,15 +402,15 @@ pub fn leftovers(
                 && !current(&c.id, c.annotation(SCALER))
                 && !busy.contains(&c.id)
             {
-                actions.push(Action::Scale(ScaleCommand {
-                    component_ref: c.image_ref.clone().unwrap_or_default(),
+                actions.push(Action::Scale(ScaleComponentCommand {
+                    component_ref: c.image_ref.clone(),
                     component_id: c.id.clone(),
                     host_id: host_id.clone(),
-                    count: 0,
-                    annotations: BTreeMap::from([
+                    max_instances: 0,
+                    annotations: Some(BTreeMap::from([
                         (MANAGED_BY.to_string(), MANAGER.to_string()),
                         (APPSPEC.to_string(), app.to_string()),
-                    ]),
+                    ])),
                     config: Vec::new(),
                     allow_update: false,
                 }));
@@ -416,7 +418,7 @@ pub fn leftovers(
         }
         for p in &inv.providers {
             if owned_by(p, app) && !current(&p.id, p.annotation(SCALER)) && !busy.contains(&p.id) {
-                actions.push(Action::StopProvider(StopProvider {
+                actions.push(Action::StopProvider(StopProviderCommand {
                     provider_id: p.id.clone(),
                     host_id: host_id.clone(),
                 }));
@@ -493,7 +495,7 @@ spec:
         hosts.insert("h1".into(), host(&[]));
         hosts.insert("h2".into(), host(&[]));
         let mut busy = host(&[]);
-        busy.components.push(Instance {
+        busy.components.push(ComponentDescription {
             id: "other".into(),
             ..Default::default()
         });
@@ -533,11 +535,12 @@ spec:
         // `site` already runs on h2 as planned, which makes h2 the busier host.
         let site = &spec.workloads[0];
         let mut h2 = host(&[]);
-        h2.components.push(Instance {
+        h2.components.push(ComponentDescription {
             id: site.id.clone(),
-            image_ref: Some(site.image.clone()),
-            annotations: Some(site.annotations("web", crate::spec::DEFAULT_SPREAD)),
+            image_ref: site.image.clone(),
+            annotations: site.annotations("web", crate::spec::DEFAULT_SPREAD),
             max_instances: 1,
+            ..Default::default()
         });
         let hosts = Hosts::from([("h1".to_string(), host(&[])), ("h2".to_string(), h2)]);
         let plans = plan_app(&spec, &hosts);
@@ -551,7 +554,8 @@ spec:
         let (_, cache) = &plans[2];
         assert_eq!(cache.actions.len(), 1);
         assert!(matches!(&cache.actions[0], Action::StartProvider(s)
-            if s.annotations[SPREAD_NAME] == "default" && s.annotations[APPSPEC] == "pair"));
+            if s.annotations.as_ref().unwrap()[SPREAD_NAME] == "default"
+                && s.annotations.as_ref().unwrap()[APPSPEC] == "pair"));
         assert!(
             cache
                 .problem

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{
     Component, ConfigRef, Kind, Manifest, Policy, ScalerKind, SecretRef, Source, Spread,
 };
+use crate::wire::Link;
 
 pub const MANAGED_BY: &str = "wasmcloud.dev/managed-by";
 pub const APPSPEC: &str = "wasmcloud.dev/appspec";
@@ -61,55 +61,6 @@ fn digest(parts: &[&str]) -> String {
         hash.update([0u8]);
     }
     hex::encode(hash.finalize())
-}
-
-/// A link as the control interface carries it (`link.put`, `link.get`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Link {
-    pub source_id: String,
-    pub target: String,
-    #[serde(default = "default_link_name")]
-    pub name: String,
-    pub wit_namespace: String,
-    pub wit_package: String,
-    pub interfaces: Vec<String>,
-    #[serde(default)]
-    pub source_config: Vec<String>,
-    #[serde(default)]
-    pub target_config: Vec<String>,
-}
-
-fn default_link_name() -> String {
-    "default".into()
-}
-
-impl Link {
-    /// The same link identity, target and settings (interface order does not matter).
-    pub fn same_as(&self, other: &Link) -> bool {
-        let sorted = |l: &Link| {
-            let mut i = l.interfaces.clone();
-            i.sort();
-            i
-        };
-        self.source_id == other.source_id
-            && self.target == other.target
-            && self.name == other.name
-            && self.wit_namespace == other.wit_namespace
-            && self.wit_package == other.wit_package
-            && sorted(self) == sorted(other)
-            && self.source_config == other.source_config
-            && self.target_config == other.target_config
-    }
-
-    /// (source, name, namespace, package): what identifies a link on the lattice.
-    pub fn identity(&self) -> (&str, &str, &str, &str) {
-        (
-            &self.source_id,
-            &self.name,
-            &self.wit_namespace,
-            &self.wit_package,
-        )
-    }
 }
 
 /// A component or provider to run, with how many and where.

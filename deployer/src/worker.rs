@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use crate::lattice::{Ctl, HostInventory};
+use crate::lattice::Ctl;
 use crate::manifest::ScalerKind;
 use crate::plan::{self, Action, Hosts};
-use crate::spec::{AppSpec, Link};
+use crate::spec::AppSpec;
 use crate::status::{ScalerStatus, Status, StatusInfo, StatusType};
 use crate::store::{ManifestStore, StoredApp};
+use crate::wire::{HostInventory, Link};
 
 pub const MAX_ATTEMPTS: u32 = 5;
 const IN_FLIGHT: Duration = Duration::from_secs(10);

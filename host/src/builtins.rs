@@ -30,7 +30,7 @@ use trellis_providers::{
 use trellis_runtime::Plugin;
 
 use crate::translated::ProviderServer;
-use crate::types::Annotations;
+use trellis_deployer::wire::Annotations;
 
 /// Plugin configuration: key → value.
 pub type ConfigMap = BTreeMap<String, String>;

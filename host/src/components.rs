@@ -15,7 +15,7 @@ use crate::oci::{ArtifactKind, OciError};
 use crate::reconcile::derive::{self, ComponentPlan};
 use crate::rpc::ExportServer;
 use crate::state::HostState;
-use crate::types::{
+use trellis_deployer::wire::{
     Annotations, ComponentDescription, ScaleComponentCommand, UpdateComponentCommand,
 };
 

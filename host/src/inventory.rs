@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::state::HostState;
-use crate::types::{HostInventory, HostSummary, ProviderDescription};
+use trellis_deployer::wire::{HostInventory, HostSummary, ProviderDescription};
 
 /// Whole seconds since start, and their human rendering (`1h 2m 3s`).
 fn uptime(state: &HostState) -> (u64, String) {

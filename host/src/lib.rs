@@ -21,7 +21,6 @@ mod rpc;
 mod state;
 mod store;
 mod translated;
-mod types;
 pub mod wrpc_http;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -19,7 +19,7 @@ use trellis_runtime::{
 use wrpc_transport::{Invoke as _, Serve as _};
 
 use crate::store::LinkStore;
-use crate::types::DEFAULT_LINK_NAME;
+use trellis_deployer::wire::DEFAULT_LINK_NAME;
 
 /// Why a remote call could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +118,14 @@ impl Lattice {
         self.links
             .links_from(source)
             .into_iter()
-            .find(|link| link.name == link_name && link.covers(&interface))
+            .find(|link| {
+                link.name == link_name
+                    && link.covers(
+                        &interface.namespace,
+                        &interface.package,
+                        &interface.interface,
+                    )
+            })
             .map(|link| link.target)
             .ok_or_else(|| RpcError::NoLink {
                 source_id: source.to_string(),

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use trellis_deployer::client::WadmClient;
-use trellis_deployer::lattice::{Ctl, HostInventory, Instance, ScaleCommand};
+use trellis_deployer::lattice::Ctl;
+use trellis_deployer::wire::{
+    Annotated as _, ComponentDescription, HostInventory, ScaleComponentCommand,
+};
 use trellis_deployer::{Deployer, DeployerConfig, MAX_ATTEMPTS, cli, manifest};
 use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
 use trellis_runtime::Val;
@@ -500,7 +503,7 @@ async fn c2c_pair_answers_across_hosts_and_undeploy_leaves_nothing() {
     // The four wadm annotations on every instance.
     let inventories = lattice.inventories().await;
     let front = inventories[&0].component("c2c-front").unwrap();
-    let annotations = front.annotations.clone().unwrap();
+    let annotations = front.annotations.clone();
     assert_eq!(annotations["wasmcloud.dev/managed-by"], "wadm");
     assert_eq!(annotations["wasmcloud.dev/appspec"], "c2c");
     assert_eq!(annotations["wasmcloud.dev/spread_name"], "zone-a");
@@ -886,10 +889,7 @@ async fn external_provider_example_runs_healthy_and_is_called_through_its_links(
     let inventory = lattice.ctl.inventory(&provider_host).await.unwrap();
     let listed = inventory.provider("external-greeter").expect("listed");
     assert!(
-        listed
-            .image_ref
-            .as_deref()
-            .is_some_and(|r| r.starts_with("file:///") && r.ends_with("greeter.par.gz")),
+        listed.image_ref.starts_with("file:///") && listed.image_ref.ends_with("greeter.par.gz"),
         "{listed:?}"
     );
 
@@ -1094,12 +1094,12 @@ async fn drift_is_reverted_and_a_component_that_cannot_start_is_given_up() {
         .component("c2c-math")
         .unwrap()
         .clone();
-    let out_of_band = |instance: &Instance, count, config| ScaleCommand {
-        component_ref: instance.image_ref.clone().unwrap(),
+    let out_of_band = |instance: &ComponentDescription, count, config| ScaleComponentCommand {
+        component_ref: instance.image_ref.clone(),
         component_id: instance.id.clone(),
         host_id: host0.clone(),
-        count,
-        annotations: instance.annotations.clone().unwrap(),
+        max_instances: count,
+        annotations: Some(instance.annotations.clone()),
         config,
         allow_update: false,
     };

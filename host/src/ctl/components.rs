@@ -7,7 +7,7 @@ use super::{CtlError, Reply, constraints_match, decode};
 use crate::components::{self, check_reference};
 use crate::ctl::subjects::Operation;
 use crate::state::HostState;
-use crate::types::{
+use trellis_deployer::wire::{
     ComponentAuctionAck, ComponentAuctionRequest, ScaleComponentCommand, UpdateComponentCommand,
 };
 

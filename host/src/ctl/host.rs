@@ -12,7 +12,7 @@ use crate::identity::is_reserved_label;
 use crate::inventory;
 use crate::oci::RegistryCredential;
 use crate::state::{HostState, StopRequest};
-use crate::types::{HostLabel, HostLabelIdentifier, StopHostCommand};
+use trellis_deployer::wire::{HostLabel, HostLabelIdentifier, StopHostCommand};
 
 pub fn ping(state: &HostState) -> Result<Reply, CtlError> {
     Reply::with(inventory::summary(state))

@@ -10,7 +10,7 @@ use super::{CtlError, Reply, decode};
 use crate::ctl::subjects::Operation;
 use crate::state::HostState;
 use crate::store::StoredClaims;
-use crate::types::{DeleteLinkRequest, Link};
+use trellis_deployer::wire::{DeleteLinkRequest, Link};
 
 pub async fn link_put(
     state: &Arc<HostState>,

@@ -22,8 +22,8 @@ use tokio::task::JoinSet;
 use crate::components::ComponentError;
 use crate::state::HostState;
 use crate::store::{LinkError, StoreError};
-use crate::types::CtlResponse;
 use subjects::Operation;
+use trellis_deployer::wire::CtlResponse;
 
 /// What an operation answers.
 pub enum Reply {

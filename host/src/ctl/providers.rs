@@ -15,8 +15,9 @@ use crate::ctl::subjects::Operation;
 use crate::provider::{self, ExternalProviders, ProviderInfo};
 use crate::state::HostState;
 use crate::translated;
-use crate::types::{
-    ProviderAuctionAck, ProviderAuctionRequest, StartProviderCommand, StopProviderCommand,
+use trellis_deployer::wire::{
+    DEFAULT_LINK_NAME, ProviderAuctionAck, ProviderAuctionRequest, StartProviderCommand,
+    StopProviderCommand,
 };
 
 /// The built-in a reference names on this host, if it is switched on.
@@ -148,7 +149,7 @@ pub async fn stop(
         "reason": "stop",
         "instance_id": command.provider_id,
         "public_key": command.provider_id,
-        "link_name": "default",
+        "link_name": DEFAULT_LINK_NAME,
     });
     state.events.publish("provider_stopped", data).await;
     Ok(Reply::ok())

@@ -11,9 +11,9 @@ use super::convert::{
     error_code_from_wire, fields_from_headers, headers_from_fields, method_from_http,
 };
 use crate::rpc::Lattice;
-use crate::types::DEFAULT_LINK_NAME;
 use crate::wrpc_http::wrpc::http::incoming_handler;
 use crate::wrpc_http::wrpc::http::types::{Request, Response, Scheme};
+use trellis_deployer::wire::DEFAULT_LINK_NAME;
 
 /// Sends the HTTP server's remote routes over the lattice.
 pub struct Forwarder {

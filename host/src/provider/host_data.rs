@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::credentials::RpcCredentials;
 use crate::store::ConfigStore;
-use crate::types::Link;
+use trellis_deployer::wire::{DEFAULT_LINK_NAME, Link};
 
 /// A link as providers see it: configuration names resolved to merged maps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -162,7 +162,7 @@ impl HostData {
         Self {
             host_id: parts.host_id,
             lattice_rpc_prefix: parts.lattice,
-            link_name: "default".into(),
+            link_name: DEFAULT_LINK_NAME.into(),
             lattice_rpc_user_jwt: parts.credentials.jwt,
             lattice_rpc_user_seed: parts.credentials.seed,
             lattice_rpc_url: parts.nats_url,

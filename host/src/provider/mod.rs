@@ -31,7 +31,7 @@ pub use archive::ProviderClaims;
 
 use crate::connect::NatsAuth;
 use crate::state::HostState;
-use crate::types::Annotations;
+use trellis_deployer::wire::{Annotations, DEFAULT_LINK_NAME};
 
 /// How external providers are checked, restarted and stopped.
 #[derive(Clone, Debug)]
@@ -185,7 +185,7 @@ impl ExternalProviders {
             "reason": "stop",
             "instance_id": id,
             "public_key": id,
-            "link_name": "default",
+            "link_name": DEFAULT_LINK_NAME,
         });
         state.events.publish("provider_stopped", data).await;
         Some(entry.info)

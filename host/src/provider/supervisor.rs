@@ -20,6 +20,7 @@ use super::host_data::{
 use super::process::ProviderProcess;
 use super::{ExternalProviders, ProviderInfo};
 use crate::state::HostState;
+use trellis_deployer::wire::DEFAULT_LINK_NAME;
 
 /// How often a started process is asked for its health until it first answers.
 const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
@@ -354,7 +355,7 @@ impl Supervisor {
             "annotations": self.info.annotations,
             "instance_id": self.id,
             "public_key": self.id,
-            "link_name": "default",
+            "link_name": DEFAULT_LINK_NAME,
         });
         if let Some(claims) = &executable.claims {
             data["claims"] = json!(claims);
@@ -383,7 +384,7 @@ impl Supervisor {
             "provider_id": self.id,
             "host_id": self.state.host_id,
             "error": error,
-            "link_name": "default",
+            "link_name": DEFAULT_LINK_NAME,
         });
         self.state
             .events

@@ -19,7 +19,7 @@ use trellis_providers::http_server::RemoteRoute;
 use trellis_runtime::HostInterface;
 
 use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
-use crate::types::{DEFAULT_LINK_NAME, Link};
+use trellis_deployer::wire::{DEFAULT_LINK_NAME, Link};
 
 /// The interfaces the named config is served under.
 const CONFIG_INTERFACES: [&str; 2] = ["wasi:config/store", "wasi:config/runtime"];

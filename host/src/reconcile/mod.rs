@@ -21,8 +21,8 @@ use crate::builtins::ConfigMap;
 use crate::components::NAMESPACE;
 use crate::state::HostState;
 use crate::store::LinkStore;
-use crate::types::{DEFAULT_LINK_NAME, Link};
 use derive::{BuiltinProvider, LatticeView};
+use trellis_deployer::wire::{DEFAULT_LINK_NAME, Link};
 
 /// Reconciles until the host stops (the caller aborts the task).
 pub async fn run(state: Arc<HostState>) {
@@ -114,7 +114,14 @@ impl LinkSource for LinkStore {
         let interface = InterfaceName::parse(interface)?;
         self.links_from(source)
             .into_iter()
-            .find(|link| link.name == DEFAULT_LINK_NAME && link.covers(&interface))
+            .find(|link| {
+                link.name == DEFAULT_LINK_NAME
+                    && link.covers(
+                        &interface.namespace,
+                        &interface.package,
+                        &interface.interface,
+                    )
+            })
             .map(|link| link.target)
     }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::mirror::KvMirror;
-use crate::types::{DeleteLinkRequest, Link};
+use trellis_deployer::wire::{DeleteLinkRequest, Link};
 
 /// How many times a read-modify-write is retried when another writer got in between.
 const WRITE_ATTEMPTS: usize = 5;

@@ -31,7 +31,7 @@ use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
 use crate::reconcile::derive::{self, LatticeView as _};
 use crate::rpc::Lattice;
 use crate::state::HostState;
-use crate::types::DEFAULT_LINK_NAME;
+use trellis_deployer::wire::DEFAULT_LINK_NAME;
 
 /// The plugins that forward the interfaces of switched-off built-ins to the lattice.
 pub fn fallback_plugins(enabled: &BTreeSet<Builtin>, lattice: &Lattice) -> Vec<Arc<dyn Plugin>> {

@@ -1,7 +1,8 @@
-//! Wire types of the control interface: request and response bodies with the JSON field names
-//! and defaults of `wasmcloud-control-interface` 3.0.1 (see the lattice protocol reference, 2.3).
-//! Fields this host does not use (e.g. the `host_id` echoed in commands) are left out; serde
-//! ignores them.
+//! The control interface's wire types (`wasmbus.ctl.v1.{lattice}.…`): request and reply bodies
+//! with the JSON field names and defaults of `wasmcloud-control-interface` 3.0.1 (see the
+//! lattice protocol reference, 2.3). One definition for both ends: the host that answers them
+//! and the deployer that sends them. Fields neither end uses are left out; serde ignores them,
+//! and every field a peer may omit has its default.
 
 use std::collections::BTreeMap;
 
@@ -9,17 +10,31 @@ use serde::{Deserialize, Serialize};
 
 pub type Annotations = BTreeMap<String, String>;
 
+/// The link name a link has unless it names another, and the one calls follow unless a
+/// component chooses another (`wasmcloud:bus/lattice`).
+pub const DEFAULT_LINK_NAME: &str = "default";
+
+fn default_link_name() -> String {
+    DEFAULT_LINK_NAME.to_string()
+}
+
 /// The `{success, message, response}` envelope of every reply.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CtlResponse<T> {
     pub success: bool,
+    #[serde(default)]
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     pub response: Option<T>,
 }
 
+fn none<T>() -> Option<T> {
+    None
+}
+
 /// `host.ping` answer.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HostSummary {
     pub ctl_host: String,
     pub rpc_host: String,
@@ -33,7 +48,8 @@ pub struct HostSummary {
 }
 
 /// `host.get` answer and `host_heartbeat` data.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HostInventory {
     pub components: Vec<ComponentDescription>,
     pub providers: Vec<ProviderDescription>,
@@ -45,7 +61,19 @@ pub struct HostInventory {
     pub uptime_seconds: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+impl HostInventory {
+    pub fn component(&self, id: &str) -> Option<&ComponentDescription> {
+        self.components.iter().find(|c| c.id == id)
+    }
+
+    pub fn provider(&self, id: &str) -> Option<&ProviderDescription> {
+        self.providers.iter().find(|p| p.id == id)
+    }
+}
+
+/// A component in the inventory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ComponentDescription {
     pub id: String,
     pub image_ref: String,
@@ -55,8 +83,9 @@ pub struct ComponentDescription {
     pub limits: Option<BTreeMap<String, String>>,
 }
 
-/// A provider in the inventory: built-in providers and provider processes started here.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A provider in the inventory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProviderDescription {
     pub id: String,
     pub image_ref: String,
@@ -67,7 +96,35 @@ pub struct ProviderDescription {
     pub annotations: Annotations,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What components and providers share in an inventory: the annotations their owner set.
+pub trait Annotated {
+    fn id(&self) -> &str;
+    fn annotations(&self) -> &Annotations;
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations().get(key).map(String::as_str)
+    }
+}
+
+impl Annotated for ComponentDescription {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn annotations(&self) -> &Annotations {
+        &self.annotations
+    }
+}
+
+impl Annotated for ProviderDescription {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn annotations(&self) -> &Annotations {
+        &self.annotations
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StopHostCommand {
     #[serde(default)]
     pub host_id: String,
@@ -75,23 +132,25 @@ pub struct StopHostCommand {
     pub timeout: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct HostLabel {
     pub key: String,
     pub value: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct HostLabelIdentifier {
     pub key: String,
 }
 
 /// `component.scale`: note the JSON key of the instance count is `count`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScaleComponentCommand {
     #[serde(default)]
     pub component_ref: String,
     pub component_id: String,
+    #[serde(default)]
+    pub host_id: String,
     pub annotations: Option<Annotations>,
     #[serde(default, rename = "count")]
     pub max_instances: u32,
@@ -101,7 +160,7 @@ pub struct ScaleComponentCommand {
     pub allow_update: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct UpdateComponentCommand {
     #[serde(default)]
     pub component_id: String,
@@ -110,23 +169,27 @@ pub struct UpdateComponentCommand {
     pub new_component_ref: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartProviderCommand {
     pub provider_id: String,
     #[serde(default)]
     pub provider_ref: String,
     #[serde(default)]
+    pub host_id: String,
+    #[serde(default)]
     pub config: Vec<String>,
     pub annotations: Option<Annotations>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopProviderCommand {
     #[serde(default, alias = "provider_ref")]
     pub provider_id: String,
+    #[serde(default)]
+    pub host_id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ComponentAuctionRequest {
     #[serde(default)]
     pub component_ref: String,
@@ -134,7 +197,7 @@ pub struct ComponentAuctionRequest {
     pub constraints: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ComponentAuctionAck {
     pub component_ref: String,
     pub component_id: String,
@@ -142,7 +205,7 @@ pub struct ComponentAuctionAck {
     pub constraints: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ProviderAuctionAck {
     pub host_id: String,
     pub provider_ref: String,
@@ -150,7 +213,7 @@ pub struct ProviderAuctionAck {
     pub constraints: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ProviderAuctionRequest {
     #[serde(default)]
     pub provider_ref: String,
@@ -158,15 +221,8 @@ pub struct ProviderAuctionRequest {
     pub constraints: BTreeMap<String, String>,
 }
 
-/// The link name a link has unless it names another, and the one calls follow unless a
-/// component chooses another (`wasmcloud:bus/lattice`).
-pub const DEFAULT_LINK_NAME: &str = "default";
-
-fn default_link_name() -> String {
-    DEFAULT_LINK_NAME.to_string()
-}
-
-/// A link between two lattice IDs, as stored in `LATTICEDATA` and sent by `link.put`.
+/// A link between two lattice IDs, as stored in `LATTICEDATA` and carried by `link.put` and
+/// `link.get`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub source_id: String,
@@ -188,16 +244,43 @@ impl Link {
         format!("{}:{}/{interface}", self.wit_namespace, self.wit_package)
     }
 
-    /// Whether the link covers `interface` (`ns:pkg/iface`, with or without a version).
-    pub fn covers(&self, interface: &trellis_runtime::InterfaceName) -> bool {
-        self.wit_namespace == interface.namespace
-            && self.wit_package == interface.package
-            && self.interfaces.contains(&interface.interface)
+    /// Whether the link covers interface `interface` of `namespace:package`.
+    pub fn covers(&self, namespace: &str, package: &str, interface: &str) -> bool {
+        self.wit_namespace == namespace
+            && self.wit_package == package
+            && self.interfaces.iter().any(|i| i == interface)
+    }
+
+    /// The same link identity, target and settings (interface order does not matter).
+    pub fn same_as(&self, other: &Link) -> bool {
+        let sorted = |l: &Link| {
+            let mut i = l.interfaces.clone();
+            i.sort();
+            i
+        };
+        self.source_id == other.source_id
+            && self.target == other.target
+            && self.name == other.name
+            && self.wit_namespace == other.wit_namespace
+            && self.wit_package == other.wit_package
+            && sorted(self) == sorted(other)
+            && self.source_config == other.source_config
+            && self.target_config == other.target_config
+    }
+
+    /// (source, name, namespace, package): what identifies a link on the lattice.
+    pub fn identity(&self) -> (&str, &str, &str, &str) {
+        (
+            &self.source_id,
+            &self.name,
+            &self.wit_namespace,
+            &self.wit_package,
+        )
     }
 }
 
 /// `link.del` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DeleteLinkRequest {
     pub source_id: String,
     #[serde(default = "default_link_name")]
@@ -219,6 +302,8 @@ mod tests {
         assert!(scale.annotations.is_none() && scale.config.is_empty() && !scale.allow_update);
         let missing = serde_json::from_str::<ScaleComponentCommand>(r#"{"count":3}"#).unwrap_err();
         assert!(missing.to_string().contains("component_id"), "{missing}");
+        let sent = serde_json::to_value(&scale).unwrap();
+        assert_eq!(sent["count"], 3);
     }
 
     #[test]
@@ -230,6 +315,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(body, r#"{"success":false,"message":"no"}"#);
+        let read: CtlResponse<serde_json::Value> =
+            serde_json::from_str(r#"{"success":true}"#).unwrap();
+        assert!(read.success && read.message.is_empty() && read.response.is_none());
     }
 
     #[test]
@@ -240,5 +328,16 @@ mod tests {
         .unwrap();
         assert_eq!(link.name, "default");
         assert!(link.source_config.is_empty() && link.target_config.is_empty());
+        assert!(link.covers("wasi", "kv", "store") && !link.covers("wasi", "kv", "atomics"));
+    }
+
+    #[test]
+    fn an_inventory_from_any_host_reads_with_defaults() {
+        let inventory: HostInventory = serde_json::from_str(
+            r#"{"host_id":"N1","components":[{"id":"c","max_instances":2}],"providers":[{"id":"p"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(inventory.component("c").unwrap().max_instances, 2);
+        assert!(inventory.provider("p").unwrap().annotation("x").is_none());
     }
 }
