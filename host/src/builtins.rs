@@ -23,6 +23,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 use trellis_providers::http_server::RemoteHttpHandler;
+use trellis_providers::keyvalue::BuiltinKeyvalue;
 use trellis_providers::{
     BlobstorePlugin, ConfigPlugin, HttpClientPlugin, HttpServerPlugin, KeyvaluePlugin,
     LoggingPlugin, MessagingPlugin,
@@ -232,7 +233,7 @@ pub struct Plugins {
     /// The config plugin, when on: named config reaches components through it.
     pub config: Option<Arc<ConfigPlugin>>,
     /// The keyvalue plugin, when on: a keyvalue provider started here serves the lattice with it.
-    pub keyvalue: Option<Arc<KeyvaluePlugin>>,
+    pub keyvalue: Option<Arc<BuiltinKeyvalue>>,
     /// The blobstore plugin, when on: a blobstore provider started here serves the lattice with
     /// it.
     pub blobstore: Option<Arc<BlobstorePlugin>>,
@@ -265,9 +266,9 @@ impl Plugins {
                     plugin
                 }
                 Builtin::Keyvalue => {
-                    let plugin = Arc::new(KeyvaluePlugin::with_nats(nats.clone()));
-                    keyvalue = Some(plugin.clone());
-                    plugin
+                    let builtin = Arc::new(BuiltinKeyvalue::with_nats(nats.clone()));
+                    keyvalue = Some(builtin.clone());
+                    Arc::new(KeyvaluePlugin::new(builtin))
                 }
                 Builtin::Blobstore => {
                     let plugin = Arc::new(BlobstorePlugin::new());

@@ -34,6 +34,15 @@ impl InvocationCtx {
         self.remote.as_ref().map(|remote| &remote.call)
     }
 
+    /// Who calls in this invocation, with the links it chose so far (no choices when the
+    /// runtime has no remote invoker): for host functions that route each call by it.
+    pub fn caller(&self) -> RemoteCall {
+        self.remote_call().cloned().unwrap_or_else(|| RemoteCall {
+            caller: self.component_id.clone(),
+            selection: Default::default(),
+        })
+    }
+
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
     }

@@ -23,6 +23,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 
 use tokio::task::JoinSet;
+use trellis_providers::KeyvaluePlugin;
 use trellis_runtime::{InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::ResourceTable;
 use wrpc_transport_nats::NatsContext;
@@ -37,9 +38,8 @@ use trellis_deployer::wire::DEFAULT_LINK_NAME;
 pub fn fallback_plugins(enabled: &BTreeSet<Builtin>, lattice: &Lattice) -> Vec<Arc<dyn Plugin>> {
     let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
     if !enabled.contains(&Builtin::Keyvalue) {
-        plugins.push(Arc::new(keyvalue::KeyvalueOverLattice::new(
-            lattice.clone(),
-        )));
+        let backend = keyvalue::KeyvalueOverLattice::new(lattice.clone());
+        plugins.push(Arc::new(KeyvaluePlugin::new(Arc::new(backend))));
     }
     if !enabled.contains(&Builtin::Blobstore) {
         plugins.push(Arc::new(blobstore::BlobstoreOverLattice::new(

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{KvError, add_to_counter};
+use super::KvError;
+use super::builtin::add_to_counter;
 
 #[derive(Default)]
 pub(super) struct MemoryBucket(Mutex<BTreeMap<String, Vec<u8>>>);

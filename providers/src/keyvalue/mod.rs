@@ -1,32 +1,25 @@
-//! `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) with a backend per component chosen by
-//! its binding config:
+//! `wasi:keyvalue@0.2.0-draft` (store, atomics, batch): one binding over a backend.
 //!
-//! | key | values | default |
-//! |---|---|---|
-//! | `backend` | `memory` or `nats` (JetStream KV) | `memory` |
-//! | `bucket` | the bucket the component may open | `default` |
+//! The binding ([`KeyvaluePlugin`]) implements the WASI interfaces once; where the calls go is a
+//! [`KeyvalueBackend`]:
+//! - [`builtin`]: buckets in memory or in NATS JetStream KV, chosen per component by its binding
+//!   config (the built-in provider);
+//! - the lattice host's wRPC backend, which sends each call to the target of the component's link
+//!   (when the built-in is switched off).
 //!
-//! `open(identifier)` succeeds for the configured bucket's name, `default`, or the empty string,
-//! and fails with `no-such-store` for anything else. Counters (`atomics.increment`) are stored
-//! as decimal text, so `get` on a counter reads e.g. `"3"`.
-//!
-//! The in-memory backend keeps one map per bucket name for as long as the plugin lives (shared by
-//! the components that name the same bucket); the NATS backend uses a JetStream KV bucket, created
-//! on first bind if missing, so its data outlives the host.
-//!
-//! The same buckets are reachable without a component invocation through [`KeyvaluePlugin::access`]
-//! (the lattice host serves `wrpc:keyvalue` with it), with the same rules and results.
+//! Errors reach the guest as `store.error`: `no-such-store`, `access-denied` (a component the
+//! backend does not serve), or `other` with the reason.
 
+pub mod builtin;
 mod memory;
 mod nats;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin};
+use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::bound::Bound;
+pub use builtin::{BuiltinKeyvalue, KvAccess, KvBucket, KvConfigError};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -41,14 +34,20 @@ mod bindings {
 
 use bindings::wasi::keyvalue::{atomics, batch, store};
 
-/// Keys per `list-keys` page.
-const PAGE: usize = 1000;
+/// The interfaces of the binding, as component imports name them.
+pub const INTERFACES: [&str; 3] = [
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
+];
 
 /// What can go wrong in a key-value operation (shown to the guest as `store.error`).
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
     #[error("no such bucket `{0}`")]
     NoSuchStore(String),
+    #[error("access denied")]
+    AccessDenied,
     #[error("value at `{0}` is not a counter (decimal u64 text)")]
     NotACounter(String),
     #[error("counter at `{0}` would overflow")]
@@ -57,239 +56,94 @@ pub enum KvError {
     Backend(String),
 }
 
-/// Why a binding was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum KvConfigError {
-    #[error("unknown keyvalue backend `{0}` (expected `memory` or `nats`)")]
-    UnknownBackend(String),
-    #[error("the nats keyvalue backend needs a NATS connection, and this plugin has none")]
-    NoNats,
-    #[error("opening JetStream KV bucket `{bucket}`: {message}")]
-    Bucket { bucket: String, message: String },
-}
-
-/// One bucket, as a backend serves it.
-#[derive(Clone)]
-enum Backend {
-    Memory(Arc<memory::MemoryBucket>),
-    Nats(Arc<nats::NatsBucket>),
-}
-
-impl Backend {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        match self {
-            Self::Memory(b) => Ok(b.get(key)),
-            Self::Nats(b) => b.get(key).await,
-        }
-    }
-
-    async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        match self {
-            Self::Memory(b) => {
-                b.set(key, value);
-                Ok(())
-            }
-            Self::Nats(b) => b.set(key, value).await,
-        }
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), KvError> {
-        match self {
-            Self::Memory(b) => {
-                b.delete(key);
-                Ok(())
-            }
-            Self::Nats(b) => b.delete(key).await,
-        }
-    }
-
-    /// All keys, sorted.
-    async fn keys(&self) -> Result<Vec<String>, KvError> {
-        match self {
-            Self::Memory(b) => Ok(b.keys()),
-            Self::Nats(b) => b.keys().await,
-        }
-    }
-
-    async fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
-        match self {
-            Self::Memory(b) => b.increment(key, delta),
-            Self::Nats(b) => b.increment(key, delta).await,
-        }
-    }
-}
-
-/// One opened bucket: the operations of `wasi:keyvalue` store, atomics and batch on it.
-#[derive(Clone)]
-pub struct KvBucket(Backend);
-
 /// One page of `list-keys`: up to 1000 keys, and the cursor of the next page if any.
 pub struct KeyPage {
     pub keys: Vec<String>,
     pub cursor: Option<u64>,
 }
 
-impl KvBucket {
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.0.get(key).await
+/// Where the key-value calls of the components bound to a [`KeyvaluePlugin`] go.
+#[async_trait::async_trait]
+pub trait KeyvalueBackend: Send + Sync + 'static {
+    /// The plugin's name in import routes.
+    fn id(&self) -> &str;
+
+    /// A component starts using the backend; an error refuses it.
+    async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
+        Ok(())
     }
 
-    pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        self.0.set(key, value).await
-    }
+    async fn unbind(&self, _component_id: &str) {}
 
-    pub async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.0.delete(key).await
-    }
+    /// Where an invocation of `component_id` opens its buckets; `None` denies it.
+    fn store(&self, component_id: &str) -> Option<Arc<dyn KeyvalueStore>>;
+}
 
-    pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        Ok(self.0.get(key).await?.is_some())
-    }
+/// Opens buckets for one component.
+#[async_trait::async_trait]
+pub trait KeyvalueStore: Send + Sync + 'static {
+    async fn open(&self, identifier: &str) -> Result<Arc<dyn KeyvalueBucket>, KvError>;
+}
 
+/// An opened bucket. `caller` is the invocation calling now, with the links it chose so far:
+/// backends that route by it read it at every call.
+#[async_trait::async_trait]
+pub trait KeyvalueBucket: Send + Sync + 'static {
+    async fn get(&self, caller: &RemoteCall, key: String) -> Result<Option<Vec<u8>>, KvError>;
+    async fn set(&self, caller: &RemoteCall, key: String, value: Vec<u8>) -> Result<(), KvError>;
+    async fn delete(&self, caller: &RemoteCall, key: String) -> Result<(), KvError>;
+    async fn exists(&self, caller: &RemoteCall, key: String) -> Result<bool, KvError>;
     /// Keys in sorted order, a page at a time; `cursor` is where the page starts.
-    pub async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
-        let keys = self.0.keys().await?;
-        let start = usize::try_from(cursor.unwrap_or(0))
-            .unwrap_or(usize::MAX)
-            .min(keys.len());
-        let end = start.saturating_add(PAGE).min(keys.len());
-        Ok(KeyPage {
-            keys: keys[start..end].to_vec(),
-            cursor: (end < keys.len()).then_some(end as u64),
-        })
-    }
-
-    pub async fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
-        self.0.increment(key, delta).await
-    }
-
+    async fn list_keys(&self, caller: &RemoteCall, cursor: Option<u64>)
+    -> Result<KeyPage, KvError>;
+    async fn increment(&self, caller: &RemoteCall, key: String, delta: u64)
+    -> Result<u64, KvError>;
     /// Each key's value (`None` when absent), in the order asked.
-    pub async fn get_many(
+    async fn get_many(
         &self,
+        caller: &RemoteCall,
         keys: Vec<String>,
-    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            let value = self.0.get(&key).await?;
-            values.push(value.map(|v| (key, v)));
-        }
-        Ok(values)
-    }
-
-    /// Stops at the first failure; earlier writes stay (the WIT promises no atomicity).
-    pub async fn set_many(&self, key_values: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
-        for (key, value) in key_values {
-            self.0.set(&key, value).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn delete_many(&self, keys: Vec<String>) -> Result<(), KvError> {
-        for key in keys {
-            self.0.delete(&key).await?;
-        }
-        Ok(())
-    }
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError>;
+    async fn set_many(
+        &self,
+        caller: &RemoteCall,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), KvError>;
+    async fn delete_many(&self, caller: &RemoteCall, keys: Vec<String>) -> Result<(), KvError>;
 }
 
-/// Adds `delta` to a counter stored as decimal text (absent = 0).
-fn add_to_counter(key: &str, current: Option<&[u8]>, delta: u64) -> Result<u64, KvError> {
-    let current = match current {
-        None => 0,
-        Some(bytes) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .ok_or_else(|| KvError::NotACounter(key.to_string()))?,
-    };
-    current
-        .checked_add(delta)
-        .ok_or_else(|| KvError::Overflow(key.to_string()))
-}
-
-/// The `bucket` resource: an opened bucket.
-pub struct Bucket(KvBucket);
-
-/// What one caller may open: the configured bucket, under its name, `default` or `""`.
-pub struct KvAccess {
-    bucket: String,
-    backend: Backend,
-}
-
-impl KvAccess {
-    /// The bucket `identifier` names, or `NoSuchStore`.
-    pub fn open(&self, identifier: &str) -> Result<KvBucket, KvError> {
-        if identifier.is_empty() || identifier == "default" || identifier == self.bucket {
-            Ok(KvBucket(self.backend.clone()))
-        } else {
-            Err(KvError::NoSuchStore(identifier.to_string()))
-        }
-    }
-}
-
-/// Serves `wasi:keyvalue` from memory or NATS JetStream KV.
+/// Serves `wasi:keyvalue` from a [`KeyvalueBackend`].
 pub struct KeyvaluePlugin {
-    jetstream: Option<async_nats::jetstream::Context>,
-    memory: Mutex<BTreeMap<String, Arc<memory::MemoryBucket>>>,
-    bindings: Bound<KvAccess>,
+    backend: Arc<dyn KeyvalueBackend>,
 }
 
 impl KeyvaluePlugin {
-    /// A plugin that only offers the in-memory backend.
+    pub fn new(backend: Arc<dyn KeyvalueBackend>) -> Self {
+        Self { backend }
+    }
+
+    /// The built-in with only the in-memory buckets.
     pub fn memory_only() -> Self {
-        Self {
-            jetstream: None,
-            memory: Mutex::default(),
-            bindings: Bound::default(),
-        }
+        Self::new(Arc::new(BuiltinKeyvalue::memory_only()))
     }
 
-    /// A plugin offering both backends; `nats` buckets live on `client`'s JetStream.
+    /// The built-in with in-memory buckets and `nats` buckets on `client`'s JetStream.
     pub fn with_nats(client: async_nats::Client) -> Self {
-        Self {
-            jetstream: Some(async_nats::jetstream::new(client)),
-            ..Self::memory_only()
-        }
-    }
-
-    async fn backend(&self, kind: &str, bucket: &str) -> Result<Backend, KvConfigError> {
-        match kind {
-            "memory" => {
-                let mut memory = self.memory.lock().unwrap();
-                Ok(Backend::Memory(
-                    memory.entry(bucket.to_string()).or_default().clone(),
-                ))
-            }
-            "nats" => {
-                let jetstream = self.jetstream.as_ref().ok_or(KvConfigError::NoNats)?;
-                Ok(Backend::Nats(Arc::new(
-                    nats::NatsBucket::open(jetstream, bucket).await?,
-                )))
-            }
-            other => Err(KvConfigError::UnknownBackend(other.to_string())),
-        }
-    }
-
-    /// What a caller with plugin config `config` (keys as in the module docs) may open.
-    pub async fn access(
-        &self,
-        config: &BTreeMap<String, String>,
-    ) -> Result<KvAccess, KvConfigError> {
-        let kind = config.get("backend").map_or("memory", String::as_str);
-        let bucket = config.get("bucket").map_or("default", String::as_str);
-        Ok(KvAccess {
-            bucket: bucket.to_string(),
-            backend: self.backend(kind, bucket).await?,
-        })
+        Self::new(Arc::new(BuiltinKeyvalue::with_nats(client)))
     }
 }
 
-/// Per-invocation state: what the component may open.
-struct KvState(Option<Arc<KvAccess>>);
+/// The `bucket` resource: an opened bucket.
+pub struct Bucket(Arc<dyn KeyvalueBucket>);
+
+/// Per-invocation state: where the component opens buckets.
+struct KvState(Option<Arc<dyn KeyvalueStore>>);
 
 /// What the generated host traits are implemented for.
-pub struct KvView<'a> {
+struct KvView<'a> {
     table: &'a mut ResourceTable,
-    state: &'a KvState,
+    store: Option<Arc<dyn KeyvalueStore>>,
+    caller: RemoteCall,
 }
 
 struct KvData;
@@ -299,13 +153,18 @@ impl HasData for KvData {
 }
 
 fn view(ctx: &mut InvocationCtx) -> KvView<'_> {
+    let caller = ctx.caller();
     let (table, extensions) = ctx.table_and_extensions();
-    let state = extensions.get_or_insert_with(|| KvState(None));
-    KvView { table, state }
+    let store = extensions.get_or_insert_with(|| KvState(None)).0.clone();
+    KvView {
+        table,
+        store,
+        caller,
+    }
 }
 
 impl KvView<'_> {
-    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<KvBucket> {
+    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<Arc<dyn KeyvalueBucket>> {
         Ok(self.table.get(bucket)?.0.clone())
     }
 }
@@ -313,6 +172,7 @@ impl KvView<'_> {
 fn guest_error(error: KvError) -> store::Error {
     match error {
         KvError::NoSuchStore(_) => store::Error::NoSuchStore,
+        KvError::AccessDenied => store::Error::AccessDenied,
         other => store::Error::Other(other.to_string()),
     }
 }
@@ -321,10 +181,10 @@ type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;
 
 impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
-        let Some(access) = &self.state.0 else {
+        let Some(store) = &self.store else {
             return Ok(Err(store::Error::AccessDenied));
         };
-        match access.open(&identifier) {
+        match store.open(&identifier).await {
             Ok(bucket) => Ok(Ok(self.table.push(Bucket(bucket))?)),
             Err(error) => Ok(Err(guest_error(error))),
         }
@@ -334,22 +194,25 @@ impl store::Host for KvView<'_> {
 impl store::HostBucket for KvView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.get(&key).await.map_err(guest_error))
+        Ok(bucket.get(&self.caller, key).await.map_err(guest_error))
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.set(&key, value).await.map_err(guest_error))
+        Ok(bucket
+            .set(&self.caller, key, value)
+            .await
+            .map_err(guest_error))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.delete(&key).await.map_err(guest_error))
+        Ok(bucket.delete(&self.caller, key).await.map_err(guest_error))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.exists(&key).await.map_err(guest_error))
+        Ok(bucket.exists(&self.caller, key).await.map_err(guest_error))
     }
 
     async fn list_keys(
@@ -359,7 +222,7 @@ impl store::HostBucket for KvView<'_> {
     ) -> KvResult<store::KeyResponse> {
         let bucket = self.bucket(&bucket)?;
         Ok(bucket
-            .list_keys(cursor)
+            .list_keys(&self.caller, cursor)
             .await
             .map(|page| store::KeyResponse {
                 keys: page.keys,
@@ -382,7 +245,10 @@ impl atomics::Host for KvView<'_> {
         delta: u64,
     ) -> KvResult<u64> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.increment(&key, delta).await.map_err(guest_error))
+        Ok(bucket
+            .increment(&self.caller, key, delta)
+            .await
+            .map_err(guest_error))
     }
 }
 
@@ -393,7 +259,10 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.get_many(keys).await.map_err(guest_error))
+        Ok(bucket
+            .get_many(&self.caller, keys)
+            .await
+            .map_err(guest_error))
     }
 
     async fn set_many(
@@ -402,38 +271,40 @@ impl batch::Host for KvView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.set_many(key_values).await.map_err(guest_error))
+        Ok(bucket
+            .set_many(&self.caller, key_values)
+            .await
+            .map_err(guest_error))
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.delete_many(keys).await.map_err(guest_error))
+        Ok(bucket
+            .delete_many(&self.caller, keys)
+            .await
+            .map_err(guest_error))
     }
 }
 
 #[async_trait::async_trait]
 impl Plugin for KeyvaluePlugin {
     fn id(&self) -> &str {
-        "keyvalue"
+        self.backend.id()
     }
 
     fn imports(&self) -> Vec<InterfaceName> {
-        ["store", "atomics", "batch"]
+        INTERFACES
             .iter()
-            .map(|i| {
-                InterfaceName::parse(&format!("wasi:keyvalue/{i}@0.2.0-draft")).expect("valid name")
-            })
+            .map(|name| InterfaceName::parse(name).expect("valid name"))
             .collect()
     }
 
     async fn bind(&self, binding: &Binding) -> anyhow::Result<()> {
-        let access = self.access(&binding.config).await?;
-        self.bindings.insert(&binding.component_id, access);
-        Ok(())
+        self.backend.bind(binding).await
     }
 
     async fn unbind(&self, component_id: &str) {
-        self.bindings.remove(component_id);
+        self.backend.unbind(component_id).await;
     }
 
     fn add_to_linker(
@@ -445,13 +316,13 @@ impl Plugin for KeyvaluePlugin {
             "store" => store::add_to_linker::<_, KvData>(linker, view)?,
             "atomics" => atomics::add_to_linker::<_, KvData>(linker, view)?,
             "batch" => batch::add_to_linker::<_, KvData>(linker, view)?,
-            other => anyhow::bail!("the keyvalue plugin does not serve `{other}`"),
+            other => anyhow::bail!("keyvalue does not serve `{other}`"),
         }
         Ok(())
     }
 
     fn prepare(&self, component_id: &str, extensions: &mut Extensions) -> anyhow::Result<()> {
-        extensions.insert(KvState(self.bindings.get(component_id)));
+        extensions.insert(KvState(self.backend.store(component_id)));
         Ok(())
     }
 }

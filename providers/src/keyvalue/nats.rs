@@ -4,7 +4,8 @@
 use async_nats::jetstream::kv::{self, Operation};
 use futures::TryStreamExt as _;
 
-use super::{KvConfigError, KvError, add_to_counter};
+use super::KvError;
+use super::builtin::{KvConfigError, add_to_counter};
 
 /// How often `increment` retries when another writer got in between.
 const INCREMENT_ATTEMPTS: usize = 32;

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::task::JoinSet;
-use trellis_providers::KeyvaluePlugin;
-use trellis_providers::keyvalue::{KvAccess, KvBucket, KvError};
+use trellis_providers::keyvalue::{BuiltinKeyvalue, KvAccess, KvBucket, KvError};
 use wit_bindgen_wrpc::bytes::Bytes;
 use wrpc_transport_nats::NatsContext;
 
@@ -44,7 +43,7 @@ struct KvHandler {
     /// Weak: the provider's server lives in the host state, and must not keep it alive.
     state: Weak<HostState>,
     provider: Arc<str>,
-    plugin: Arc<KeyvaluePlugin>,
+    plugin: Arc<BuiltinKeyvalue>,
     /// What each link config opens, kept so that a call costs no bucket lookup.
     access: Arc<Mutex<HashMap<ConfigMap, Arc<KvAccess>>>>,
 }
