@@ -22,6 +22,7 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
+use trellis_providers::blobstore::BuiltinBlobstore;
 use trellis_providers::http_server::RemoteHttpHandler;
 use trellis_providers::keyvalue::BuiltinKeyvalue;
 use trellis_providers::{
@@ -236,7 +237,7 @@ pub struct Plugins {
     pub keyvalue: Option<Arc<BuiltinKeyvalue>>,
     /// The blobstore plugin, when on: a blobstore provider started here serves the lattice with
     /// it.
-    pub blobstore: Option<Arc<BlobstorePlugin>>,
+    pub blobstore: Option<Arc<BuiltinBlobstore>>,
     /// The HTTP server, when on: links from http-server providers started here give it routes.
     pub http_server: Option<Arc<HttpServerPlugin>>,
     pub all: Vec<Arc<dyn Plugin>>,
@@ -268,12 +269,12 @@ impl Plugins {
                 Builtin::Keyvalue => {
                     let builtin = Arc::new(BuiltinKeyvalue::with_nats(nats.clone()));
                     keyvalue = Some(builtin.clone());
-                    Arc::new(KeyvaluePlugin::new(builtin))
+                    Arc::new(KeyvaluePlugin::with_backend(builtin))
                 }
                 Builtin::Blobstore => {
-                    let plugin = Arc::new(BlobstorePlugin::new());
-                    blobstore = Some(plugin.clone());
-                    plugin
+                    let builtin = Arc::new(BuiltinBlobstore::default());
+                    blobstore = Some(builtin.clone());
+                    Arc::new(BlobstorePlugin::with_backend(builtin))
                 }
                 Builtin::HttpClient => Arc::new(HttpClientPlugin::new()),
                 Builtin::HttpServer => {

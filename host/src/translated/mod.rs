@@ -23,9 +23,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 
 use tokio::task::JoinSet;
-use trellis_providers::KeyvaluePlugin;
-use trellis_runtime::{InvocationCtx, Plugin, RemoteCall};
-use wasmtime::component::ResourceTable;
+use trellis_providers::{BlobstorePlugin, KeyvaluePlugin};
+use trellis_runtime::Plugin;
 use wrpc_transport_nats::NatsContext;
 
 use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
@@ -39,12 +38,11 @@ pub fn fallback_plugins(enabled: &BTreeSet<Builtin>, lattice: &Lattice) -> Vec<A
     let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
     if !enabled.contains(&Builtin::Keyvalue) {
         let backend = keyvalue::KeyvalueOverLattice::new(lattice.clone());
-        plugins.push(Arc::new(KeyvaluePlugin::new(Arc::new(backend))));
+        plugins.push(Arc::new(KeyvaluePlugin::with_backend(Arc::new(backend))));
     }
     if !enabled.contains(&Builtin::Blobstore) {
-        plugins.push(Arc::new(blobstore::BlobstoreOverLattice::new(
-            lattice.clone(),
-        )));
+        let backend = blobstore::BlobstoreOverLattice::new(lattice.clone());
+        plugins.push(Arc::new(BlobstorePlugin::with_backend(Arc::new(backend))));
     }
     if !enabled.contains(&Builtin::HttpClient) {
         plugins.push(Arc::new(outgoing_http::OutgoingHttpOverLattice::new(
@@ -80,27 +78,6 @@ pub async fn serve_provider(
         _ => return Ok(None),
     };
     Ok(Some(ProviderServer { tasks }))
-}
-
-/// Per-invocation state of a plugin that stands in for a switched-off built-in: how to reach
-/// the lattice.
-struct LatticeAccess(Arc<Lattice>);
-
-/// An invocation's resource table and, when a stand-in prepared it, who calls (with the links
-/// it chose so far) and the lattice. Read at every host call: the component may choose another
-/// link between two calls.
-fn table_and_caller(
-    ctx: &mut InvocationCtx,
-) -> (&mut ResourceTable, Option<(RemoteCall, Arc<Lattice>)>) {
-    let call = ctx.remote_call().cloned().unwrap_or_else(|| RemoteCall {
-        caller: ctx.component_id().into(),
-        selection: Default::default(),
-    });
-    let (table, extensions) = ctx.table_and_extensions();
-    let caller = extensions
-        .get_mut::<LatticeAccess>()
-        .map(|access| (call, access.0.clone()));
-    (table, caller)
 }
 
 /// A wRPC server for built-in provider `provider_id`: subjects under `{lattice}.{provider_id}`,

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{BlobConfigError, BlobError, Meta, seconds};
+use super::builtin::BlobConfigError;
+use super::{BlobError, Meta, seconds};
 
 /// At most this many entries are listed from one container.
 const MAX_LISTED: usize = 100_000;

@@ -1,34 +1,34 @@
-//! `wasi:blobstore@0.2.0-draft` with a backend per component chosen by its binding config:
+//! `wasi:blobstore@0.2.0-draft` (blobstore, container, types): one binding over a backend.
 //!
-//! | key | values | default |
-//! |---|---|---|
-//! | `backend` | `fs` or `memory` | `memory` |
-//! | `root` | for `fs`: the directory containers live in (created if missing) | required for `fs` |
+//! The binding ([`BlobstorePlugin`]) implements the WASI interfaces and their resources once;
+//! where the calls go is a [`BlobstoreBackend`]:
+//! - [`builtin`]: containers in a directory or in memory, chosen per component by its binding
+//!   config (the built-in provider);
+//! - the lattice host's wRPC backend, which sends each call to the target of the component's link
+//!   (when the built-in is switched off).
 //!
-//! Containers are directories under `root`, objects are files in them (an object name may have
-//! `/`-separated segments). Names are checked before any file is touched: empty, absolute, `.`
-//! and `..` segments are refused, and every path is resolved (symlinks included) and must stay
-//! inside `root`. The in-memory backend keeps one set of containers for as long as the plugin
-//! lives. Objects written through `outgoing-value` are buffered up to [`MAX_OBJECT_BYTES`].
-//!
-//! The same stores are reachable without a component invocation through
-//! [`BlobstorePlugin::access`] (the lattice host serves `wrpc:blobstore` with it), with the same
-//! rules and results.
+//! Data moves the same way whatever the backend ([`data`]): what a backend answers with is
+//! pulled as the guest reads it (`size` and `consume-sync` gather the whole object first, up to
+//! [`MAX_OBJECT_BYTES`]); data written to an `outgoing-value` before `write-data` is held (up to
+//! the same bound), `write-data` opens the transfer, what is written after it follows, and
+//! `finish` ends it and says whether the object was stored. Failures reach the guest as the
+//! function's error string.
 
+pub mod builtin;
+pub mod data;
 mod fs;
 mod memory;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin};
+use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-use crate::bound::Bound;
+pub use builtin::{BlobAccess, BlobConfigError, BuiltinBlobstore};
+use data::{Incoming, IncomingValue, ObjectNames, OutgoingValue, Queue, Writing};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -38,9 +38,9 @@ mod bindings {
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:blobstore/container.container": super::Container,
-            "wasi:blobstore/container.stream-object-names": super::ObjectNames,
-            "wasi:blobstore/types.outgoing-value": super::OutgoingValue,
-            "wasi:blobstore/types.incoming-value": super::IncomingValue,
+            "wasi:blobstore/container.stream-object-names": super::data::ObjectNames,
+            "wasi:blobstore/types.outgoing-value": super::data::OutgoingValue,
+            "wasi:blobstore/types.incoming-value": super::data::IncomingValue,
         },
     });
 }
@@ -50,7 +50,10 @@ use bindings::wasi::blobstore::{blobstore, container, types};
 /// The largest object one `outgoing-value` may carry.
 pub const MAX_OBJECT_BYTES: usize = 64 << 20;
 
-/// What can go wrong in a blobstore operation (the guest sees the message).
+/// The interfaces of the binding.
+const INTERFACES: [&str; 3] = ["blobstore", "container", "types"];
+
+/// What can go wrong in a built-in blobstore operation (the guest sees the message).
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("invalid name `{0}`: names are relative, without `.` or `..` segments")]
@@ -71,17 +74,6 @@ pub enum BlobError {
     Io(String),
 }
 
-/// Why a binding was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum BlobConfigError {
-    #[error("unknown blobstore backend `{0}` (expected `fs` or `memory`)")]
-    UnknownBackend(String),
-    #[error("the fs blobstore backend needs a `root` directory")]
-    NoRoot,
-    #[error("blobstore root {path}: {message}")]
-    Root { path: String, message: String },
-}
-
 /// Creation time (seconds since the Unix epoch) and size of a container or object: an
 /// object's size is its length in bytes.
 pub struct Meta {
@@ -94,310 +86,121 @@ fn seconds(time: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Splits a name into its segments, refusing anything that is not a plain relative path.
-fn segments(name: &str) -> Result<Vec<&str>, BlobError> {
-    let invalid = || BlobError::InvalidName(name.to_string());
-    if name.is_empty() || name.starts_with('/') || name.contains('\0') || name.contains('\\') {
-        return Err(invalid());
-    }
-    let parts: Vec<&str> = name.split('/').collect();
-    if parts
-        .iter()
-        .any(|p| p.is_empty() || *p == "." || *p == "..")
-    {
-        return Err(invalid());
-    }
-    Ok(parts)
-}
-
-/// A container name is a single segment.
-fn container_name(name: &str) -> Result<(), BlobError> {
-    match segments(name)?.len() {
-        1 => Ok(()),
-        _ => Err(BlobError::InvalidName(name.to_string())),
-    }
-}
-
-/// One component's store.
-#[derive(Clone)]
-enum Store {
-    Fs(Arc<fs::FsStore>),
-    Memory(Arc<memory::MemoryStore>),
-}
-
-impl Store {
-    async fn create_container(&self, name: &str) -> Result<(), BlobError> {
-        container_name(name)?;
-        match self {
-            Self::Fs(s) => s.create_container(name).await,
-            Self::Memory(s) => s.create_container(name),
-        }
-    }
-
-    async fn delete_container(&self, name: &str) -> Result<(), BlobError> {
-        container_name(name)?;
-        match self {
-            Self::Fs(s) => s.delete_container(name).await,
-            Self::Memory(s) => s.delete_container(name),
-        }
-    }
-
-    async fn container_info(&self, name: &str) -> Result<Meta, BlobError> {
-        container_name(name)?;
-        match self {
-            Self::Fs(s) => s.container_info(name).await,
-            Self::Memory(s) => s.container_info(name),
-        }
-    }
-
-    async fn container_exists(&self, name: &str) -> Result<bool, BlobError> {
-        match self.container_info(name).await {
-            Ok(_) => Ok(true),
-            Err(BlobError::NoSuchContainer(_)) => Ok(false),
-            Err(other) => Err(other),
-        }
-    }
-
-    async fn write(&self, container: &str, object: &str, data: Bytes) -> Result<(), BlobError> {
-        container_name(container)?;
-        segments(object)?;
-        match self {
-            Self::Fs(s) => s.write(container, object, data).await,
-            Self::Memory(s) => s.write(container, object, data),
-        }
-    }
-
-    async fn read(&self, container: &str, object: &str) -> Result<Bytes, BlobError> {
-        container_name(container)?;
-        segments(object)?;
-        match self {
-            Self::Fs(s) => s.read(container, object).await,
-            Self::Memory(s) => s.read(container, object),
-        }
-    }
-
-    async fn object_info(&self, container: &str, object: &str) -> Result<Meta, BlobError> {
-        container_name(container)?;
-        segments(object)?;
-        match self {
-            Self::Fs(s) => s.object_info(container, object).await,
-            Self::Memory(s) => s.object_info(container, object),
-        }
-    }
-
-    async fn delete_object(&self, container: &str, object: &str) -> Result<(), BlobError> {
-        container_name(container)?;
-        segments(object)?;
-        match self {
-            Self::Fs(s) => s.delete_object(container, object).await,
-            Self::Memory(s) => s.delete_object(container, object),
-        }
-    }
-
-    /// Object names in a container, sorted.
-    async fn list(&self, container: &str) -> Result<Vec<String>, BlobError> {
-        container_name(container)?;
-        match self {
-            Self::Fs(s) => s.list(container).await,
-            Self::Memory(s) => s.list(container),
-        }
-    }
-
-    /// Bytes `start..=end` of an object; a range past the end is cut to what exists.
-    async fn read_range(
-        &self,
-        container: &str,
-        object: &str,
-        start: u64,
-        end: u64,
-    ) -> Result<Bytes, BlobError> {
-        let data = self.read(container, object).await?;
-        let len = data.len() as u64;
-        Ok(if start >= len || start > end {
-            Bytes::new()
-        } else {
-            data.slice(start as usize..=end.min(len - 1) as usize)
-        })
-    }
-
-    async fn has_object(&self, container: &str, object: &str) -> Result<bool, BlobError> {
-        match self.object_info(container, object).await {
-            Ok(_) => Ok(true),
-            Err(BlobError::NoSuchObject { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn copy_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
-        let data = self.read(&src.container, &src.object).await?;
-        self.write(&dest.container, &dest.object, data).await
-    }
-
-    async fn move_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
-        self.copy_object(src, dest).await?;
-        self.delete_object(&src.container, &src.object).await
-    }
-
-    /// Deletes every object of a container; stops at the first failure.
-    async fn clear(&self, container: &str) -> Result<(), BlobError> {
-        for name in self.list(container).await? {
-            self.delete_object(container, &name).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes `objects` in order; stops at the first failure.
-    async fn delete_objects(&self, container: &str, objects: &[String]) -> Result<(), BlobError> {
-        for object in objects {
-            self.delete_object(container, object).await?;
-        }
-        Ok(())
-    }
-}
-
 /// An object's address: its container and its name in it.
+#[derive(Clone, Debug)]
 pub struct ObjectId {
     pub container: String,
     pub object: String,
 }
 
-/// What one caller may reach: the store its config selects, with the operations of
-/// `wasi:blobstore` on it, names checked as for components.
-#[derive(Clone)]
-pub struct BlobAccess(Store);
+/// Where the blobstore calls of the components bound to a [`BlobstorePlugin`] go.
+#[async_trait::async_trait]
+pub trait BlobstoreBackend: Send + Sync + 'static {
+    /// The plugin's name in import routes.
+    fn id(&self) -> &str;
 
-impl BlobAccess {
-    pub async fn create_container(&self, name: &str) -> Result<(), BlobError> {
-        self.0.create_container(name).await
+    /// A component starts using the backend; an error refuses it.
+    async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
+        Ok(())
     }
 
-    pub async fn delete_container(&self, name: &str) -> Result<(), BlobError> {
-        self.0.delete_container(name).await
-    }
+    async fn unbind(&self, _component_id: &str) {}
 
-    /// A container's creation time; its `size` is backend-specific (not a byte count).
-    pub async fn container_info(&self, name: &str) -> Result<Meta, BlobError> {
-        self.0.container_info(name).await
-    }
+    /// The store an invocation of `component_id` works on; `None`: it is not bound.
+    fn store(&self, component_id: &str) -> Option<Arc<dyn BlobStore>>;
+}
 
-    pub async fn container_exists(&self, name: &str) -> Result<bool, BlobError> {
-        self.0.container_exists(name).await
-    }
-
-    /// Deletes every object of a container; stops at the first failure.
-    pub async fn clear(&self, container: &str) -> Result<(), BlobError> {
-        self.0.clear(container).await
-    }
-
-    /// Object names in a container, sorted.
-    pub async fn list(&self, container: &str) -> Result<Vec<String>, BlobError> {
-        self.0.list(container).await
-    }
-
-    /// Creates or replaces an object; refuses [`MAX_OBJECT_BYTES`] or more, as `finish` does.
-    pub async fn write(&self, id: &ObjectId, data: Bytes) -> Result<(), BlobError> {
-        if data.len() >= MAX_OBJECT_BYTES {
-            return Err(BlobError::TooLarge);
-        }
-        self.0.write(&id.container, &id.object, data).await
-    }
-
-    /// Bytes `start..=end` of an object; a range past the end is cut to what exists.
-    pub async fn read_range(
+/// The operations of `wasi:blobstore` on one component's store. `caller` is the invocation
+/// calling now, with the links it chose so far; errors are the text the guest sees.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    async fn create_container(&self, caller: &RemoteCall, name: &str) -> Result<(), String>;
+    /// Fails for a container that does not exist.
+    async fn container_info(&self, caller: &RemoteCall, name: &str) -> Result<Meta, String>;
+    async fn delete_container(&self, caller: &RemoteCall, name: &str) -> Result<(), String>;
+    async fn container_exists(&self, caller: &RemoteCall, name: &str) -> Result<bool, String>;
+    async fn copy_object(
         &self,
+        caller: &RemoteCall,
+        src: &ObjectId,
+        dest: &ObjectId,
+    ) -> Result<(), String>;
+    async fn move_object(
+        &self,
+        caller: &RemoteCall,
+        src: &ObjectId,
+        dest: &ObjectId,
+    ) -> Result<(), String>;
+    /// Bytes `start..=end` of an object, as they arrive.
+    async fn get_data(
+        &self,
+        caller: &RemoteCall,
         id: &ObjectId,
         start: u64,
         end: u64,
-    ) -> Result<Bytes, BlobError> {
-        self.0
-            .read_range(&id.container, &id.object, start, end)
-            .await
-    }
-
-    pub async fn object_info(&self, id: &ObjectId) -> Result<Meta, BlobError> {
-        self.0.object_info(&id.container, &id.object).await
-    }
-
-    pub async fn has_object(&self, id: &ObjectId) -> Result<bool, BlobError> {
-        self.0.has_object(&id.container, &id.object).await
-    }
-
-    /// Deleting what is not there is not an error.
-    pub async fn delete_objects(
+    ) -> Result<Incoming<Bytes>, String>;
+    /// Opens the transfer of an object's data: what `data` holds now and what the guest writes
+    /// until it finishes the value.
+    async fn write_data(
         &self,
+        caller: &RemoteCall,
+        id: &ObjectId,
+        data: Arc<Queue>,
+    ) -> Result<Writing, String>;
+    /// The container's object names, in batches as they arrive.
+    async fn list_objects(
+        &self,
+        caller: &RemoteCall,
         container: &str,
-        objects: &[String],
-    ) -> Result<(), BlobError> {
-        self.0.delete_objects(container, objects).await
-    }
-
-    pub async fn copy_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
-        self.0.copy_object(src, dest).await
-    }
-
-    pub async fn move_object(&self, src: &ObjectId, dest: &ObjectId) -> Result<(), BlobError> {
-        self.0.move_object(src, dest).await
-    }
+    ) -> Result<Incoming<Vec<String>>, String>;
+    async fn delete_object(&self, caller: &RemoteCall, id: &ObjectId) -> Result<(), String>;
+    async fn delete_objects(
+        &self,
+        caller: &RemoteCall,
+        container: &str,
+        names: Vec<String>,
+    ) -> Result<(), String>;
+    async fn has_object(&self, caller: &RemoteCall, id: &ObjectId) -> Result<bool, String>;
+    async fn object_info(&self, caller: &RemoteCall, id: &ObjectId) -> Result<Meta, String>;
+    async fn clear(&self, caller: &RemoteCall, container: &str) -> Result<(), String>;
 }
 
-/// The `container` resource: an open container of one store.
-pub struct Container {
-    store: Store,
-    name: String,
-}
-
-/// The `stream-object-names` resource: a snapshot of names, read in order.
-pub struct ObjectNames {
-    names: Vec<String>,
-    next: usize,
-}
-
-/// The `outgoing-value` resource: bytes the guest writes before `write-data`.
-pub struct OutgoingValue {
-    pipe: MemoryOutputPipe,
-}
-
-/// The `incoming-value` resource: bytes read from an object.
-pub struct IncomingValue {
-    bytes: Bytes,
-}
-
-/// Serves `wasi:blobstore` from a directory or from memory.
-#[derive(Default)]
+/// Serves `wasi:blobstore` from a [`BlobstoreBackend`].
 pub struct BlobstorePlugin {
-    memory: Arc<memory::MemoryStore>,
-    stores: Bound<Store>,
+    backend: Arc<dyn BlobstoreBackend>,
 }
 
 impl BlobstorePlugin {
+    /// The built-in stores (memory, or a directory per component config).
     pub fn new() -> Self {
-        Self::default()
+        Self::with_backend(Arc::new(BuiltinBlobstore::default()))
     }
 
-    /// What a caller with plugin config `config` (keys as in the module docs) may reach.
-    pub async fn access(
-        &self,
-        config: &BTreeMap<String, String>,
-    ) -> Result<BlobAccess, BlobConfigError> {
-        let store = match config.get("backend").map_or("memory", String::as_str) {
-            "memory" => Store::Memory(self.memory.clone()),
-            "fs" => {
-                let root = config.get("root").ok_or(BlobConfigError::NoRoot)?;
-                Store::Fs(Arc::new(fs::FsStore::open(root.as_ref()).await?))
-            }
-            other => return Err(BlobConfigError::UnknownBackend(other.to_string())),
-        };
-        Ok(BlobAccess(store))
+    pub fn with_backend(backend: Arc<dyn BlobstoreBackend>) -> Self {
+        Self { backend }
     }
 }
 
-/// Per-invocation state: the component's store, if it is bound.
-struct BlobState(Option<Arc<Store>>);
+impl Default for BlobstorePlugin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `container` resource: an open container of the invocation's store.
+pub struct Container {
+    store: Arc<dyn BlobStore>,
+    name: String,
+}
+
+/// Per-invocation state: the component's store, if it has one.
+struct BlobState(Option<Arc<dyn BlobStore>>);
 
 /// What the generated host traits are implemented for.
-pub struct BlobView<'a> {
+struct BlobView<'a> {
     table: &'a mut ResourceTable,
-    state: &'a BlobState,
+    store: Option<Arc<dyn BlobStore>>,
+    caller: RemoteCall,
 }
 
 struct BlobData;
@@ -407,16 +210,17 @@ impl HasData for BlobData {
 }
 
 fn view(ctx: &mut InvocationCtx) -> BlobView<'_> {
+    let caller = ctx.caller();
     let (table, extensions) = ctx.table_and_extensions();
-    let state = extensions.get_or_insert_with(|| BlobState(None));
-    BlobView { table, state }
+    let store = extensions.get_or_insert_with(|| BlobState(None)).0.clone();
+    BlobView {
+        table,
+        store,
+        caller,
+    }
 }
 
 type BlobResult<T> = wasmtime::Result<Result<T, String>>;
-
-fn guest<T>(result: Result<T, BlobError>) -> Result<T, String> {
-    result.map_err(|e| e.to_string())
-}
 
 fn object_id(id: types::ObjectId) -> ObjectId {
     ObjectId {
@@ -426,16 +230,32 @@ fn object_id(id: types::ObjectId) -> ObjectId {
 }
 
 impl BlobView<'_> {
-    fn store(&self) -> Result<Store, BlobError> {
-        self.state.0.as_deref().cloned().ok_or(BlobError::NotBound)
+    fn store(&self) -> Result<Arc<dyn BlobStore>, String> {
+        self.store
+            .clone()
+            .ok_or_else(|| BlobError::NotBound.to_string())
     }
 
-    fn container(&self, container: &Resource<Container>) -> wasmtime::Result<(Store, String)> {
+    /// The store and name of an open container.
+    fn container(
+        &self,
+        container: &Resource<Container>,
+    ) -> wasmtime::Result<(Arc<dyn BlobStore>, String)> {
         let container = self.table.get(container)?;
         Ok((container.store.clone(), container.name.clone()))
     }
 
-    fn open(&mut self, store: Store, name: String) -> BlobResult<Resource<Container>> {
+    /// The store and the address of object `object` in an open container.
+    fn object(
+        &self,
+        container: &Resource<Container>,
+        object: String,
+    ) -> wasmtime::Result<(Arc<dyn BlobStore>, ObjectId)> {
+        let (store, container) = self.container(container)?;
+        Ok((store, ObjectId { container, object }))
+    }
+
+    fn open(&mut self, store: Arc<dyn BlobStore>, name: String) -> BlobResult<Resource<Container>> {
         Ok(Ok(self.table.push(Container { store, name })?))
     }
 }
@@ -444,59 +264,58 @@ impl blobstore::Host for BlobView<'_> {
     async fn create_container(&mut self, name: String) -> BlobResult<Resource<Container>> {
         let store = match self.store() {
             Ok(store) => store,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = store.create_container(&name).await {
-            return Ok(Err(e.to_string()));
+        match store.create_container(&self.caller, &name).await {
+            Ok(()) => self.open(store, name),
+            Err(e) => Ok(Err(e)),
         }
-        self.open(store, name)
     }
 
+    /// Opens only what exists.
     async fn get_container(&mut self, name: String) -> BlobResult<Resource<Container>> {
         let store = match self.store() {
             Ok(store) => store,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = store.container_info(&name).await {
-            return Ok(Err(e.to_string()));
+        match store.container_info(&self.caller, &name).await {
+            Ok(_) => self.open(store, name),
+            Err(e) => Ok(Err(e)),
         }
-        self.open(store, name)
     }
 
     async fn delete_container(&mut self, name: String) -> BlobResult<()> {
-        let store = match self.store() {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        Ok(guest(store.delete_container(&name).await))
+        Ok(match self.store() {
+            Ok(store) => store.delete_container(&self.caller, &name).await,
+            Err(e) => Err(e),
+        })
     }
 
     async fn container_exists(&mut self, name: String) -> BlobResult<bool> {
-        let store = match self.store() {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        Ok(guest(store.container_exists(&name).await))
+        Ok(match self.store() {
+            Ok(store) => store.container_exists(&self.caller, &name).await,
+            Err(e) => Err(e),
+        })
     }
 
     async fn copy_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> BlobResult<()> {
-        let store = match self.store() {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        Ok(guest(
-            store.copy_object(&object_id(src), &object_id(dest)).await,
-        ))
+        Ok(match self.store() {
+            Ok(store) => {
+                let (src, dest) = (object_id(src), object_id(dest));
+                store.copy_object(&self.caller, &src, &dest).await
+            }
+            Err(e) => Err(e),
+        })
     }
 
     async fn move_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> BlobResult<()> {
-        let store = match self.store() {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        Ok(guest(
-            store.move_object(&object_id(src), &object_id(dest)).await,
-        ))
+        Ok(match self.store() {
+            Ok(store) => {
+                let (src, dest) = (object_id(src), object_id(dest));
+                store.move_object(&self.caller, &src, &dest).await
+            }
+            Err(e) => Err(e),
+        })
     }
 }
 
@@ -509,12 +328,11 @@ impl container::HostContainer for BlobView<'_> {
 
     async fn info(&mut self, this: Resource<Container>) -> BlobResult<types::ContainerMetadata> {
         let (store, name) = self.container(&this)?;
-        Ok(guest(store.container_info(&name).await.map(|meta| {
-            types::ContainerMetadata {
-                name,
-                created_at: meta.created_at,
-            }
-        })))
+        let info = store.container_info(&self.caller, &name).await;
+        Ok(info.map(|meta| types::ContainerMetadata {
+            name,
+            created_at: meta.created_at,
+        }))
     }
 
     async fn get_data(
@@ -524,13 +342,12 @@ impl container::HostContainer for BlobView<'_> {
         start: u64,
         end: u64,
     ) -> BlobResult<Resource<IncomingValue>> {
-        let (store, container) = self.container(&this)?;
+        let (store, id) = self.object(&this, name)?;
         // Both offsets are inclusive.
-        let bytes = match store.read_range(&container, &name, start, end).await {
-            Ok(bytes) => bytes,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        Ok(Ok(self.table.push(IncomingValue { bytes })?))
+        match store.get_data(&self.caller, &id, start, end).await {
+            Ok(incoming) => Ok(Ok(self.table.push(IncomingValue::new(incoming))?)),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn write_data(
@@ -539,9 +356,19 @@ impl container::HostContainer for BlobView<'_> {
         name: String,
         data: Resource<OutgoingValue>,
     ) -> BlobResult<()> {
-        let (store, container) = self.container(&this)?;
-        let bytes = self.table.get(&data)?.pipe.contents();
-        Ok(guest(store.write(&container, &name, bytes).await))
+        let Some(queue) = self.table.get(&data)?.start_sending() else {
+            return Ok(Err(
+                "write-data was already called with this outgoing-value".into(),
+            ));
+        };
+        let (store, id) = self.object(&this, name)?;
+        match store.write_data(&self.caller, &id, queue).await {
+            Ok(writing) => {
+                self.table.get_mut(&data)?.sending(writing);
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn list_objects(
@@ -549,16 +376,15 @@ impl container::HostContainer for BlobView<'_> {
         this: Resource<Container>,
     ) -> BlobResult<Resource<ObjectNames>> {
         let (store, container) = self.container(&this)?;
-        let names = match store.list(&container).await {
-            Ok(names) => names,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        Ok(Ok(self.table.push(ObjectNames { names, next: 0 })?))
+        match store.list_objects(&self.caller, &container).await {
+            Ok(incoming) => Ok(Ok(self.table.push(ObjectNames::new(incoming))?)),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn delete_object(&mut self, this: Resource<Container>, name: String) -> BlobResult<()> {
-        let (store, container) = self.container(&this)?;
-        Ok(guest(store.delete_object(&container, &name).await))
+        let (store, id) = self.object(&this, name)?;
+        Ok(store.delete_object(&self.caller, &id).await)
     }
 
     async fn delete_objects(
@@ -567,12 +393,12 @@ impl container::HostContainer for BlobView<'_> {
         names: Vec<String>,
     ) -> BlobResult<()> {
         let (store, container) = self.container(&this)?;
-        Ok(guest(store.delete_objects(&container, &names).await))
+        Ok(store.delete_objects(&self.caller, &container, names).await)
     }
 
     async fn has_object(&mut self, this: Resource<Container>, name: String) -> BlobResult<bool> {
-        let (store, container) = self.container(&this)?;
-        Ok(guest(store.has_object(&container, &name).await))
+        let (store, id) = self.object(&this, name)?;
+        Ok(store.has_object(&self.caller, &id).await)
     }
 
     async fn object_info(
@@ -580,20 +406,19 @@ impl container::HostContainer for BlobView<'_> {
         this: Resource<Container>,
         name: String,
     ) -> BlobResult<types::ObjectMetadata> {
-        let (store, container) = self.container(&this)?;
-        Ok(guest(store.object_info(&container, &name).await.map(
-            |meta| types::ObjectMetadata {
-                name,
-                container,
-                created_at: meta.created_at,
-                size: meta.size,
-            },
-        )))
+        let (store, id) = self.object(&this, name)?;
+        let info = store.object_info(&self.caller, &id).await;
+        Ok(info.map(|meta| types::ObjectMetadata {
+            name: id.object,
+            container: id.container,
+            created_at: meta.created_at,
+            size: meta.size,
+        }))
     }
 
     async fn clear(&mut self, this: Resource<Container>) -> BlobResult<()> {
         let (store, container) = self.container(&this)?;
-        Ok(guest(store.clear(&container).await))
+        Ok(store.clear(&self.caller, &container).await)
     }
 
     async fn drop(&mut self, this: Resource<Container>) -> wasmtime::Result<()> {
@@ -608,14 +433,7 @@ impl container::HostStreamObjectNames for BlobView<'_> {
         this: Resource<ObjectNames>,
         len: u64,
     ) -> BlobResult<(Vec<String>, bool)> {
-        let names = self.table.get_mut(&this)?;
-        let end = names
-            .next
-            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
-            .min(names.names.len());
-        let batch = names.names[names.next..end].to_vec();
-        names.next = end;
-        Ok(Ok((batch, end == names.names.len())))
+        Ok(self.table.get_mut(&this)?.take(len).await)
     }
 
     async fn skip_stream_object_names(
@@ -623,14 +441,8 @@ impl container::HostStreamObjectNames for BlobView<'_> {
         this: Resource<ObjectNames>,
         num: u64,
     ) -> BlobResult<(u64, bool)> {
-        let names = self.table.get_mut(&this)?;
-        let end = names
-            .next
-            .saturating_add(usize::try_from(num).unwrap_or(usize::MAX))
-            .min(names.names.len());
-        let skipped = (end - names.next) as u64;
-        names.next = end;
-        Ok(Ok((skipped, end == names.names.len())))
+        let skipped = self.table.get_mut(&this)?.take(num).await;
+        Ok(skipped.map(|(names, done)| (names.len() as u64, done)))
     }
 
     async fn drop(&mut self, this: Resource<ObjectNames>) -> wasmtime::Result<()> {
@@ -643,29 +455,25 @@ impl types::Host for BlobView<'_> {}
 
 impl types::HostOutgoingValue for BlobView<'_> {
     async fn new_outgoing_value(&mut self) -> wasmtime::Result<Resource<OutgoingValue>> {
-        Ok(self.table.push(OutgoingValue {
-            pipe: MemoryOutputPipe::new(MAX_OBJECT_BYTES),
-        })?)
+        Ok(self.table.push(OutgoingValue::default())?)
     }
 
     async fn outgoing_value_write_body(
         &mut self,
         this: Resource<OutgoingValue>,
     ) -> wasmtime::Result<Result<Resource<DynOutputStream>, ()>> {
-        let pipe = self.table.get(&this)?.pipe.clone();
-        let stream: DynOutputStream = Box::new(pipe);
+        let Some(body) = self.table.get_mut(&this)?.body() else {
+            return Ok(Err(()));
+        };
+        let stream: DynOutputStream = Box::new(body);
         Ok(Ok(self.table.push(stream)?))
     }
 
     async fn finish(&mut self, this: Resource<OutgoingValue>) -> BlobResult<()> {
-        let value = self.table.delete(this)?;
-        Ok(if value.pipe.contents().len() >= MAX_OBJECT_BYTES {
-            Err(BlobError::TooLarge.to_string())
-        } else {
-            Ok(())
-        })
+        Ok(self.table.delete(this)?.finish().await)
     }
 
+    /// Ends the transfer without waiting for its outcome: what was written is stored.
     async fn drop(&mut self, this: Resource<OutgoingValue>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         Ok(())
@@ -677,20 +485,29 @@ impl types::HostIncomingValue for BlobView<'_> {
         &mut self,
         this: Resource<IncomingValue>,
     ) -> BlobResult<Vec<u8>> {
-        Ok(Ok(self.table.delete(this)?.bytes.to_vec()))
+        let mut value = self.table.delete(this)?;
+        Ok(value.gather().await.map(|()| value.gathered().to_vec()))
     }
 
     async fn incoming_value_consume_async(
         &mut self,
         this: Resource<IncomingValue>,
     ) -> BlobResult<Resource<DynInputStream>> {
-        let bytes = self.table.delete(this)?.bytes;
-        let stream: DynInputStream = Box::new(MemoryInputPipe::new(bytes));
-        Ok(Ok(self.table.push(stream)?))
+        match self.table.delete(this)?.into_input() {
+            Ok(input) => {
+                let stream: DynInputStream = Box::new(input);
+                Ok(Ok(self.table.push(stream)?))
+            }
+            Err(e) => Ok(Err(e)),
+        }
     }
 
+    /// Backends need not say in advance: the data is gathered to count it (a failure to gather
+    /// is reported by the consume that follows).
     async fn size(&mut self, this: Resource<IncomingValue>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&this)?.bytes.len() as u64)
+        let value = self.table.get_mut(&this)?;
+        let _ = value.gather().await;
+        Ok(value.gathered().len() as u64)
     }
 
     async fn drop(&mut self, this: Resource<IncomingValue>) -> wasmtime::Result<()> {
@@ -702,11 +519,11 @@ impl types::HostIncomingValue for BlobView<'_> {
 #[async_trait::async_trait]
 impl Plugin for BlobstorePlugin {
     fn id(&self) -> &str {
-        "blobstore"
+        self.backend.id()
     }
 
     fn imports(&self) -> Vec<InterfaceName> {
-        ["blobstore", "container", "types"]
+        INTERFACES
             .iter()
             .map(|i| {
                 InterfaceName::parse(&format!("wasi:blobstore/{i}@0.2.0-draft"))
@@ -716,13 +533,11 @@ impl Plugin for BlobstorePlugin {
     }
 
     async fn bind(&self, binding: &Binding) -> anyhow::Result<()> {
-        let BlobAccess(store) = self.access(&binding.config).await?;
-        self.stores.insert(&binding.component_id, store);
-        Ok(())
+        self.backend.bind(binding).await
     }
 
     async fn unbind(&self, component_id: &str) {
-        self.stores.remove(component_id);
+        self.backend.unbind(component_id).await;
     }
 
     fn add_to_linker(
@@ -734,13 +549,13 @@ impl Plugin for BlobstorePlugin {
             "blobstore" => blobstore::add_to_linker::<_, BlobData>(linker, view)?,
             "container" => container::add_to_linker::<_, BlobData>(linker, view)?,
             "types" => types::add_to_linker::<_, BlobData>(linker, view)?,
-            other => anyhow::bail!("the blobstore plugin does not serve `{other}`"),
+            other => anyhow::bail!("blobstore does not serve `{other}`"),
         }
         Ok(())
     }
 
     fn prepare(&self, component_id: &str, extensions: &mut Extensions) -> anyhow::Result<()> {
-        extensions.insert(BlobState(self.stores.get(component_id)));
+        extensions.insert(BlobState(self.backend.store(component_id)));
         Ok(())
     }
 }

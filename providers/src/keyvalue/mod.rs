@@ -118,18 +118,18 @@ pub struct KeyvaluePlugin {
 }
 
 impl KeyvaluePlugin {
-    pub fn new(backend: Arc<dyn KeyvalueBackend>) -> Self {
+    pub fn with_backend(backend: Arc<dyn KeyvalueBackend>) -> Self {
         Self { backend }
     }
 
     /// The built-in with only the in-memory buckets.
     pub fn memory_only() -> Self {
-        Self::new(Arc::new(BuiltinKeyvalue::memory_only()))
+        Self::with_backend(Arc::new(BuiltinKeyvalue::memory_only()))
     }
 
     /// The built-in with in-memory buckets and `nats` buckets on `client`'s JetStream.
     pub fn with_nats(client: async_nats::Client) -> Self {
-        Self::new(Arc::new(BuiltinKeyvalue::with_nats(client)))
+        Self::with_backend(Arc::new(BuiltinKeyvalue::with_nats(client)))
     }
 }
 

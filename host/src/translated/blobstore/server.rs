@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt as _};
 use tokio::task::JoinSet;
-use trellis_providers::BlobstorePlugin;
+use trellis_providers::blobstore::BuiltinBlobstore;
 use trellis_providers::blobstore::{BlobAccess, BlobError, MAX_OBJECT_BYTES, Meta, ObjectId};
 use wit_bindgen_wrpc::bytes::{Bytes, BytesMut};
 use wrpc_transport_nats::NatsContext;
@@ -81,7 +81,7 @@ struct BlobHandler {
     /// Weak: the provider's server lives in the host state, and must not keep it alive.
     state: Weak<HostState>,
     provider: Arc<str>,
-    plugin: Arc<BlobstorePlugin>,
+    plugin: Arc<BuiltinBlobstore>,
     /// How long a write may wait for its next piece of data before it is abandoned.
     idle: Duration,
     /// What each link config reaches, kept so that a call opens no store.
