@@ -113,6 +113,25 @@ impl RemoteStore {
     }
 }
 
+/// The same call on both versions: `$v` names `v2`, then (when nobody answers that) `v1`.
+macro_rules! on_both_versions {
+    ($store:expr, $caller:expr, |$c:ident, $cx:ident, $v:ident| $call:expr) => {
+        $store
+            .call(
+                $caller,
+                |$c, $cx| async move {
+                    use v2 as $v;
+                    $call
+                },
+                |$c, $cx| async move {
+                    use v1 as $v;
+                    $call
+                },
+            )
+            .await
+    };
+}
+
 fn wire(id: &ObjectId) -> WireObjectId {
     WireObjectId {
         container: id.container.clone(),
@@ -123,31 +142,19 @@ fn wire(id: &ObjectId) -> WireObjectId {
 #[async_trait::async_trait]
 impl BlobStore for RemoteStore {
     async fn create_container(&self, caller: &RemoteCall, name: &str) -> Result<(), String> {
-        self.call(
-            caller,
-            |c, cx| async move { v2::create_container(&c, cx, name).await },
-            |c, cx| async move { v1::create_container(&c, cx, name).await },
+        on_both_versions!(self, caller, |c, cx, api| api::create_container(
+            &c, cx, name
         )
-        .await
+        .await)
     }
 
     /// The target's container info; its size is not told.
     async fn container_info(&self, caller: &RemoteCall, name: &str) -> Result<Meta, String> {
-        let created_at = self
-            .call(
-                caller,
-                |c, cx| async move {
-                    Ok(v2::get_container_info(&c, cx, name)
-                        .await?
-                        .map(|info| info.created_at))
-                },
-                |c, cx| async move {
-                    Ok(v1::get_container_info(&c, cx, name)
-                        .await?
-                        .map(|info| info.created_at))
-                },
-            )
-            .await?;
+        let created_at = on_both_versions!(self, caller, |c, cx, api| Ok(
+            api::get_container_info(&c, cx, name)
+                .await?
+                .map(|info| info.created_at)
+        ))?;
         Ok(Meta {
             created_at,
             size: 0,
@@ -155,21 +162,17 @@ impl BlobStore for RemoteStore {
     }
 
     async fn delete_container(&self, caller: &RemoteCall, name: &str) -> Result<(), String> {
-        self.call(
-            caller,
-            |c, cx| async move { v2::delete_container(&c, cx, name).await },
-            |c, cx| async move { v1::delete_container(&c, cx, name).await },
+        on_both_versions!(self, caller, |c, cx, api| api::delete_container(
+            &c, cx, name
         )
-        .await
+        .await)
     }
 
     async fn container_exists(&self, caller: &RemoteCall, name: &str) -> Result<bool, String> {
-        self.call(
-            caller,
-            |c, cx| async move { v2::container_exists(&c, cx, name).await },
-            |c, cx| async move { v1::container_exists(&c, cx, name).await },
+        on_both_versions!(self, caller, |c, cx, api| api::container_exists(
+            &c, cx, name
         )
-        .await
+        .await)
     }
 
     async fn copy_object(
@@ -179,12 +182,10 @@ impl BlobStore for RemoteStore {
         dest: &ObjectId,
     ) -> Result<(), String> {
         let (src, dest) = (&wire(src), &wire(dest));
-        self.call(
-            caller,
-            |c, cx| async move { v2::copy_object(&c, cx, src, dest).await },
-            |c, cx| async move { v1::copy_object(&c, cx, src, dest).await },
+        on_both_versions!(self, caller, |c, cx, api| api::copy_object(
+            &c, cx, src, dest
         )
-        .await
+        .await)
     }
 
     async fn move_object(
@@ -194,12 +195,10 @@ impl BlobStore for RemoteStore {
         dest: &ObjectId,
     ) -> Result<(), String> {
         let (src, dest) = (&wire(src), &wire(dest));
-        self.call(
-            caller,
-            |c, cx| async move { v2::move_object(&c, cx, src, dest).await },
-            |c, cx| async move { v1::move_object(&c, cx, src, dest).await },
+        on_both_versions!(self, caller, |c, cx, api| api::move_object(
+            &c, cx, src, dest
         )
-        .await
+        .await)
     }
 
     async fn get_data(
@@ -292,12 +291,8 @@ impl BlobStore for RemoteStore {
 
     async fn delete_object(&self, caller: &RemoteCall, id: &ObjectId) -> Result<(), String> {
         let id = &wire(id);
-        self.call(
-            caller,
-            |c, cx| async move { v2::delete_object(&c, cx, id).await },
-            |c, cx| async move { v1::delete_object(&c, cx, id).await },
-        )
-        .await
+        on_both_versions!(self, caller, |c, cx, api| api::delete_object(&c, cx, id)
+            .await)
     }
 
     async fn delete_objects(
@@ -308,52 +303,32 @@ impl BlobStore for RemoteStore {
     ) -> Result<(), String> {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let names = &names;
-        self.call(
-            caller,
-            |c, cx| async move { v2::delete_objects(&c, cx, container, names).await },
-            |c, cx| async move { v1::delete_objects(&c, cx, container, names).await },
+        on_both_versions!(self, caller, |c, cx, api| api::delete_objects(
+            &c, cx, container, names
         )
-        .await
+        .await)
     }
 
     async fn has_object(&self, caller: &RemoteCall, id: &ObjectId) -> Result<bool, String> {
         let id = &wire(id);
-        self.call(
-            caller,
-            |c, cx| async move { v2::has_object(&c, cx, id).await },
-            |c, cx| async move { v1::has_object(&c, cx, id).await },
-        )
-        .await
+        on_both_versions!(self, caller, |c, cx, api| api::has_object(&c, cx, id).await)
     }
 
     async fn object_info(&self, caller: &RemoteCall, id: &ObjectId) -> Result<Meta, String> {
         let id = &wire(id);
-        self.call(
-            caller,
-            |c, cx| async move {
-                let info = v2::get_object_info(&c, cx, id).await?;
-                Ok(info.map(|info| Meta {
-                    created_at: info.created_at,
-                    size: info.size,
-                }))
-            },
-            |c, cx| async move {
-                let info = v1::get_object_info(&c, cx, id).await?;
-                Ok(info.map(|info| Meta {
-                    created_at: info.created_at,
-                    size: info.size,
-                }))
-            },
-        )
-        .await
+        on_both_versions!(self, caller, |c, cx, api| {
+            let info = api::get_object_info(&c, cx, id).await?;
+            Ok(info.map(|info| Meta {
+                created_at: info.created_at,
+                size: info.size,
+            }))
+        })
     }
 
     async fn clear(&self, caller: &RemoteCall, container: &str) -> Result<(), String> {
-        self.call(
-            caller,
-            |c, cx| async move { v2::clear_container(&c, cx, container).await },
-            |c, cx| async move { v1::clear_container(&c, cx, container).await },
+        on_both_versions!(self, caller, |c, cx, api| api::clear_container(
+            &c, cx, container
         )
-        .await
+        .await)
     }
 }
