@@ -1,7 +1,7 @@
 //! The one loop that keeps this host in line with the lattice state.
 //!
 //! Whenever links, named config, the built-in providers or the components running here change,
-//! [`run`] derives what each component should have ([`derive`], a pure function of a read-only
+//! [`run`] derives what each component should have ([`mod@derive`], a pure function of a read-only
 //! view of the state) and applies the difference to what it has:
 //! - links whose target moved or changed → the runtime re-links the component (in-process when
 //!   the target runs here, over wRPC otherwise);
