@@ -64,7 +64,7 @@ pub async fn start_host(
     lattice: &str,
     role: &str,
 ) -> HostProcess {
-    let mut child = Command::new(&build.binary)
+    let child = Command::new(&build.binary)
         .args(["host", "--nats-url", url, "--lattice", lattice])
         .args(["--label", &format!("role={role}")])
         .env("RUST_LOG", "warn")
@@ -72,6 +72,11 @@ pub async fn start_host(
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", build.binary.display()));
+    // Owned from here on: whatever happens, the process is killed and reaped.
+    let mut host = HostProcess {
+        child,
+        id: String::new(),
+    };
     let started = Instant::now();
     loop {
         if let Some(id) = ping(nats, lattice)
@@ -81,13 +86,10 @@ pub async fn start_host(
                 (labels.get("role").map(String::as_str) == Some(role)).then_some(id)
             })
         {
-            return HostProcess { child, id };
+            host.id = id;
+            return host;
         }
-        if started.elapsed() > WAIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the {role} host never answered");
-        }
+        assert!(started.elapsed() < WAIT, "the {role} host never answered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
