@@ -142,20 +142,20 @@ impl RemoteInvoker for Lattice {
         instance: &str,
         func: &str,
         params: Bytes,
-        paths: Vec<Vec<Option<usize>>>,
     ) -> RemoteInvocation {
         let lattice = self.clone();
         let (instance, func) = (instance.to_string(), func.to_string());
         Box::pin(async move {
             let (target, headers) = lattice.route(&call, &instance)?;
             let client = lattice.client(&target).await?;
+            // No async values cross, so there are no result paths to subscribe.
+            let no_async_results: [[Option<usize>; 0]; 0] = [];
             let (outgoing, incoming) = client
-                .invoke(Some(headers), &instance, &func, params, paths)
+                .invoke(Some(headers), &instance, &func, params, no_async_results)
                 .await?;
-            Ok((
-                RemoteOutgoing(Box::new(outgoing)),
-                RemoteIncoming(Box::new(incoming)),
-            ))
+            let outgoing: RemoteOutgoing = Box::new(outgoing);
+            let incoming: RemoteIncoming = Box::new(incoming);
+            Ok((outgoing, incoming))
         })
     }
 

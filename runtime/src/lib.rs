@@ -38,8 +38,7 @@ pub use link_names::LinkSelection;
 pub use linking::{ImportFallback, ImportRoute, LinkSource, LinkTable};
 pub use plugin::{Binding, Plugin};
 pub use remote::{
-    IncomingStream, OutgoingStream, RemoteCall, RemoteIncoming, RemoteInvocation, RemoteInvoker,
-    RemoteOutgoing,
+    RemoteCall, RemoteIncoming, RemoteInvocation, RemoteInvoker, RemoteOutgoing, value,
 };
 pub use running::{ComponentHandle, InstanceStore};
 pub use runtime::{Runtime, RuntimeBuilder};

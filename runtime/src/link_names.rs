@@ -144,8 +144,7 @@ impl BusView<'_> {
             for interface in &interfaces {
                 if let Err(reason) =
                     remote
-                        .client
-                        .0
+                        .invoker
                         .check_link(&remote.call.caller, &name, interface)
                 {
                     return Ok(Err(reason));

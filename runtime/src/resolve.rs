@@ -19,9 +19,9 @@ use crate::ctx::InvocationCtx;
 use crate::error::StartError;
 use crate::interface::InterfaceName;
 use crate::link_names;
-use crate::linking::{self, ImportFallback, ImportRoute, Plug};
+use crate::linking::{self, ImportRoute, Plug};
 use crate::plugin::Plugin;
-use crate::remote::WrpcPolyfill;
+use crate::remote::polyfill;
 use crate::running::Linked;
 use crate::runtime::Inner;
 use crate::wasi;
@@ -245,10 +245,9 @@ fn link_elsewhere(
         return Ok(ImportRoute::Fallback);
     }
     if inner.remote.is_some()
-        && WrpcPolyfill
-            .link(engine, linker, id, import, item)
-            .map_err(|e| fail(e, "to the lattice"))?
+        && let ComponentItem::ComponentInstance(instance) = item
     {
+        polyfill::link(engine, linker, import, instance).map_err(|e| fail(e, "to the lattice"))?;
         return Ok(ImportRoute::Remote);
     }
     Err(StartError::UnresolvedImport {

@@ -1,19 +1,18 @@
 //! A component that serves invocations: its current linking, its concurrency limit, and the
 //! per-invocation store (fresh instance, budget applied, plugins prepared).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::Semaphore;
+use wasmtime::AsContextMut as _;
 use wasmtime::Store;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Func, InstancePre, Type, Val};
-use wrpc_runtime_wasmtime::CallError;
-use wrpc_transport::Index;
 
 use crate::budget::{self, Budget, BudgetExceeded};
 use crate::component::LoadedComponent;
@@ -22,7 +21,7 @@ use crate::engine::Engine;
 use crate::error::InvokeError;
 use crate::linking::ImportRoute;
 use crate::plugin::Plugin;
-use crate::remote::{Remote, RemoteCall, RemoteCtx};
+use crate::remote::{RemoteCall, RemoteCtx, RemoteInvoker, value};
 use crate::wasi::{self, ResolvedMount, WasiGrants};
 use crate::workload::WorkloadComponent;
 
@@ -61,7 +60,7 @@ pub(crate) struct RunningComponent {
     grants: WasiGrants,
     mounts: Vec<ResolvedMount>,
     engine: Engine,
-    remote: Option<Remote>,
+    remote: Option<Arc<dyn RemoteInvoker>>,
     /// Invocations that got an instance, from the host or from the lattice.
     invocations: AtomicU64,
 }
@@ -191,18 +190,19 @@ impl ComponentHandle {
         functions
     }
 
-    /// Serves one wRPC invocation of `instance`.`function`: reads the parameters from `rx`, runs
-    /// a fresh instance under the component's budget, writes the results to `tx`.
+    /// Serves one wRPC invocation of `instance`.`function`: reads the parameters from `rx` as
+    /// they arrive, runs a fresh instance under the component's budget, writes the results to
+    /// `tx` and ends it (a failure ends it with no results: wRPC has no error channel).
     pub async fn serve_invocation<I, O>(
         &self,
         instance: &str,
         function: &str,
-        rx: I,
-        tx: O,
+        mut rx: I,
+        mut tx: O,
     ) -> Result<(), InvokeError>
     where
-        I: AsyncRead + Index<I> + Send + Sync + Unpin + 'static,
-        O: AsyncWrite + Index<O> + Send + Sync + Unpin + 'static,
+        I: AsyncRead + Send + Unpin,
+        O: AsyncWrite + Send + Unpin,
     {
         let component = &self.0;
         let budget = component.budget;
@@ -216,25 +216,24 @@ impl ComponentHandle {
             let func = component.lookup(&linked, &mut store, &guest, instance, function)?;
             let ty = func.ty(&store);
             let params: Vec<Type> = ty.params().map(|(_, ty)| ty).collect();
-            let results: Vec<Type> = ty.results().collect();
-            let no_resources = HashMap::new();
-            match wrpc_runtime_wasmtime::call(
-                &mut store,
-                rx,
-                tx,
-                &[],
-                &no_resources,
-                &[],
-                params.iter(),
-                &results,
-                func,
-            )
-            .await
-            {
-                Ok(()) => Ok(()),
-                Err(CallError::Call(trap)) => Err(trap),
-                Err(other) => Err(wasmtime::Error::msg(other.to_string())),
+            let result_types: Vec<Type> = ty.results().collect();
+            let params = value::read(&mut rx, &params)
+                .await
+                .map_err(|e| wasmtime::format_err!("reading the parameters: {e}"))?;
+            let mut results = vec![Val::Bool(false); result_types.len()];
+            func.call_async(&mut store, &params, &mut results).await?;
+            let mut encoded = BytesMut::new();
+            for (result, ty) in results.iter().zip(&result_types) {
+                value::encode(&mut store.as_context_mut(), result, ty, &mut encoded)
+                    .map_err(|e| wasmtime::format_err!("encoding the results: {e}"))?;
             }
+            let sent = async {
+                tx.write_all(&encoded).await?;
+                tx.flush().await?;
+                tx.shutdown().await
+            };
+            sent.await
+                .map_err(|e| wasmtime::format_err!("sending the results: {e}"))
         };
         component
             .run_with_deadline(call, &budget)
@@ -244,7 +243,7 @@ impl ComponentHandle {
 }
 
 /// Whether a value of `ty` carries a resource handle anywhere inside.
-fn mentions_resource(ty: &Type) -> bool {
+pub(crate) fn mentions_resource(ty: &Type) -> bool {
     match ty {
         Type::Own(_) | Type::Borrow(_) => true,
         Type::List(list) => mentions_resource(&list.ty()),
@@ -272,7 +271,7 @@ impl RunningComponent {
         linked: Linked,
         mounts: Vec<ResolvedMount>,
         engine: Engine,
-        remote: Option<Remote>,
+        remote: Option<Arc<dyn RemoteInvoker>>,
     ) -> Self {
         Self {
             id: spec.id.as_str().into(),
@@ -339,13 +338,12 @@ impl RunningComponent {
             table: Default::default(),
             memory: Default::default(),
             extensions,
-            remote: self.remote.clone().map(|client| RemoteCtx {
-                client,
+            remote: self.remote.clone().map(|invoker| RemoteCtx {
+                invoker,
                 call: RemoteCall {
                     caller: self.id.clone(),
                     selection: Default::default(),
                 },
-                shared: Default::default(),
             }),
         };
         let mut store = Store::new(self.engine.wasmtime(), ctx);

@@ -19,7 +19,7 @@ use crate::error::{InvokeError, StartError};
 use crate::lifecycle::Lifecycle;
 use crate::linking::{ImportFallback, ImportRoute, LinkSource, LinkTable};
 use crate::plugin::Plugin;
-use crate::remote::{Remote, RemoteInvoker};
+use crate::remote::RemoteInvoker;
 use crate::running::{ComponentHandle, RunningComponent};
 use crate::workload::HostInterface;
 
@@ -101,7 +101,7 @@ impl RuntimeBuilder {
             engine,
             plugins: self.plugins,
             fallback: self.fallback,
-            remote: self.remote.map(Remote),
+            remote: self.remote,
             links,
             in_process_links: self.in_process_links,
             started: Instant::now(),
@@ -137,7 +137,7 @@ pub(crate) struct Inner {
     pub engine: Engine,
     pub plugins: Vec<Arc<dyn Plugin>>,
     pub fallback: Option<Arc<dyn ImportFallback>>,
-    pub remote: Option<Remote>,
+    pub remote: Option<Arc<dyn RemoteInvoker>>,
     pub links: Links,
     pub in_process_links: bool,
     pub started: Instant,
