@@ -13,12 +13,20 @@ use std::sync::{Arc, Mutex};
 use hyper::{Request, Response};
 use trellis_runtime::{ComponentHandle, InstanceStore, InvocationCtx, RemoteCall};
 use wasmtime::component::Linker;
-use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
-use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
-use wasmtime_wasi_http::p2::{HttpResult, WasiHttp, WasiHttpCtxView, WasiHttpHooks};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttp, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+};
+
+/// What drives a response's body once its head has arrived (wasmtime-wasi-http runs it).
+pub type IoFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
+
+/// A request on its way: the response head, and what drives its body.
+pub type SendFuture = Box<
+    dyn Future<Output = wasmtime_wasi_http::Result<(hyper::Response<WasiBody>, IoFuture)>> + Send,
+>;
 
 /// Hosts a component may reach with `wasi:http/outgoing-handler`: `host` (any port) or
 /// `host:port`. Empty means nothing may be reached.
@@ -59,21 +67,18 @@ pub trait OutgoingSender: Send + Sync + 'static {
     fn send(
         &self,
         caller: Option<&RemoteCall>,
-        request: hyper::Request<HyperOutgoingBody>,
-        config: OutgoingRequestConfig,
-    ) -> HttpResult<HostFutureIncomingResponse>;
+        request: hyper::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> SendFuture;
 }
 
 impl AllowedHosts {
     /// `http-request-denied` unless `request`'s authority is allowed.
-    pub fn check(
-        &self,
-        request: &hyper::Request<HyperOutgoingBody>,
-        use_tls: bool,
-    ) -> Result<(), ErrorCode> {
+    pub fn check<B>(&self, request: &hyper::Request<B>) -> Result<(), ErrorCode> {
         let Some(authority) = request.uri().authority() else {
             return Err(ErrorCode::HttpRequestUriInvalid);
         };
+        let use_tls = request.uri().scheme_str() == Some("https");
         let port = authority
             .port_u16()
             .unwrap_or(if use_tls { 443 } else { 80 });
@@ -95,13 +100,16 @@ impl OutgoingSender for AllowedHosts {
     fn send(
         &self,
         _caller: Option<&RemoteCall>,
-        request: hyper::Request<HyperOutgoingBody>,
-        config: OutgoingRequestConfig,
-    ) -> HttpResult<HostFutureIncomingResponse> {
-        self.check(&request, config.use_tls)?;
-        Ok(wasmtime_wasi_http::p2::default_send_request(
-            request, config,
-        ))
+        request: hyper::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> SendFuture {
+        let checked = self.check(&request);
+        Box::new(async move {
+            checked.map_err(wasmtime_wasi_http::Error::from)?;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let io: IoFuture = Box::new(io);
+            Ok((response.map(http_body_util::BodyExt::boxed_unsync), io))
+        })
     }
 }
 
@@ -115,10 +123,11 @@ struct Hooks {
 impl WasiHttpHooks for Hooks {
     fn send_request(
         &mut self,
-        request: hyper::Request<HyperOutgoingBody>,
-        config: OutgoingRequestConfig,
-    ) -> HttpResult<HostFutureIncomingResponse> {
-        self.sender.send(self.caller.as_ref(), request, config)
+        request: hyper::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _outcome: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        self.sender.send(self.caller.as_ref(), request, options)
     }
 }
 

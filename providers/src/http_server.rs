@@ -395,10 +395,7 @@ async fn dispatch(routes: &Routes, request: Request<Incoming>) -> Response<Hyper
     let Some((component, target)) = target else {
         return short(StatusCode::NOT_FOUND, "no route\n");
     };
-    let request = request.map(|body| {
-        body.map_err(wasmtime_wasi_http::p2::hyper_request_error)
-            .boxed_unsync()
-    });
+    let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
     let response = match target {
         Target::Local(handle, pool) => {
             http::handle_request(handle, pool, Scheme::Http, request).await

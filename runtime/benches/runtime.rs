@@ -78,7 +78,7 @@ impl ImportFallback for DynamicForwarder {
         };
         let mut instance = linker.instance(import)?;
         for (name, item) in instance_ty.exports(engine) {
-            match item {
+            match item.ty {
                 // The benchmark does not call the resource; it only has to link.
                 ComponentItem::Resource(_) => {
                     instance.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?

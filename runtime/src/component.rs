@@ -78,12 +78,12 @@ impl LoadedComponent {
         let mut exports = Vec::new();
         let mut root = Vec::new();
         for (name, item) in ty.exports(wasm) {
-            match item {
+            match item.ty {
                 ComponentItem::ComponentInstance(instance) => exports.push((
                     name.to_string(),
                     instance
                         .exports(wasm)
-                        .filter(|(_, item)| matches!(item, ComponentItem::ComponentFunc(_)))
+                        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
                         .map(|(func, _)| func.to_string())
                         .collect(),
                 )),

@@ -179,7 +179,7 @@ fn link(
     let imports: Vec<(String, ComponentItem)> = component
         .component_type()
         .imports(engine.wasmtime())
-        .map(|(name, item)| (name.to_string(), item))
+        .map(|(name, item)| (name.to_string(), item.ty))
         .collect();
     for (import, item) in &imports {
         let name = InterfaceName::parse(import);

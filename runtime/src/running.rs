@@ -247,6 +247,8 @@ pub(crate) fn mentions_resource(ty: &Type) -> bool {
     match ty {
         Type::Own(_) | Type::Borrow(_) => true,
         Type::List(list) => mentions_resource(&list.ty()),
+        Type::FixedLengthList(list) => mentions_resource(&list.ty()),
+        Type::Map(map) => mentions_resource(&map.key()) || mentions_resource(&map.value()),
         Type::Record(record) => record.fields().any(|field| mentions_resource(&field.ty)),
         Type::Tuple(tuple) => tuple.types().any(|ty| mentions_resource(&ty)),
         Type::Variant(variant) => variant

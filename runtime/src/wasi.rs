@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use crate::interface::InterfaceName;
 
@@ -82,16 +82,20 @@ fn base_builder(grants: &WasiGrants, mounts: &[ResolvedMount]) -> anyhow::Result
         builder.inherit_stderr();
     }
     if grants.network {
-        builder.inherit_network().allow_ip_name_lookup(true);
+        builder
+            .inherit_network()
+            .allow_ip_name_lookup(true)
+            .allow_tcp(true)
+            .allow_udp(true);
     }
     for mount in mounts {
-        let (dir_perms, file_perms) = if mount.read_only {
-            (DirPerms::READ, FilePerms::READ)
+        let perms = if mount.read_only {
+            FsPerms::ReadOnly
         } else {
-            (DirPerms::all(), FilePerms::all())
+            FsPerms::ReadWrite
         };
         builder
-            .preopened_dir(&mount.host_path, &mount.guest_path, dir_perms, file_perms)
+            .preopened_dir(&mount.host_path, &mount.guest_path, perms)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(

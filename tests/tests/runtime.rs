@@ -120,7 +120,7 @@ impl ImportFallback for TestFallback {
         }
         for (name, item) in instance_ty.exports(engine) {
             let what = format!("{import}#{name}");
-            match item {
+            match item.ty {
                 ComponentItem::Resource(_) => {
                     instance.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?
                 }

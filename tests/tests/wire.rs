@@ -140,12 +140,12 @@ fn wasmtime_type(engine: &Engine, ty: impl FnOnce(&mut Wat) -> String) -> Type {
         wat.defs
     );
     let component = Component::new(engine, &text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
-    let (_, item) = component
-        .component_type()
+    let component_type = component.component_type();
+    let (_, item) = component_type
         .imports(engine)
         .find(|(name, _)| *name == "f")
         .unwrap();
-    let ComponentItem::ComponentFunc(func) = item else {
+    let ComponentItem::ComponentFunc(func) = item.ty else {
         panic!("not a function");
     };
     func.params().next().unwrap().1

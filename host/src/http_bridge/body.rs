@@ -9,8 +9,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use http_body::Frame;
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, StreamBody};
+use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 
 use super::convert::{fields_from_headers, headers_from_fields};
@@ -20,7 +20,7 @@ use crate::wrpc_http::wrpc::http::types::Fields;
 const CHUNKS_IN_FLIGHT: usize = 16;
 
 /// A body as wasmtime-wasi-http (and hyper) hand them over.
-pub type Body = UnsyncBoxBody<Bytes, ErrorCode>;
+pub type Body = WasiBody;
 
 /// A `stream<u8>` of the bindings.
 pub type WireStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -36,7 +36,7 @@ pub fn from_wire(data: WireStream, trailers: WireTrailers) -> Body {
             Ok(headers) => Some(Ok(Frame::trailers(headers))),
             Err(error) => {
                 tracing::debug!("dropping wRPC HTTP trailers: {error}");
-                Some(Err(ErrorCode::HttpProtocolError))
+                Some(Err(ErrorCode::HttpProtocolError.into()))
             }
         }
     });

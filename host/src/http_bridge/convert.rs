@@ -178,3 +178,101 @@ mod tests {
         assert_eq!(format!("{back:?}"), format!("{code:?}"));
     }
 }
+
+/// wasmtime-wasi-http's error as the `error-code` a guest (or a wRPC peer) sees: its codes map
+/// one to one; transport failures become the code wasmtime-wasi-http gives a guest for them.
+pub fn http_error_to_code(error: wasmtime_wasi_http::Error) -> wasi::ErrorCode {
+    use wasi::{DnsErrorPayload, FieldSizePayload, TlsAlertReceivedPayload};
+    use wasmtime_wasi_http::Error;
+    let field = |field_name, field_size| FieldSizePayload {
+        field_name,
+        field_size,
+    };
+    match error {
+        Error::Hyper(error) => wasmtime_wasi_http::p2::hyper_response_error(error),
+        Error::Connect(error) if error.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            wasi::ErrorCode::DnsError(DnsErrorPayload {
+                rcode: Some("address not available".into()),
+                info_code: Some(0),
+            })
+        }
+        Error::Connect(_) => wasi::ErrorCode::ConnectionRefused,
+        Error::Tls(_) => wasi::ErrorCode::TlsProtocolError,
+        Error::InvalidDnsNameError(_) => wasi::ErrorCode::DnsError(DnsErrorPayload {
+            rcode: Some("invalid dns name".into()),
+            info_code: Some(0),
+        }),
+        Error::HttpRequestBodySize(size) => wasi::ErrorCode::HttpRequestBodySize(size),
+        Error::DnsTimeout => wasi::ErrorCode::DnsTimeout,
+        Error::DnsError { rcode, info_code } => {
+            wasi::ErrorCode::DnsError(DnsErrorPayload { rcode, info_code })
+        }
+        Error::DestinationNotFound => wasi::ErrorCode::DestinationNotFound,
+        Error::DestinationUnavailable => wasi::ErrorCode::DestinationUnavailable,
+        Error::DestinationIpProhibited => wasi::ErrorCode::DestinationIpProhibited,
+        Error::DestinationIpUnroutable => wasi::ErrorCode::DestinationIpUnroutable,
+        Error::ConnectionRefused => wasi::ErrorCode::ConnectionRefused,
+        Error::ConnectionTerminated => wasi::ErrorCode::ConnectionTerminated,
+        Error::ConnectionTimeout => wasi::ErrorCode::ConnectionTimeout,
+        Error::ConnectionReadTimeout => wasi::ErrorCode::ConnectionReadTimeout,
+        Error::ConnectionWriteTimeout => wasi::ErrorCode::ConnectionWriteTimeout,
+        Error::ConnectionLimitReached => wasi::ErrorCode::ConnectionLimitReached,
+        Error::TlsProtocolError => wasi::ErrorCode::TlsProtocolError,
+        Error::TlsCertificateError => wasi::ErrorCode::TlsCertificateError,
+        Error::TlsAlertReceived {
+            alert_id,
+            alert_message,
+        } => wasi::ErrorCode::TlsAlertReceived(TlsAlertReceivedPayload {
+            alert_id,
+            alert_message,
+        }),
+        Error::HttpRequestDenied => wasi::ErrorCode::HttpRequestDenied,
+        Error::HttpRequestLengthRequired => wasi::ErrorCode::HttpRequestLengthRequired,
+        Error::HttpRequestMethodInvalid => wasi::ErrorCode::HttpRequestMethodInvalid,
+        Error::HttpRequestUriInvalid => wasi::ErrorCode::HttpRequestUriInvalid,
+        Error::HttpRequestUriTooLong => wasi::ErrorCode::HttpRequestUriTooLong,
+        Error::HttpRequestHeaderSectionSize(size) => {
+            wasi::ErrorCode::HttpRequestHeaderSectionSize(size)
+        }
+        Error::HttpRequestHeaderSize {
+            field_name,
+            field_size,
+        } => wasi::ErrorCode::HttpRequestHeaderSize(Some(field(field_name, field_size))),
+        Error::HttpRequestTrailerSectionSize(size) => {
+            wasi::ErrorCode::HttpRequestTrailerSectionSize(size)
+        }
+        Error::HttpRequestTrailerSize {
+            field_name,
+            field_size,
+        } => wasi::ErrorCode::HttpRequestTrailerSize(field(field_name, field_size)),
+        Error::HttpResponseIncomplete => wasi::ErrorCode::HttpResponseIncomplete,
+        Error::HttpResponseHeaderSectionSize(size) => {
+            wasi::ErrorCode::HttpResponseHeaderSectionSize(size)
+        }
+        Error::HttpResponseHeaderSize {
+            field_name,
+            field_size,
+        } => wasi::ErrorCode::HttpResponseHeaderSize(field(field_name, field_size)),
+        Error::HttpResponseBodySize(size) => wasi::ErrorCode::HttpResponseBodySize(size),
+        Error::HttpResponseTrailerSectionSize(size) => {
+            wasi::ErrorCode::HttpResponseTrailerSectionSize(size)
+        }
+        Error::HttpResponseTrailerSize {
+            field_name,
+            field_size,
+        } => wasi::ErrorCode::HttpResponseTrailerSize(field(field_name, field_size)),
+        Error::HttpResponseTransferCoding(coding) => {
+            wasi::ErrorCode::HttpResponseTransferCoding(coding)
+        }
+        Error::HttpResponseContentCoding(coding) => {
+            wasi::ErrorCode::HttpResponseContentCoding(coding)
+        }
+        Error::HttpResponseTimeout => wasi::ErrorCode::HttpResponseTimeout,
+        Error::HttpUpgradeFailed => wasi::ErrorCode::HttpUpgradeFailed,
+        Error::HttpProtocolError => wasi::ErrorCode::HttpProtocolError,
+        Error::LoopDetected => wasi::ErrorCode::LoopDetected,
+        Error::ConfigurationError => wasi::ErrorCode::ConfigurationError,
+        Error::InternalError(message) => wasi::ErrorCode::InternalError(message),
+        other => wasi::ErrorCode::InternalError(Some(other.to_string())),
+    }
+}

@@ -33,7 +33,7 @@ pub(crate) fn link(
         anyhow::Error::from(e).context(format!("defining `{import}` in the linker"))
     })?;
     for (name, item) in instance.exports(engine) {
-        match item {
+        match item.ty {
             ComponentItem::ComponentFunc(func) => link_function(&mut linked, import, name, &func)?,
             ComponentItem::Resource(_) => {
                 // Handles only travel: dropping one sends nothing, as on a wasmCloud host.

@@ -11,7 +11,7 @@
 //! - a resource of an instance imported over the lattice is its opaque handle bytes,
 //!   length-prefixed.
 //!
-//! `future`, `stream`, `error-context` and maps have no encoding here (wasmCloud sends none of
+//! `future`, `stream`, `error-context`, maps and fixed-length lists have no encoding here (wasmCloud sends none of
 //! them as dynamic values either) and are refused with an error naming the type.
 
 use std::fmt;
@@ -213,6 +213,7 @@ fn unsupported(ty: &Type) -> Option<ValueError> {
         Type::Stream(_) => "stream",
         Type::ErrorContext => "error-context",
         Type::Map(_) => "map",
+        Type::FixedLengthList(_) => "fixed-length list",
         _ => return None,
     };
     Some(ValueError::Unsupported(name))
@@ -235,6 +236,7 @@ fn describe(ty: &Type) -> &'static str {
         Type::Char => "char",
         Type::String => "string",
         Type::List(_) => "list",
+        Type::FixedLengthList(_) => "fixed-length list",
         Type::Map(_) => "map",
         Type::Record(_) => "record",
         Type::Tuple(_) => "tuple",

@@ -9,16 +9,12 @@
 use std::sync::Arc;
 
 use trellis_providers::http::{
-    HttpState, OutgoingSender, add_outgoing_to_linker, add_types_to_linker,
+    HttpState, IoFuture, OutgoingSender, SendFuture, add_outgoing_to_linker, add_types_to_linker,
 };
 use trellis_runtime::{Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::Linker;
-use wasmtime_wasi_http::p2::HttpResult;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::p2::types::{
-    HostFutureIncomingResponse, IncomingResponse, OutgoingRequestConfig,
-};
+use wasmtime_wasi_http::{RequestOptions as HttpOptions, WasiBody};
 
 use super::INTERFACE;
 use crate::http_bridge::body;
@@ -84,20 +80,21 @@ impl OutgoingSender for LatticeSender {
     fn send(
         &self,
         caller: Option<&RemoteCall>,
-        request: http::Request<HyperOutgoingBody>,
-        config: OutgoingRequestConfig,
-    ) -> HttpResult<HostFutureIncomingResponse> {
+        request: http::Request<WasiBody>,
+        options: Option<HttpOptions>,
+    ) -> SendFuture {
         let internal = |message: String| ErrorCode::InternalError(Some(message));
-        let caller =
-            caller.ok_or_else(|| internal("this host has no lattice to send on".into()))?;
-        let (target, headers) = self
-            .lattice
-            .route(caller, INTERFACE)
-            .map_err(|error| internal(error.to_string()))?;
+        let route = caller
+            .ok_or_else(|| "this host has no lattice to send on".to_string())
+            .and_then(|caller| {
+                self.lattice
+                    .route(caller, INTERFACE)
+                    .map_err(|error| error.to_string())
+            });
         let lattice = self.lattice.clone();
-        let between_bytes_timeout = config.between_bytes_timeout;
-        let (request, options) = request_to_wire(request, &config);
-        let exchange = async move {
+        Box::new(async move {
+            let (target, headers) = route.map_err(internal)?;
+            let (request, options) = request_to_wire(request, options.as_ref());
             let timeout = lattice.timeout;
             let failed = |error: anyhow::Error| {
                 internal(format!(
@@ -112,32 +109,26 @@ impl OutgoingSender for LatticeSender {
             );
             let (result, io) = match answer.await {
                 Ok(Ok(answer)) => answer,
-                Ok(Err(error)) => return Err(failed(error)),
+                Ok(Err(error)) => return Err(failed(error).into()),
                 Err(_) => {
                     return Err(internal(format!(
                         "outgoing HTTP target `{target}` did not answer within {timeout:?}"
-                    )));
+                    ))
+                    .into());
                 }
             };
-            // Sends the request body and receives the response body; kept alive with the
-            // response (dropping the worker aborts it).
-            let worker = io.map(|io| {
-                wasmtime_wasi::runtime::spawn(async move {
-                    if let Err(error) = io.await {
-                        tracing::debug!(%target, "wRPC outgoing HTTP body transfer ended: {error:#}");
-                    }
-                })
-            });
             let response = response_from_wire(result.map_err(error_code_from_wire)?)?;
-            Ok(IncomingResponse {
-                resp: response,
-                worker,
-                between_bytes_timeout,
-            })
-        };
-        Ok(HostFutureIncomingResponse::pending(
-            wasmtime_wasi::runtime::spawn(async move { Ok(exchange.await) }),
-        ))
+            // Sends the request body and receives the response body.
+            let io: IoFuture = Box::new(async move {
+                if let Some(io) = io
+                    && let Err(error) = io.await
+                {
+                    tracing::debug!(%target, "wRPC outgoing HTTP body transfer ended: {error:#}");
+                }
+                Ok(())
+            });
+            Ok((response, io))
+        })
     }
 }
 
@@ -146,11 +137,14 @@ fn nanos(duration: std::time::Duration) -> Option<u64> {
     u64::try_from(duration.as_nanos()).ok()
 }
 
+/// The request as wasmCloud hosts send it to an http-client provider: the target from the
+/// URI's scheme and authority (wasmtime-wasi-http's `host` header is not sent again).
 fn request_to_wire(
-    request: http::Request<HyperOutgoingBody>,
-    config: &OutgoingRequestConfig,
+    request: http::Request<WasiBody>,
+    options: Option<&HttpOptions>,
 ) -> (Request, RequestOptions) {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    parts.headers.remove(http::header::HOST);
     let (body, trailers) = body::to_wire(body);
     let scheme = match parts.uri.scheme_str() {
         Some("https") => Scheme::Https,
@@ -166,10 +160,13 @@ fn request_to_wire(
         authority: parts.uri.authority().map(|a| a.to_string()),
         headers: fields_from_headers(&parts.headers),
     };
+    let timeout = |pick: fn(&HttpOptions) -> Option<std::time::Duration>| {
+        options.and_then(pick).and_then(nanos)
+    };
     let options = RequestOptions {
-        connect_timeout: nanos(config.connect_timeout),
-        first_byte_timeout: nanos(config.first_byte_timeout),
-        between_bytes_timeout: nanos(config.between_bytes_timeout),
+        connect_timeout: timeout(|o| o.connect_timeout),
+        first_byte_timeout: timeout(|o| o.first_byte_timeout),
+        between_bytes_timeout: timeout(|o| o.between_bytes_timeout),
     };
     (request, options)
 }

@@ -10,12 +10,13 @@ use std::sync::{Arc, Weak};
 
 use tokio::task::JoinSet;
 use trellis_providers::http_client::allowed_hosts;
-use wasmtime_wasi_http::p2::types::OutgoingRequestConfig;
+use wasmtime_wasi_http::RequestOptions as HttpOptions;
 use wrpc_transport_nats::NatsContext;
 
 use crate::http_bridge::body;
 use crate::http_bridge::convert::{
-    error_code_to_wire, fields_from_headers, headers_from_fields, method_to_http,
+    error_code_to_wire, fields_from_headers, headers_from_fields, http_error_to_code,
+    method_to_http,
 };
 use crate::state::HostState;
 use crate::translated::{accept_calls, caller_config, provider_server};
@@ -65,14 +66,22 @@ impl OutgoingHandler {
         let refused = |message: String| ErrorCode::InternalError(Some(message));
         let config = caller_config(&self.state, &self.provider, &cx, "http").map_err(refused)?;
         let allowed = allowed_hosts(&config).map_err(|error| refused(error.to_string()))?;
-        let (request, config) = request_from_wire(request, options)?;
-        allowed
-            .check(&request, config.use_tls)
-            .map_err(error_code_to_wire)?;
-        let response = wasmtime_wasi_http::p2::default_send_request_handler(request, config)
+        let (request, options) = request_from_wire(request, options)?;
+        allowed.check(&request).map_err(error_code_to_wire)?;
+        let failed = |error| error_code_to_wire(http_error_to_code(error));
+        let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options))
             .await
-            .map_err(error_code_to_wire)?;
-        Ok(response_to_wire(response))
+            .map_err(failed)?;
+        // Drives the connection after the head: the body arrives only while it runs.
+        let connection = wasmtime_wasi::runtime::spawn(async move {
+            if let Err(error) = io.await {
+                tracing::debug!("outgoing HTTP connection ended: {error}");
+            }
+        });
+        Ok(response_to_wire(
+            response.map(http_body_util::BodyExt::boxed_unsync),
+            connection,
+        ))
     }
 }
 
@@ -83,7 +92,7 @@ fn duration(nanos: Option<u64>, default: std::time::Duration) -> std::time::Dura
 fn request_from_wire(
     request: Request,
     options: Option<RequestOptions>,
-) -> Result<(http::Request<body::Body>, OutgoingRequestConfig), ErrorCode> {
+) -> Result<(http::Request<body::Body>, HttpOptions), ErrorCode> {
     let scheme = match &request.scheme {
         None | Some(Scheme::Http) => "http",
         Some(Scheme::Https) => "https",
@@ -107,26 +116,32 @@ fn request_from_wire(
     *converted.method_mut() = method;
     *converted.uri_mut() = uri;
     *converted.headers_mut() = headers;
+    if !converted.headers().contains_key(http::header::HOST) {
+        let host =
+            http::HeaderValue::from_str(authority).map_err(|_| ErrorCode::HttpRequestUriInvalid)?;
+        converted.headers_mut().insert(http::header::HOST, host);
+    }
     let options = options.unwrap_or(RequestOptions {
         connect_timeout: None,
         first_byte_timeout: None,
         between_bytes_timeout: None,
     });
-    let config = OutgoingRequestConfig {
-        use_tls: scheme == "https",
-        connect_timeout: duration(options.connect_timeout, DEFAULT_TIMEOUT),
-        first_byte_timeout: duration(options.first_byte_timeout, DEFAULT_TIMEOUT),
-        between_bytes_timeout: duration(options.between_bytes_timeout, DEFAULT_TIMEOUT),
+    let options = HttpOptions {
+        connect_timeout: Some(duration(options.connect_timeout, DEFAULT_TIMEOUT)),
+        first_byte_timeout: Some(duration(options.first_byte_timeout, DEFAULT_TIMEOUT)),
+        between_bytes_timeout: Some(duration(options.between_bytes_timeout, DEFAULT_TIMEOUT)),
     };
-    Ok((converted, config))
+    Ok((converted, options))
 }
 
-fn response_to_wire(response: wasmtime_wasi_http::p2::types::IncomingResponse) -> Response {
-    let (parts, body) = response.resp.into_parts();
-    // The connection task: dropping it aborts the transfer, so the body keeps it.
-    let worker = response.worker;
+fn response_to_wire(
+    response: http::Response<body::Body>,
+    connection: wasmtime_wasi::runtime::AbortOnDropJoinHandle<()>,
+) -> Response {
+    let (parts, body) = response.into_parts();
+    // Dropping the connection task aborts the transfer, so the body keeps it.
     let body = http_body_util::BodyExt::map_frame(body, move |frame| {
-        let _connection = &worker;
+        let _connection = &connection;
         frame
     });
     let (body, trailers) = body::to_wire(http_body_util::BodyExt::boxed_unsync(body));
