@@ -145,40 +145,6 @@ same_error_code! {
     optional_field_size: HttpRequestHeaderSize
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_keep_repeated_values_in_order() {
-        let fields: Fields = vec![
-            ("x-a".into(), vec![Bytes::from("1"), Bytes::from("2")]),
-            ("content-type".into(), vec![Bytes::from("text/plain")]),
-        ];
-        let headers = headers_from_fields(fields.clone()).unwrap();
-        assert_eq!(headers.get_all("x-a").iter().count(), 2);
-        assert_eq!(fields_from_headers(&headers), fields);
-        assert!(headers_from_fields(vec![("bad name".into(), vec![])]).is_err());
-    }
-
-    #[test]
-    fn methods_and_error_codes_round_trip() {
-        for method in [
-            http::Method::GET,
-            http::Method::PATCH,
-            "PURGE".parse().unwrap(),
-        ] {
-            assert_eq!(method_to_http(&method_from_http(&method)).unwrap(), method);
-        }
-        let code = wasi::ErrorCode::HttpRequestHeaderSize(Some(wasi::FieldSizePayload {
-            field_name: Some("x".into()),
-            field_size: Some(9),
-        }));
-        let back = error_code_from_wire(error_code_to_wire(code.clone()));
-        assert_eq!(format!("{back:?}"), format!("{code:?}"));
-    }
-}
-
 /// wasmtime-wasi-http's error as the `error-code` a guest (or a wRPC peer) sees: its codes map
 /// one to one; transport failures become the code wasmtime-wasi-http gives a guest for them.
 pub fn http_error_to_code(error: wasmtime_wasi_http::Error) -> wasi::ErrorCode {
@@ -274,5 +240,39 @@ pub fn http_error_to_code(error: wasmtime_wasi_http::Error) -> wasi::ErrorCode {
         Error::ConfigurationError => wasi::ErrorCode::ConfigurationError,
         Error::InternalError(message) => wasi::ErrorCode::InternalError(message),
         other => wasi::ErrorCode::InternalError(Some(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_keep_repeated_values_in_order() {
+        let fields: Fields = vec![
+            ("x-a".into(), vec![Bytes::from("1"), Bytes::from("2")]),
+            ("content-type".into(), vec![Bytes::from("text/plain")]),
+        ];
+        let headers = headers_from_fields(fields.clone()).unwrap();
+        assert_eq!(headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(fields_from_headers(&headers), fields);
+        assert!(headers_from_fields(vec![("bad name".into(), vec![])]).is_err());
+    }
+
+    #[test]
+    fn methods_and_error_codes_round_trip() {
+        for method in [
+            http::Method::GET,
+            http::Method::PATCH,
+            "PURGE".parse().unwrap(),
+        ] {
+            assert_eq!(method_to_http(&method_from_http(&method)).unwrap(), method);
+        }
+        let code = wasi::ErrorCode::HttpRequestHeaderSize(Some(wasi::FieldSizePayload {
+            field_name: Some("x".into()),
+            field_size: Some(9),
+        }));
+        let back = error_code_from_wire(error_code_to_wire(code.clone()));
+        assert_eq!(format!("{back:?}"), format!("{code:?}"));
     }
 }
