@@ -2,6 +2,7 @@
 use std::cell::Cell;
 
 use exports::trellis::example::adder::{Color, Guest, GuestCounter, Perms, Point, Shape};
+use exports::trellis::example::echo::{Everything, Guest as Echo};
 use exports::trellis::example::greeter::Guest as Greeter;
 
 wit_bindgen::generate!({ path: "../../../wit/example", world: "exporter" });
@@ -53,6 +54,12 @@ impl Guest for Exporter {
     }
     fn live_counters() -> u32 {
         LIVE.get()
+    }
+}
+
+impl Echo for Exporter {
+    fn echo_everything(e: Everything) -> Everything {
+        e
     }
 }
 

@@ -12,7 +12,11 @@
 //!   `log_level={level|none} structured_logging={bool} secrets={count} user_jwt={set|empty}
 //!   user_seed={set|empty}`;
 //! - `add:{a},{b}` → calls `trellis:example/adder@0.1.0.add` on the target of the provider's
-//!   `trellis:example/adder` source link (provider → component over wRPC).
+//!   `trellis:example/adder` source link (provider → component over wRPC);
+//! - `echo?` → calls `trellis:example/echo@0.1.0.echo-everything` there with a value of every
+//!   WIT type family and answers `echo ok` when it comes back equal.
+//!
+//! It also exports `trellis:example/echo@0.1.0`: `echo-everything` returns its argument.
 //!
 //! Every received or deleted link and config update is also logged to stderr, which the host
 //! captures into its own logs.
@@ -34,7 +38,7 @@ mod bindings {
     });
 }
 
-use bindings::trellis::example::adder;
+use bindings::trellis::example::{adder, echo};
 
 /// A link as this provider sees it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,21 +123,67 @@ impl GreeterProvider {
         ))
     }
 
+    /// The target of the provider's `trellis:example` source link.
+    fn example_target(&self) -> anyhow::Result<String> {
+        let observed = self.observed();
+        observed
+            .as_source
+            .iter()
+            .find(|l| l.package == "trellis:example")
+            .map(|l| l.target.clone())
+            .ok_or_else(|| anyhow!("no trellis:example source link"))
+    }
+
     async fn add_via_link(&self, args: &str) -> anyhow::Result<String> {
         let (a, b) = args.split_once(',').context("expected add:{a},{b}")?;
         let (a, b): (u32, u32) = (a.trim().parse()?, b.trim().parse()?);
-        let target = {
-            let observed = self.observed();
-            observed
-                .as_source
-                .iter()
-                .find(|l| l.package == "trellis:example")
-                .map(|l| l.target.clone())
-                .ok_or_else(|| anyhow!("no trellis:example source link"))?
-        };
+        let target = self.example_target()?;
         let client = get_connection().get_wrpc_client(&target).await?;
         let sum = adder::add(&client, None, a, b).await?;
         Ok(format!("{target} says {a}+{b}={sum}"))
+    }
+
+    async fn echo_via_link(&self) -> anyhow::Result<String> {
+        let target = self.example_target()?;
+        let client = get_connection().get_wrpc_client(&target).await?;
+        let sent = everything();
+        let back = echo::echo_everything(&client, None, &sent).await?;
+        // The generated types have `Debug`, which shows every field exactly.
+        Ok(if format!("{back:?}") == format!("{sent:?}") {
+            "echo ok".to_string()
+        } else {
+            format!("echo mismatch: sent {sent:?}, got {back:?}")
+        })
+    }
+}
+
+/// A value with every WIT type family in it, multi-byte characters and bit patterns included.
+fn everything() -> echo::Everything {
+    use bindings::trellis::example::adder::{Color, Perms, Point, Shape};
+    echo::Everything {
+        flag: true,
+        letter: '😀',
+        tiny: -7,
+        small: 65_000,
+        signed: -2_000_000_000,
+        big: u64::MAX - 1,
+        negative: i64::MIN + 1,
+        ratio: 1.5,
+        precise: -0.1,
+        text: "héllo, 中文".to_string(),
+        bytes: (0..=255u8).collect::<Vec<_>>().into(),
+        names: vec!["".to_string(), "ß".to_string()],
+        at: Point { x: -1, y: 2, label: "p".to_string() },
+        shapes: vec![
+            Shape::Circle(2.5),
+            Shape::Rect(Point { x: 3, y: 4, label: "r".to_string() }),
+            Shape::Empty,
+        ],
+        perms: Perms::READ | Perms::EXEC,
+        color: Color::Blue,
+        maybe: Some(42),
+        outcome: Err(9),
+        pair: (-300, 200),
     }
 }
 
@@ -209,6 +259,10 @@ impl bindings::exports::trellis::example::greeter::Handler<Option<Context>> for 
             "pid?" => Ok(std::process::id().to_string()),
             "config-updates?" => Ok(self.observed().config_updates.to_string()),
             "host-data?" => Self::host_data_report().or_else(|e| Ok(format!("error: {e:#}"))),
+            "echo?" => self
+                .echo_via_link()
+                .await
+                .or_else(|e| Ok(format!("error: {e:#}"))),
             _ => match name.strip_prefix("add:") {
                 Some(args) => self
                     .add_via_link(args)
@@ -217,6 +271,16 @@ impl bindings::exports::trellis::example::greeter::Handler<Option<Context>> for 
                 None => Ok(format!("provider says hello, {name}")),
             },
         }
+    }
+}
+
+impl bindings::exports::trellis::example::echo::Handler<Option<Context>> for GreeterProvider {
+    async fn echo_everything(
+        &self,
+        _cx: Option<Context>,
+        e: bindings::exports::trellis::example::echo::Everything,
+    ) -> anyhow::Result<bindings::exports::trellis::example::echo::Everything> {
+        Ok(e)
     }
 }
 
