@@ -1,5 +1,6 @@
 //! Runtime benchmarks: in-process call latency (composed vs. a dynamic `Val` forwarder),
-//! per-invocation instantiation (pooling vs. on-demand), and compile time (cold vs. cached).
+//! per-invocation instantiation (pooling vs. on-demand), compile time (cold vs. cached), and
+//! the wRPC value bridge's own cost (encode + decode of 1 KiB).
 //!
 //! Run with `cargo bench -p trellis-runtime --bench runtime`; see BENCHMARKS.md.
 
@@ -273,5 +274,61 @@ fn compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, in_process_calls, instantiation, compile);
+/// Encoding a value for wRPC and decoding it back, with no transport: what the bridge itself
+/// costs per call, for 1 KiB as a string, as `list<u8>`, and a small record.
+fn value_bridge(c: &mut Criterion) {
+    use trellis_runtime::value;
+    use wasmtime::AsContextMut as _;
+    use wasmtime::component::{ResourceTable, Type};
+
+    let engine = wasmtime::Engine::default();
+    let ty = |wat: &str| -> Type {
+        let text = format!("(component (import \"f\" (func (param \"x\" {wat}))))");
+        let component = Component::new(&engine, &text).unwrap();
+        let component_type = component.component_type();
+        let (_, item) = component_type.imports(&engine).next().unwrap();
+        let ComponentItem::ComponentFunc(func) = item.ty else {
+            unreachable!()
+        };
+        func.params().next().unwrap().1
+    };
+    let mut store = wasmtime::Store::new(&engine, ResourceTable::new());
+    let cases = [
+        ("string, 1 KiB", ty("string"), Val::String("x".repeat(1024))),
+        (
+            "list<u8>, 1 KiB",
+            ty("(list u8)"),
+            Val::List(vec![Val::U8(7); 1024]),
+        ),
+        (
+            "tuple<u32, string, option<s64>>",
+            ty("(tuple u32 string (option s64))"),
+            Val::Tuple(vec![
+                Val::U32(300),
+                Val::String("label".into()),
+                Val::Option(Some(Box::new(Val::S64(-5)))),
+            ]),
+        ),
+    ];
+    let mut group = c.benchmark_group("value bridge (encode + decode)");
+    for (name, ty, val) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut out = bytes::BytesMut::new();
+                value::encode(&mut store.as_context_mut(), &val, &ty, &mut out).unwrap();
+                value::decode_all(&mut store.as_context_mut(), &out, std::slice::from_ref(&ty))
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    in_process_calls,
+    instantiation,
+    compile,
+    value_bridge
+);
 criterion_main!(benches);
