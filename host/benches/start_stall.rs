@@ -90,7 +90,7 @@ async fn measure(build: &Build, server: &NatsServer, lattice: &str, guest: &[u8]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let server = NatsServer::start();
-    let guest = std::fs::read(trellis_tests::component_path("http-server")).unwrap();
+    let guest = std::fs::read(trellis_tests::component_path("http_server")).unwrap();
     let builds = peers::builds();
     let mut rows = Vec::new();
     for round in 0..ROUNDS {

@@ -2,7 +2,7 @@
 //! bench calls `front.{add, echo, echo-bytes}` of an importer on one host over wRPC, and the
 //! importer calls the exporter on a second host over wRPC, so each sample crosses both halves
 //! of the value bridge twice (parameters and results, encoded and decoded, caller and served
-//! side). Sequential latency (p50/p99) and calls/s with 32 concurrent callers, two alternating
+//! side). Sequential latency (p50/p99) and calls/s with 32 concurrent callers, three alternating
 //! rounds.
 //!
 //! `TRELLIS_BASELINE=/path/to/old/trellis cargo bench -p trellis-host --bench wrpc_peers`
@@ -23,7 +23,7 @@ use wrpc_transport::InvokeExt as _;
 const FRONT: &str = "trellis:example/front@0.1.0";
 const CALLS: usize = 2000;
 const TIME_CAP: Duration = Duration::from_secs(20);
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 3;
 
 type Stats = (Duration, Duration, Duration);
 
@@ -161,16 +161,17 @@ async fn main() {
         "| build | add p50 | add p99 | echo 1 KiB string p50 | p99 | echo 1 KiB bytes p50 | p99 | add calls/s, 32 callers |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let us = |d: Duration| format!("{} µs", d.as_micros());
     for row in &rows {
         println!(
-            "| {} | {:.0?} | {:.0?} | {:.0?} | {:.0?} | {:.0?} | {:.0?} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} |",
             row.build,
-            row.add.0,
-            row.add.1,
-            row.echo.0,
-            row.echo.1,
-            row.bytes.0,
-            row.bytes.1,
+            us(row.add.0),
+            us(row.add.1),
+            us(row.echo.0),
+            us(row.echo.1),
+            us(row.bytes.0),
+            us(row.bytes.1),
             row.rate
         );
     }

@@ -95,13 +95,15 @@ pub fn encode<T: HasTable>(
             length(out, items.len())?;
             let element = list.ty();
             if element == Type::U8 {
-                out.reserve(items.len());
+                // Gathered first: one copy into `out` costs less than a checked put per byte.
+                let mut bytes = Vec::with_capacity(items.len());
                 for item in items {
                     match item {
-                        Val::U8(byte) => out.put_u8(*byte),
+                        Val::U8(byte) => bytes.push(*byte),
                         _ => return Err(mismatch("u8")),
                     }
                 }
+                out.put_slice(&bytes);
             } else {
                 for item in items {
                     encode(store, item, &element, out)?;
