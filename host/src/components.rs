@@ -151,6 +151,15 @@ impl Components {
         }
     }
 
+    /// Records new code swapped into a running component.
+    fn swapped(&self, id: &str, image_ref: &str, annotations: Annotations, bytes: Arc<[u8]>) {
+        if let Some(running) = self.table.write().unwrap().get_mut(id) {
+            running.image_ref = image_ref.to_string();
+            running.annotations = annotations;
+            running.bytes = bytes;
+        }
+    }
+
     fn set(&self, id: &str, running: Option<RunningComponent>) {
         {
             let mut table = self.table.write().unwrap();
@@ -263,7 +272,19 @@ async fn update_locked(
     let swapped = async {
         check_reference(state, reference)?;
         let bytes = read(state, reference).await?;
-        precompile(state, reference, bytes.clone()).await?;
+        let code = precompile(state, reference, bytes.clone()).await?;
+        // The same exports: swap the code in place, so serving never pauses.
+        let running = state.runtime.component(id).await;
+        if running.is_some_and(|running| running.exports() == code.exports) {
+            state
+                .runtime
+                .update(id, ComponentSource::Bytes(bytes.clone()))
+                .await?;
+            state
+                .components
+                .swapped(id, reference, annotations.clone(), bytes);
+            return Ok(());
+        }
         stop_workload(state, id).await;
         if let Err(error) = start(
             state,
@@ -321,13 +342,13 @@ async fn precompile(
     state: &HostState,
     reference: &str,
     bytes: Arc<[u8]>,
-) -> Result<(), ComponentError> {
+) -> Result<LoadedComponent, ComponentError> {
     let engine = state.runtime.engine().clone();
     let compiled = tokio::task::spawn_blocking(move || LoadedComponent::compile(&engine, bytes))
         .await
         .map_err(|e| anyhow::anyhow!("compile task failed: {e}"))
         .and_then(|r| r);
-    compiled.map(drop).map_err(|e| ComponentError::Load {
+    compiled.map_err(|e| ComponentError::Load {
         reference: reference.to_string(),
         reason: format!("{e:#}"),
     })

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::component::LoadedComponent;
+use crate::component::{ComponentSource, LoadedComponent};
 use crate::error::{StartError, StopError};
 use crate::interface::InterfaceName;
 use crate::plugin::{Binding, Plugin};
@@ -36,6 +36,8 @@ pub(crate) struct Lifecycle {
 
 struct RunningWorkload {
     component_ids: Vec<String>,
+    /// The plugin configuration the components are bound with.
+    host_interfaces: Vec<HostInterface>,
     service: Option<(String, ServiceHandle)>,
     /// Kept for as long as the workload runs: empty dirs are removed on drop.
     volumes: MaterializedVolumes,
@@ -179,7 +181,7 @@ pub(crate) async fn start(
 
     let (linked, mut generation) = link_members(inner, &members).await?;
     let mut running = Vec::new();
-    for ((spec, (_, loaded)), linked) in workload.components.iter().zip(&members).zip(linked) {
+    for (spec, linked) in workload.components.iter().zip(linked) {
         let mounts = volumes
             .resolve(&spec.mounts)
             .map_err(|source| StartError::Load {
@@ -189,7 +191,6 @@ pub(crate) async fn start(
         running.push(Arc::new(RunningComponent::new(
             spec,
             &workload_id,
-            loaded.clone(),
             linked,
             mounts,
             inner.engine.clone(),
@@ -212,6 +213,7 @@ pub(crate) async fn start(
                     workload_id.clone(),
                     RunningWorkload {
                         component_ids: members.iter().map(|(id, _)| id.clone()).collect(),
+                        host_interfaces: workload.host_interfaces.clone(),
                         service: None,
                         volumes,
                     },
@@ -412,42 +414,131 @@ pub(crate) fn relink<'a>(
     id: &'a str,
 ) -> Pin<Box<dyn Future<Output = Result<(), StartError>> + Send + 'a>> {
     Box::pin(async move {
-        let dependents = loop {
-            let (component, plan, generation) = {
-                let lifecycle = inner.lifecycle.lock().unwrap();
-                let Some(component) = inner.running(id) else {
-                    return Ok(());
-                };
-                let members = workload_members(&lifecycle, inner, &component.workload);
-                let plan = inner.plan(&Subject {
-                    id,
-                    loaded: &component.loaded,
-                    members: &members,
-                    built: &HashMap::new(),
-                })?;
-                (component, plan, lifecycle.generation)
-            };
-            let bound = component.current().plugins.clone();
-            let linked = resolve::build(inner, id, &component.loaded, plan, &bound).await?;
-            let mut lifecycle = inner.lifecycle.lock().unwrap();
-            if lifecycle.generation != generation {
-                continue;
-            }
-            if !inner
-                .running(id)
-                .is_some_and(|current| Arc::ptr_eq(&current, &component))
-            {
-                return Ok(());
-            }
-            component.relinked(linked);
-            lifecycle.generation += 1;
-            break dependents(inner, &[id.to_string()]);
+        let dependents = match swap_linking(inner, id, None).await? {
+            Some((_, dependents)) => dependents,
+            None => return Ok(()),
         };
         for dependent in dependents {
             relink(inner, &dependent).await?;
         }
         Ok(())
     })
+}
+
+/// Resolves `id`'s imports again and swaps the result in: with `code`, for new code (plugins
+/// chosen afresh), else for the code it runs (bound to the plugins it has). Returns the
+/// linking replaced and the components composed with `id`; `None` when `id` does not run here.
+async fn swap_linking(
+    inner: &Arc<Inner>,
+    id: &str,
+    code: Option<&LoadedComponent>,
+) -> Result<Option<(Arc<Linked>, Vec<String>)>, StartError> {
+    loop {
+        let (component, current, plan, generation) = {
+            let lifecycle = inner.lifecycle.lock().unwrap();
+            let Some(component) = inner.running(id) else {
+                return Ok(None);
+            };
+            let current = component.current();
+            let loaded = code.unwrap_or(&current.loaded);
+            let mut members = workload_members(&lifecycle, inner, &component.workload);
+            for (member, member_code) in &mut members {
+                if member == id {
+                    *member_code = loaded.clone();
+                }
+            }
+            let plan = inner.plan(&Subject {
+                id,
+                loaded,
+                members: &members,
+                built: &HashMap::new(),
+            })?;
+            (component, current, plan, lifecycle.generation)
+        };
+        let bound = match code {
+            Some(_) => Vec::new(),
+            None => current.plugins.clone(),
+        };
+        let loaded = code.unwrap_or(&current.loaded);
+        let linked = resolve::build(inner, id, loaded, plan, &bound).await?;
+        let mut lifecycle = inner.lifecycle.lock().unwrap();
+        if lifecycle.generation != generation {
+            continue;
+        }
+        if !inner
+            .running(id)
+            .is_some_and(|running| Arc::ptr_eq(&running, &component))
+        {
+            return Ok(None);
+        }
+        let replaced = component.relinked(linked);
+        lifecycle.generation += 1;
+        return Ok(Some((replaced, dependents(inner, &[id.to_string()]))));
+    }
+}
+
+/// Swaps the code of running component `id` for `source`'s, in place: calls under way finish on
+/// the old code, new calls run the new one, and whatever holds the component's handle (the HTTP
+/// server's routes, wRPC serving) keeps serving throughout. Plugins are bound again only when
+/// the new code uses other interfaces; components composed with it are re-linked.
+pub(crate) async fn update(
+    inner: &Arc<Inner>,
+    id: &str,
+    source: &ComponentSource,
+) -> Result<(), StartError> {
+    let load_error = |source| StartError::Load {
+        component: id.to_string(),
+        source,
+    };
+    let bytes = source.read().await.map_err(load_error)?;
+    let engine = inner.engine.clone();
+    let code = tokio::task::spawn_blocking(move || LoadedComponent::compile(&engine, bytes))
+        .await
+        .map_err(|e| load_error(anyhow::anyhow!("compile task failed: {e}")))?
+        .map_err(load_error)?;
+    let not_running = || StartError::Invalid(format!("component `{id}` is not running"));
+    let (replaced, dependents) = swap_linking(inner, id, Some(&code))
+        .await?
+        .ok_or_else(not_running)?;
+    let component = inner.running(id).ok_or_else(not_running)?;
+    let now = component.current();
+    let same_interfaces = |a: &Linked, b: &Linked| {
+        a.loaded.imports == b.loaded.imports
+            && a.loaded.exports == b.loaded.exports
+            && a.plugins.len() == b.plugins.len()
+            && a.plugins
+                .iter()
+                .zip(&b.plugins)
+                .all(|(x, y)| Arc::ptr_eq(x, y))
+    };
+    if !same_interfaces(&replaced, &now) {
+        let _order = inner.binding.lock().await;
+        let host_interfaces = inner
+            .lifecycle
+            .lock()
+            .unwrap()
+            .workloads
+            .get(&component.workload)
+            .map(|w| w.host_interfaces.clone())
+            .unwrap_or_default();
+        let plugins = now.plugins.clone();
+        bind(
+            inner,
+            &component.workload,
+            &host_interfaces,
+            &component,
+            &plugins,
+            true,
+        )
+        .await?;
+    }
+    for dependent in dependents {
+        if let Err(error) = relink(inner, &dependent).await {
+            tracing::warn!(component = %dependent, "re-linking to updated code: {error}");
+        }
+    }
+    tracing::info!(component = %id, digest = %code.digest_hex(), "component code swapped in place");
+    Ok(())
 }
 
 /// Rebinds every component of a running workload with new plugin configuration.
@@ -458,12 +549,13 @@ pub(crate) async fn rebind(
 ) -> Result<(), StartError> {
     let _order = inner.binding.lock().await;
     let components: Vec<Arc<RunningComponent>> = {
-        let lifecycle = inner.lifecycle.lock().unwrap();
-        let Some(workload) = lifecycle.workloads.get(workload_id) else {
+        let mut lifecycle = inner.lifecycle.lock().unwrap();
+        let Some(workload) = lifecycle.workloads.get_mut(workload_id) else {
             return Err(StartError::Invalid(format!(
                 "workload `{workload_id}` is not running"
             )));
         };
+        workload.host_interfaces = host_interfaces.to_vec();
         workload
             .component_ids
             .iter()
@@ -489,7 +581,11 @@ fn workload_members(
         .map(|w| {
             w.component_ids
                 .iter()
-                .filter_map(|id| inner.running(id).map(|c| (id.clone(), c.loaded.clone())))
+                .filter_map(|id| {
+                    inner
+                        .running(id)
+                        .map(|c| (id.clone(), c.current().loaded.clone()))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -565,7 +661,7 @@ async fn bind(
         .iter()
         .filter_map(|(name, _)| InterfaceName::parse(name))
         .collect();
-    let export_names: Vec<InterfaceName> = running
+    let export_names: Vec<InterfaceName> = linked
         .loaded
         .exports
         .iter()

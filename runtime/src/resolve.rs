@@ -95,7 +95,9 @@ impl Inner {
         }
         let exports = |c: &LoadedComponent| c.exports_instance(import);
         if let Some(target) = self.links.source().target(subject.id, &name.unversioned()) {
-            let here = self.running(&target).is_some_and(|c| exports(&c.loaded))
+            let here = self
+                .running(&target)
+                .is_some_and(|c| exports(&c.current().loaded))
                 || subject
                     .members
                     .iter()
@@ -215,6 +217,7 @@ fn link(
         .instantiate_pre(&component)
         .map_err(|e| load_error(e.into()))?;
     Ok(Linked {
+        loaded: loaded.clone(),
         pre,
         component,
         bytes,

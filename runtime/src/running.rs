@@ -28,8 +28,11 @@ use crate::workload::WorkloadComponent;
 /// How long an invocation waits for a free instance when its budget has no deadline.
 const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(30);
 
-/// One linking of a component: what each import resolved to, and the code that results.
+/// One linking of a component: its code, what each import resolved to, and the code that
+/// results. Swapped whole, so a call sees one consistent version.
 pub(crate) struct Linked {
+    /// The component's own code, as loaded.
+    pub loaded: LoadedComponent,
     pub pre: InstancePre<InvocationCtx>,
     pub component: Component,
     /// The bytes that were compiled (the composition, when exporters were plugged in).
@@ -52,7 +55,6 @@ impl Linked {
 pub(crate) struct RunningComponent {
     pub id: Arc<str>,
     pub workload: String,
-    pub loaded: LoadedComponent,
     pub linked: RwLock<Arc<Linked>>,
     pub max_instances: u32,
     permits: Semaphore,
@@ -146,13 +148,21 @@ impl InstanceStore {
 
 impl ComponentHandle {
     /// The instances the component exports (`ns:pkg/iface@ver`), functions or not.
-    pub fn exported_instances(&self) -> impl Iterator<Item = &str> {
+    pub fn exported_instances(&self) -> Vec<String> {
         self.0
+            .current()
             .loaded
             .exports
             .iter()
-            .map(|(instance, _)| instance.as_str())
+            .map(|(instance, _)| instance.clone())
             .filter(|instance| !instance.is_empty())
+            .collect()
+    }
+
+    /// What the component exports: instances with their function names, root functions under
+    /// the empty name.
+    pub fn exports(&self) -> Vec<(String, Vec<String>)> {
+        self.0.current().loaded.exports.clone()
     }
 
     /// How many invocations this component has run (or is running) since it started.
@@ -166,7 +176,7 @@ impl ComponentHandle {
     pub fn exported_functions(&self) -> Vec<(String, String)> {
         let linked = self.0.current();
         let mut functions = Vec::new();
-        for (instance, names) in &self.0.loaded.exports {
+        for (instance, names) in &linked.loaded.exports {
             for name in names {
                 let ty = match instance.as_str() {
                     "" => linked.component.get_export(None, name),
@@ -269,7 +279,6 @@ impl RunningComponent {
     pub fn new(
         spec: &WorkloadComponent,
         workload: &str,
-        loaded: LoadedComponent,
         linked: Linked,
         mounts: Vec<ResolvedMount>,
         engine: Engine,
@@ -278,7 +287,6 @@ impl RunningComponent {
         Self {
             id: spec.id.as_str().into(),
             workload: workload.to_string(),
-            loaded,
             linked: RwLock::new(Arc::new(linked)),
             max_instances: spec.max_instances,
             permits: Semaphore::new(spec.max_instances.max(1) as usize),

@@ -14,6 +14,7 @@ use std::time::Instant;
 use wasmtime::component::Val;
 
 use crate::budget::Budget;
+use crate::component::ComponentSource;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{InvokeError, StartError};
 use crate::lifecycle::Lifecycle;
@@ -229,6 +230,14 @@ impl Runtime {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Swaps the code of running component `id` for `source`'s, in place: calls under way
+    /// finish on the old code, new calls run the new one, and the component keeps serving
+    /// throughout (its handle stays valid). Interfaces may change; embedders that serve the
+    /// component's exports elsewhere re-subscribe when its exports do.
+    pub async fn update(&self, id: &str, source: ComponentSource) -> Result<(), StartError> {
+        crate::lifecycle::update(&self.0, id, &source).await
     }
 
     /// Binds every component of a running workload to its plugins again, with new plugin

@@ -1300,3 +1300,89 @@ async fn blobstore_off_falls_back_to_wrpc_blobstore_0_1_0_which_the_provider_ser
     host_a.stop(None).await.unwrap();
     host_b.stop(None).await.unwrap();
 }
+
+/// `component.update` with code of the same interface swaps it in place: requests keep being
+/// answered throughout (none fails, none finds no route), and the inventory names the new code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_swaps_the_code_with_no_failed_request() {
+    let server = NatsServer::start();
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
+    let host = start_host(&server, &[]).await;
+    let id = host.host_id().to_string();
+    let port = free_port();
+    put_config(
+        &client,
+        "swap-http",
+        &[("address", &format!("127.0.0.1:{port}"))],
+    )
+    .await;
+    scale(&client, &host, "swapped", "http_server", &[]).await;
+    let ack = client
+        .start_provider(
+            &id,
+            "wasmcloud+builtin://http-server",
+            "swapserver",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let web = link(
+        "swapserver",
+        "swapped",
+        "wasi",
+        "http",
+        &["incoming-handler"],
+        &["swap-http"],
+        &[],
+    );
+    assert!(client.put_link(web).await.unwrap().succeeded());
+    eventually("the route answers", || async { get(port, "/").await.ok() }).await;
+
+    // The same guest under another digest: a custom section appended.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(trellis_tests::component_path("http_server")).unwrap();
+    bytes.extend_from_slice(&[0, 6, 5, b's', b'w', b'a', b'p', b'2']);
+    let second = dir.path().join("second.wasm");
+    std::fs::write(&second, &bytes).unwrap();
+    let second = format!("file://{}", second.display());
+
+    let load = tokio::spawn(async move {
+        let (mut answered, mut failed) = (0, Vec::new());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) && answered < 20_000 {
+            match get(port, "/during").await {
+                Ok((status, _)) if status.contains("200") => answered += 1,
+                Ok((status, _)) => failed.push(status),
+                Err(error) => failed.push(error.to_string()),
+            }
+        }
+        (answered, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ack = client
+        .update_component(&id, "swapped", &second, None)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("the inventory names the new code", || async {
+        let inventory = client.get_host_inventory(&id).await.ok()?;
+        let listed = inventory
+            .data()?
+            .components()
+            .iter()
+            .any(|c| c.id() == "swapped" && c.image_ref() == second);
+        listed.then_some(())
+    })
+    .await;
+    let (answered, failed) = load.await.unwrap();
+    assert!(answered > 50, "only {answered} requests answered");
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    host.stop(None).await.unwrap();
+}

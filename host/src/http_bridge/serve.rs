@@ -31,7 +31,11 @@ pub async fn serve(
     component: &ComponentHandle,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
-    if !component.exported_instances().any(is_incoming_handler) {
+    if !component
+        .exported_instances()
+        .iter()
+        .any(|instance| is_incoming_handler(instance))
+    {
         return Ok(());
     }
     let handler = IncomingHandler {
