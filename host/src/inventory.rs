@@ -36,7 +36,7 @@ pub fn inventory(state: &HostState) -> HostInventory {
                     .into_iter()
                     .map(|(id, p)| ProviderDescription {
                         id,
-                        image_ref: p.image_ref,
+                        image_ref: crate::provider::reported_ref(&p.image_ref),
                         name: p.claims.as_ref().map(|c| c.name.clone()),
                         revision: p.claims.map_or(0, |c| c.revision),
                         annotations: p.annotations,

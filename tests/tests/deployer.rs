@@ -889,7 +889,7 @@ async fn external_provider_example_runs_healthy_and_is_called_through_its_links(
     let inventory = lattice.ctl.inventory(&provider_host).await.unwrap();
     let listed = inventory.provider("external-greeter").expect("listed");
     assert!(
-        listed.image_ref.starts_with("file:///") && listed.image_ref.ends_with("greeter.par.gz"),
+        listed.image_ref.starts_with('/') && listed.image_ref.ends_with("greeter.par.gz"),
         "{listed:?}"
     );
 

@@ -166,7 +166,9 @@ async fn archive_provider_is_linked_supervised_restarted_and_stopped() {
     assert!(ack.succeeded(), "{}", ack.message());
     let started = events.wait("provider_started", 0).await;
     assert_eq!(started["provider_id"], PROVIDER);
-    assert_eq!(started["image_ref"], reference.as_str());
+    // As wasmCloud reports a provider's file reference: the path, no scheme (what wash waits for).
+    let path = archive.display().to_string();
+    assert_eq!(started["image_ref"], path.as_str());
     assert_eq!(started["claims"]["name"], "trellis-test-greeter");
     let passed = events.wait("health_check_passed", 0).await;
     assert_eq!(passed["provider_id"], PROVIDER);
@@ -179,7 +181,7 @@ async fn archive_provider_is_linked_supervised_restarted_and_stopped() {
         .iter()
         .find(|p| p.id() == PROVIDER)
         .expect("listed");
-    assert_eq!(listed.image_ref(), Some(reference.as_str()));
+    assert_eq!(listed.image_ref(), Some(path.as_str()));
     assert_eq!(listed.name(), Some("trellis-test-greeter"));
 
     // The archive's claims, lattice-wide through claims.get, in the reference's string maps.

@@ -84,7 +84,8 @@ pub async fn start(
         if !ExternalProviders::start(state, id, info) {
             return Err(running());
         }
-        if let Err(error) = state.links.ensure_spec(id, &command.provider_ref).await {
+        let url = provider::reported_ref(&command.provider_ref);
+        if let Err(error) = state.links.ensure_spec(id, &url).await {
             tracing::warn!(provider = id, "recording the provider spec: {error}");
         }
         return Ok(Reply::ok());

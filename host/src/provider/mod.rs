@@ -76,9 +76,27 @@ pub fn is_external(reference: &str) -> bool {
     reference.starts_with("file://") || crate::oci::is_oci_reference(reference)
 }
 
+/// What wasmCloud 1.x hosts report as a provider's `image_ref` (events, inventory, its lattice
+/// spec): a `file://` reference as the plain path it names (percent-decoded), an `oci://`
+/// reference without its scheme, anything else as given. `wash start provider` waits for a
+/// `provider_started` whose `image_ref` is the reference without `file://`.
+pub fn reported_ref(reference: &str) -> String {
+    if reference.starts_with("file://")
+        && let Ok(url) = url::Url::parse(reference)
+        && let Ok(path) = url.to_file_path()
+    {
+        return path.display().to_string();
+    }
+    reference
+        .strip_prefix("oci://")
+        .unwrap_or(reference)
+        .to_string()
+}
+
 /// What the host reports about an external provider.
 #[derive(Clone, Debug)]
 pub struct ProviderInfo {
+    /// The reference the provider was started from (`provider_ref`).
     pub image_ref: String,
     pub annotations: Annotations,
     /// Named configuration merged into the provider's config.
@@ -207,5 +225,24 @@ impl ExternalProviders {
     /// Forgets a provider whose start failed.
     fn forget(&self, id: &str) {
         self.table().remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reported_ref;
+
+    #[test]
+    fn provider_references_are_reported_as_wasmcloud_reports_them() {
+        assert_eq!(
+            reported_ref("file:///tmp/http%20srv.par.gz"),
+            "/tmp/http srv.par.gz"
+        );
+        assert_eq!(reported_ref("oci://ghcr.io/x/y:1.0"), "ghcr.io/x/y:1.0");
+        assert_eq!(reported_ref("ghcr.io/x/y:1.0"), "ghcr.io/x/y:1.0");
+        assert_eq!(
+            reported_ref("trellis+builtin://keyvalue"),
+            "trellis+builtin://keyvalue"
+        );
     }
 }

@@ -350,7 +350,7 @@ impl Supervisor {
     async fn started(&self, executable: &Executable, instance_id: &str) {
         let mut data = json!({
             "host_id": self.state.host_id,
-            "image_ref": self.info.image_ref,
+            "image_ref": super::reported_ref(&self.info.image_ref),
             "provider_id": self.id,
             "annotations": self.info.annotations,
             "instance_id": self.id,
@@ -368,7 +368,7 @@ impl Supervisor {
         let data = json!({
             "host_id": self.state.host_id,
             "provider_id": self.id,
-            "image_ref": self.info.image_ref,
+            "image_ref": super::reported_ref(&self.info.image_ref),
             "instance_id": instance_id,
             "restarts": restarts,
             "reason": reason,
