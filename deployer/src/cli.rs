@@ -166,7 +166,7 @@ fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Parses and validates `file`, printing warnings on stderr; fails naming every error's field
 /// (on one line when there is one error).
-fn load(file: &Path) -> anyhow::Result<manifest::Parsed> {
+pub fn load(file: &Path) -> anyhow::Result<manifest::Parsed> {
     let parsed = manifest::parse(&read(file)?).map_err(|rejection| {
         let errors: Vec<String> = rejection
             .errors()
@@ -206,6 +206,24 @@ pub fn absolutize_file_refs(document: &mut Value, base: &Path) {
             *image = Value::String(format!("file://{}", absolute.display()));
         }
     }
+}
+
+/// The directories of a manifest's `file://` images, with relative references resolved under
+/// `base` as [`deploy_file`] resolves them: what a host must be allowed to load it from.
+pub fn file_image_dirs(file: &Path, base: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut parsed = load(file)?;
+    absolutize_file_refs(&mut parsed.document, base);
+    let mut dirs: Vec<std::path::PathBuf> = parsed.document["spec"]["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|component| component["properties"]["image"].as_str())
+        .filter_map(|image| image.strip_prefix("file://"))
+        .filter_map(|path| Path::new(path).parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    Ok(dirs)
 }
 
 /// What [`deploy_file`] did.

@@ -18,6 +18,84 @@ fn default_link_name() -> String {
     DEFAULT_LINK_NAME.to_string()
 }
 
+/// A name refused where it enters (a control request, a manifest, the CLI): names become NATS
+/// subject tokens (`{lattice}.{id}.wrpc.…`) and JetStream KV keys, where a `.`, `*`, `>` or a
+/// space would mean another subject or a wildcard subscription.
+#[derive(Debug, thiserror::Error)]
+#[error("{field} `{value}` is invalid: {rule}")]
+pub struct InvalidName {
+    pub field: String,
+    pub value: String,
+    pub rule: &'static str,
+}
+
+const ID_RULE: &str = "use 1 to 255 letters, digits, `-` or `_` (it becomes a NATS subject token)";
+const CONFIG_RULE: &str = "use 1 to 255 letters, digits, `-`, `_`, `=`, `/` or `.` (not first or \
+     last): it becomes a JetStream KV key";
+const WIT_RULE: &str = "use 1 to 255 letters, digits and `-` (a WIT name; it becomes part of NATS \
+     subjects)";
+
+fn check(
+    field: impl Into<String>,
+    value: &str,
+    rule: &'static str,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), InvalidName> {
+    let ok = (1..=255).contains(&value.len()) && value.chars().all(allowed);
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            field: field.into(),
+            value: value.to_string(),
+            rule,
+        })
+    }
+}
+
+/// A component or provider id, or a link name.
+pub fn check_id(field: impl Into<String>, value: &str) -> Result<(), InvalidName> {
+    check(field, value, ID_RULE, |c| {
+        c.is_ascii_alphanumeric() || c == '-' || c == '_'
+    })
+}
+
+/// A named config (a CONFIGDATA key).
+pub fn check_config_name(field: impl Into<String>, value: &str) -> Result<(), InvalidName> {
+    let field = field.into();
+    check(field.clone(), value, CONFIG_RULE, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '/' | '.')
+    })?;
+    if value.starts_with('.') || value.ends_with('.') {
+        return check(field, "", CONFIG_RULE, |_| false).map_err(|e| InvalidName {
+            value: value.to_string(),
+            ..e
+        });
+    }
+    Ok(())
+}
+
+/// A WIT namespace, package or interface name of a link.
+pub fn check_wit_name(field: impl Into<String>, value: &str) -> Result<(), InvalidName> {
+    check(field, value, WIT_RULE, |c| {
+        c.is_ascii_alphanumeric() || c == '-'
+    })
+}
+
+fn check_config_names(field: &str, names: &[String]) -> Result<(), InvalidName> {
+    for (i, name) in names.iter().enumerate() {
+        check_config_name(format!("{field}[{i}]"), name)?;
+    }
+    Ok(())
+}
+
+/// Request bodies whose names are checked where they enter the host.
+pub trait CheckedNames {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        Ok(())
+    }
+}
+
 /// The `{success, message, response}` envelope of every reply.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CtlResponse<T> {
@@ -289,6 +367,72 @@ pub struct DeleteLinkRequest {
     pub wit_package: String,
 }
 
+impl CheckedNames for StopHostCommand {}
+impl CheckedNames for HostLabel {}
+impl CheckedNames for HostLabelIdentifier {}
+
+impl CheckedNames for ScaleComponentCommand {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        check_id("component_id", &self.component_id)?;
+        check_config_names("config", &self.config)
+    }
+}
+
+impl CheckedNames for UpdateComponentCommand {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        check_id("component_id", &self.component_id)
+    }
+}
+
+impl CheckedNames for StartProviderCommand {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        check_id("provider_id", &self.provider_id)?;
+        check_config_names("config", &self.config)
+    }
+}
+
+impl CheckedNames for StopProviderCommand {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        check_id("provider_id", &self.provider_id)
+    }
+}
+
+impl CheckedNames for ComponentAuctionRequest {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        check_id("component_id", &self.component_id)
+    }
+}
+
+impl CheckedNames for ProviderAuctionRequest {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        check_id("provider_id", &self.provider_id)
+    }
+}
+
+impl CheckedNames for Link {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        check_id("source_id", &self.source_id)?;
+        check_id("target", &self.target)?;
+        check_id("name", &self.name)?;
+        check_wit_name("wit_namespace", &self.wit_namespace)?;
+        check_wit_name("wit_package", &self.wit_package)?;
+        for (i, interface) in self.interfaces.iter().enumerate() {
+            check_wit_name(format!("interfaces[{i}]"), interface)?;
+        }
+        check_config_names("source_config", &self.source_config)?;
+        check_config_names("target_config", &self.target_config)
+    }
+}
+
+impl CheckedNames for DeleteLinkRequest {
+    fn check_names(&self) -> Result<(), InvalidName> {
+        check_id("source_id", &self.source_id)?;
+        check_id("name", &self.name)?;
+        check_wit_name("wit_namespace", &self.wit_namespace)?;
+        check_wit_name("wit_package", &self.wit_package)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +462,21 @@ mod tests {
         let read: CtlResponse<serde_json::Value> =
             serde_json::from_str(r#"{"success":true}"#).unwrap();
         assert!(read.success && read.message.is_empty() && read.response.is_none());
+    }
+
+    #[test]
+    fn names_that_could_become_wildcards_are_refused() {
+        assert!(check_id("component_id", "adder-1_x").is_ok());
+        for bad in ["*", "x.*", "a b", "", ">", "a.b", &"x".repeat(256)] {
+            let error = check_id("component_id", bad).unwrap_err();
+            assert!(error.to_string().starts_with("component_id `"), "{error}");
+            assert!(error.to_string().contains("subject token"), "{error}");
+        }
+        assert!(check_config_name("config[0]", "app-web.http=1/a").is_ok());
+        assert!(check_config_name("config[0]", "a*").is_err());
+        assert!(check_config_name("config[0]", ".hidden").is_err());
+        assert!(check_wit_name("wit_namespace", "wasi").is_ok());
+        assert!(check_wit_name("wit_namespace", "wa.si").is_err());
     }
 
     #[test]

@@ -138,6 +138,19 @@ fn each_rule_names_its_field() {
     assert_rejected("spec.components[0].properties.id", "NATS subject", |d| {
         d["spec"]["components"][0]["properties"]["id"] = "a.b".into()
     });
+    assert_rejected("spec.components[0].properties.id", "NATS subject", |d| {
+        d["spec"]["components"][0]["properties"]["id"] = "x.*".into()
+    });
+    assert_rejected(
+        "spec.components[0].traits[1].properties.name",
+        "link name `a b`",
+        |d| d["spec"]["components"][0]["traits"][1]["properties"]["name"] = "a b".into(),
+    );
+    assert_rejected(
+        "spec.components[0].properties.config[0].name",
+        "JetStream KV key",
+        |d| d["spec"]["components"][0]["properties"]["config"] = json!([{"name": "shared*"}]),
+    );
     assert_rejected(
         "spec.components[0].traits[1].properties.target",
         "not a component",

@@ -26,6 +26,7 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn host(server: &NatsServer) -> LatticeHost {
     let config = HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         ..HostConfig::default()

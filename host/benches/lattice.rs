@@ -19,6 +19,7 @@ const TIME_CAP: Duration = Duration::from_secs(20);
 
 async fn host(server: &NatsServer) -> LatticeHost {
     let config = HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         ..HostConfig::default()

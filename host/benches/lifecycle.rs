@@ -103,6 +103,7 @@ async fn components(server: &NatsServer, client: &Client, events: &mut Events) {
     let registry = Registry::start();
     let cache = tempfile::tempdir().unwrap();
     let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         oci: OciSettings {
@@ -144,6 +145,7 @@ async fn providers(server: &NatsServer, client: &Client, events: &mut Events) {
     let cache = tempfile::tempdir().unwrap();
     // Default supervision (a health check every 30 s) apart from a short first restart delay.
     let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         providers: ProviderSettings {
@@ -257,6 +259,7 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 async fn deployer(server: &NatsServer) {
     let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         ..HostConfig::default()
@@ -319,6 +322,7 @@ async fn host_crash(server: &NatsServer, reconcile: Duration, run: usize) -> Dur
     let wadm = WadmClient::new(nc, &lattice);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
         .args(["host", "--lattice", &lattice, "--label", "role=worker"])
+        .arg("--allow-file-load")
         .env("TRELLIS_NATS_URL", server.url())
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
@@ -337,6 +341,7 @@ async fn host_crash(server: &NatsServer, reconcile: Duration, run: usize) -> Dur
     })
     .await;
     let survivor = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: lattice.clone(),
         labels: [("role".to_string(), "worker".to_string())].into(),

@@ -32,6 +32,8 @@ pub enum ComponentError {
     UnsupportedReference(String),
     #[error(transparent)]
     Oci(#[from] OciError),
+    #[error(transparent)]
+    File(#[from] crate::files::FileRefused),
     #[error("{}", missing_config_message(.0))]
     MissingConfig(Vec<String>),
     #[error("loading `{reference}`: {reason}")]
@@ -326,6 +328,8 @@ async fn read(state: &HostState, reference: &str) -> Result<Arc<[u8]>, Component
         let artifact = state.oci.pull(reference, ArtifactKind::Component).await?;
         return Ok(artifact.bytes);
     }
+    // Acknowledged first, refused here: the refusal is the start's outcome event, as wasmCloud.
+    state.files.check(reference)?;
     let load_error = |e: anyhow::Error| ComponentError::Load {
         reference: reference.to_string(),
         reason: format!("{e:#}"),

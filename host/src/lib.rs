@@ -11,6 +11,7 @@ mod connect;
 mod ctl;
 mod embedded;
 mod events;
+mod files;
 mod http_bridge;
 mod identity;
 mod inventory;
@@ -34,6 +35,7 @@ use trellis_runtime::Runtime;
 pub use builtins::{Builtin, BuiltinAlias, BuiltinError, BuiltinRef, parse_switches};
 pub use connect::NatsAuth;
 pub use embedded::{EmbeddedNats, EmbeddedNatsError};
+pub use files::{FilePolicy, FileRefused};
 pub use identity::{IdentityError, builtin_labels, friendly_name};
 pub use provider::ProviderSettings;
 pub use state::StopRequest;
@@ -75,6 +77,8 @@ pub struct HostConfig {
     pub providers: ProviderSettings,
     /// The OCI cache, plain-HTTP registries and the `latest` policy.
     pub oci: OciSettings,
+    /// Which `file://` components and providers may be loaded (none by default).
+    pub files: FilePolicy,
 }
 
 impl Default for HostConfig {
@@ -94,6 +98,7 @@ impl Default for HostConfig {
             builtin_aliases: Vec::new(),
             providers: ProviderSettings::default(),
             oci: OciSettings::default(),
+            files: FilePolicy::default(),
         }
     }
 }
@@ -217,6 +222,7 @@ impl LatticeHost {
                 config.nats_auth.clone(),
             ),
             oci: Oci::new(config.oci),
+            files: config.files,
             stop: watch::Sender::new(None),
         });
 

@@ -11,7 +11,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 mod cli;
 mod up;
 use trellis_host::oci::{self, OciSettings};
-use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, NatsAuth, parse_switches};
+use trellis_host::{BuiltinAlias, FilePolicy, HostConfig, LatticeHost, NatsAuth, parse_switches};
 
 #[derive(Parser)]
 #[command(
@@ -128,6 +128,17 @@ struct HostArgs {
     /// Allow pulling `latest` tags (and references without a tag).
     #[arg(long, env = "TRELLIS_ALLOW_LATEST")]
     allow_latest: bool,
+    /// Load components and providers from any `file://` reference (off: none, as wasmCloud).
+    #[arg(long, env = "TRELLIS_ALLOW_FILE_LOAD")]
+    allow_file_load: bool,
+    /// Load `file://` references under this directory (repeatable, or comma-separated).
+    #[arg(
+        long = "allow-file-root",
+        env = "TRELLIS_ALLOW_FILE_ROOTS",
+        value_name = "DIR",
+        value_delimiter = ','
+    )]
+    allow_file_roots: Vec<std::path::PathBuf>,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -218,6 +229,10 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             cache_dir: args.oci_cache,
             allowed_insecure: args.allowed_insecure,
             allow_latest: args.allow_latest,
+        },
+        files: FilePolicy {
+            allow_all: args.allow_file_load,
+            roots: args.allow_file_roots,
         },
         ..HostConfig::default()
     };

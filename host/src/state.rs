@@ -11,6 +11,7 @@ use trellis_runtime::Runtime;
 use crate::builtins::{BuiltinAlias, Plugins, Providers};
 use crate::components::Components;
 use crate::events::Events;
+use crate::files::FilePolicy;
 use crate::identity::Identity;
 use crate::oci::Oci;
 use crate::provider::ExternalProviders;
@@ -46,6 +47,8 @@ pub struct HostState {
     pub external: ExternalProviders,
     /// Pulls OCI artifacts through the digest cache, with `registry.put` credentials.
     pub oci: Oci,
+    /// Which `file://` references may be loaded.
+    pub files: FilePolicy,
     pub events: Events,
     pub stop: watch::Sender<Option<StopRequest>>,
 }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use trellis_deployer::client::WadmClient;
 use trellis_deployer::{Deployer, DeployerConfig};
-use trellis_host::{EmbeddedNats, HostConfig, HostError, LatticeHost};
+use trellis_host::{EmbeddedNats, FilePolicy, HostConfig, HostError, LatticeHost};
 
 /// Prints a progress line on stdout, ignoring a closed stdout (`trellis up | head` must still
 /// stop cleanly on Ctrl-C rather than panic on its last lines).
@@ -73,9 +73,17 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> 
         }
     };
     let joining = nats.is_none();
+    // The host may load files from where `up` deploys from: the directories of the
+    // manifest's own `file://` images, and no others.
+    let cwd = std::env::current_dir().context("finding the current directory")?;
+    let files = FilePolicy {
+        allow_all: false,
+        roots: trellis_deployer::cli::file_image_dirs(&args.manifest, &cwd)?,
+    };
     let host = LatticeHost::start(HostConfig {
         nats_url: nats_url.clone(),
         lattice: args.lattice.clone(),
+        files,
         ..HostConfig::default()
     })
     .await

@@ -114,6 +114,7 @@ async fn until(url: &str, args: &[&str], check: impl Fn(&str) -> bool) -> String
 
 async fn start_host(server: &NatsServer, zone: &str) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         labels: [("zone".to_string(), zone.to_string())].into(),

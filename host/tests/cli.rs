@@ -55,6 +55,7 @@ async fn sigterm_publishes_host_stopped_and_exits_zero() {
             "zone=z1",
             "--name",
             "cli-host-0001",
+            "--allow-file-load",
         ])
         .env("TRELLIS_NATS_URL", server.url())
         .spawn()
@@ -123,6 +124,7 @@ async fn json_logs_carry_component_and_provider_ids() {
     let server = NatsServer::start();
     let mut host = trellis()
         .args(["host", "--lattice", "logs", "--log-format", "json"])
+        .arg("--allow-file-load")
         .env("TRELLIS_NATS_URL", server.url())
         .env("RUST_LOG", "info")
         .spawn()

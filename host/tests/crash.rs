@@ -70,7 +70,14 @@ async fn a_killed_host_is_noticed_and_its_instances_placed_elsewhere() {
     };
     let mut deployer = trellis(&["deployer", "--reconcile-secs", "1"]);
     // The only worker at first: a host process of its own.
-    let mut child = trellis(&["host", "--label", "role=worker", "--heartbeat-secs", "2"]);
+    let mut child = trellis(&[
+        "host",
+        "--label",
+        "role=worker",
+        "--heartbeat-secs",
+        "2",
+        "--allow-file-load",
+    ]);
     let doomed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let message = events.next().await.unwrap();
@@ -96,6 +103,7 @@ async fn a_killed_host_is_noticed_and_its_instances_placed_elsewhere() {
 
     // A second worker joins; the app is satisfied, so nothing moves to it yet.
     let survivor = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         labels: [("role".to_string(), "worker".to_string())].into(),

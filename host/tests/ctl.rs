@@ -17,6 +17,7 @@ const LATTICE: &str = "ctl";
 
 async fn start_host(server: &NatsServer) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         labels: [("zone".to_string(), "a".to_string())].into(),
@@ -272,6 +273,7 @@ async fn claims_lists_provider_archive_claims() {
     let url = server.url();
     let cache = tempfile::tempdir().unwrap();
     let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: url.clone(),
         lattice: LATTICE.into(),
         providers: ProviderSettings {

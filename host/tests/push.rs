@@ -188,6 +188,7 @@ async fn basic_auth_push_and_registry_put_let_a_host_start_the_component() {
     // A host that may pull from the registry over plain HTTP, but has no credentials yet.
     let cache = tempfile::tempdir().unwrap();
     let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: url.clone(),
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),

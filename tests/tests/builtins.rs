@@ -26,6 +26,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 async fn start_host(server: &NatsServer, switches: &[&str]) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),
@@ -210,6 +211,7 @@ async fn disabled_and_unknown_builtins_are_refused() {
     let server = NatsServer::start();
     let (client, _nc) = ctl_client(&server, LATTICE).await;
     let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         builtins: parse_switches(["http-server=off"]).unwrap(),

@@ -42,6 +42,7 @@ struct Lattice {
 
 async fn host(server: &NatsServer, labels: &[(&str, &str)]) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         labels: labels

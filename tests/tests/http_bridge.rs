@@ -29,6 +29,7 @@ const CHUNKS: usize = 64;
 
 async fn start_host(server: &NatsServer, switches: &[&str]) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),

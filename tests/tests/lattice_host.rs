@@ -20,6 +20,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 async fn start_host(server: &NatsServer, labels: &[(&str, &str)]) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         labels: labels
@@ -646,6 +647,7 @@ async fn joins_a_server_that_requires_an_nkey_and_is_refused_without_it() {
         user.public_key()
     ));
     let config = |auth: trellis_host::NatsAuth| HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         nats_auth: auth,
         lattice: LATTICE.into(),
@@ -741,5 +743,64 @@ async fn an_update_lets_calls_in_flight_finish_on_the_old_code() {
         .await
         .unwrap();
     assert_eq!(after, [Val::U32(42)]);
+    host.stop(None).await.unwrap();
+}
+
+/// A host loads `file://` components and providers only where its operator allowed: anything
+/// else is acknowledged, then refused with an event naming the flag, and nothing is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_outside_the_allowed_roots_are_refused_with_an_event() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let allowed = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        trellis_tests::component_path("exporter"),
+        allowed.path().join("exporter.wasm"),
+    )
+    .unwrap();
+    let host = LatticeHost::start(HostConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        files: trellis_host::FilePolicy {
+            allow_all: false,
+            roots: vec![allowed.path().to_path_buf()],
+        },
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    let id = host.host_id().to_string();
+    let mut events = Events::subscribe(&nc).await;
+
+    let ack = client
+        .scale_component(&id, "file:///etc/shadow", "shadow", 1, None, vec![], false)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let failed = events.next("component_scale_failed", |_| true).await;
+    let error = failed["data"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("file:///etc/shadow") && error.contains("--allow-file-load"),
+        "{error}"
+    );
+
+    let ack = client
+        .start_provider(&id, "file:///usr/bin/true", "outside", None, vec![])
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let failed = events.next("provider_start_failed", |_| true).await;
+    let error = failed["data"]["error"].as_str().unwrap();
+    assert!(error.contains("--allow-file-root"), "{error}");
+
+    // Under the allowed root, a component starts.
+    let inside = format!("file://{}", allowed.path().join("exporter.wasm").display());
+    let ack = client
+        .scale_component(&id, &inside, "inside", 1, None, vec![], false)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let scaled = events.next("component_scaled", |_| true).await;
+    assert_eq!(scaled["data"]["component_id"], "inside");
     host.stop(None).await.unwrap();
 }

@@ -18,6 +18,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 async fn start_host(server: &NatsServer, in_process_links: bool) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),

@@ -35,6 +35,7 @@ async fn start_host_allowing(
     allowed_insecure: Vec<String>,
 ) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),

@@ -51,6 +51,7 @@ async fn start_host_with(
     providers: ProviderSettings,
 ) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         nats_auth,
         lattice: LATTICE.into(),

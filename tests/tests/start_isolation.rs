@@ -24,6 +24,7 @@ const MARGIN: Duration = Duration::from_millis(50);
 
 async fn start_host(server: &NatsServer) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),

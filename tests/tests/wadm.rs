@@ -36,6 +36,7 @@ struct Lattice {
 
 async fn host(server: &NatsServer, zone: &str) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         labels: [("zone".to_string(), zone.to_string())].into(),

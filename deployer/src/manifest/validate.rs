@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Component, Kind, LinkTrait, Manifest, Problem, SECRET_POLICY_TYPE, SHARED_ANNOTATION,
-    ScalerKind, SecretRef, Source, VERSION_ANNOTATION,
+    Component, ConfigRef, Kind, LinkTrait, Manifest, Problem, SECRET_POLICY_TYPE,
+    SHARED_ANNOTATION, ScalerKind, SecretRef, Source, VERSION_ANNOTATION,
 };
+use crate::wire::{check_config_name, check_id, check_wit_name};
 
 /// Runs every rule; errors reject the manifest, warnings are reported only.
 pub fn validate(m: &Manifest) -> Vec<Problem> {
@@ -68,14 +69,8 @@ pub fn validate(m: &Manifest) -> Vec<Problem> {
                     format!("duplicate component id `{id}` (also spec.components[{first}])"),
                 ));
             }
-            if let Some(bad) = id
-                .chars()
-                .find(|ch| ch.is_whitespace() || matches!(ch, '.' | '*' | '>'))
-            {
-                out.push(Problem::error(
-                    path,
-                    format!("must not contain `{bad}`: ids are NATS subject tokens"),
-                ));
+            if let Err(invalid) = check_id("id", id) {
+                out.push(Problem::error(path, format!("`{id}`: {}", invalid.rule)));
             }
         }
     }
@@ -87,8 +82,26 @@ pub fn validate(m: &Manifest) -> Vec<Problem> {
     out
 }
 
+/// Named configs (written as is, or derived from an inline config's name) become KV keys.
+fn config_name_rules(configs: &[ConfigRef], path: &str, out: &mut Vec<Problem>) {
+    for (i, config) in configs.iter().enumerate() {
+        let checked = match config.properties {
+            // Inline config is stored as `<app>-<name>`, sanitized: any name will do.
+            Some(_) => Ok(()),
+            None => check_config_name("name", &config.name),
+        };
+        if let Err(invalid) = checked {
+            out.push(Problem::error(
+                format!("{path}[{i}].name"),
+                format!("`{}`: {}", config.name, invalid.rule),
+            ));
+        }
+    }
+}
+
 fn component_rules(m: &Manifest, c: &Component, out: &mut Vec<Problem>) {
     let props = format!("{}.properties", c.path());
+    config_name_rules(&c.config, &format!("{props}.config"), out);
     if let Source::Application { name, .. } = &c.source {
         if !c.config.is_empty() {
             out.push(Problem::error(
@@ -219,6 +232,22 @@ fn link_rules(
                 format!("unrecognized package {}:{}", link.namespace, link.package),
             ));
         }
+        if let Err(invalid) = check_id("name", &link.name) {
+            out.push(Problem::error(
+                format!("{path}.name"),
+                format!("link name `{}`: {}", link.name, invalid.rule),
+            ));
+        }
+        for (field, value) in [("namespace", &link.namespace), ("package", &link.package)] {
+            if let Err(invalid) = check_wit_name(field, value) {
+                out.push(Problem::error(
+                    format!("{path}.{field}"),
+                    format!("`{value}`: {}", invalid.rule),
+                ));
+            }
+        }
+        config_name_rules(&link.source_config, &format!("{path}.source.config"), out);
+        config_name_rules(&link.target_config, &format!("{path}.target.config"), out);
         link_config_rules(link, &path, link_configs, out);
         for (side, secrets) in [
             ("source.secrets", &link.source_secrets),

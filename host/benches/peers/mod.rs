@@ -17,23 +17,33 @@ use wrpc_transport::InvokeExt as _;
 /// The longest any wait for the lattice may take.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-/// A host build to run: a name for the tables and its binary.
+/// A host build to run: a name for the tables, its binary, and what its `host` command needs
+/// to load the benchmark's `file://` components.
 #[derive(Clone, Debug)]
 pub struct Build {
     pub name: String,
     pub binary: PathBuf,
+    pub extra_args: Vec<String>,
 }
 
-/// This checkout's `trellis`, and the baseline build when `TRELLIS_BASELINE` names one.
+/// This checkout's `trellis`, and the baseline build when `TRELLIS_BASELINE` names one (with
+/// `TRELLIS_BASELINE_ARGS`, space-separated, for its `host` command: builds before file
+/// loading had to be allowed take none).
 pub fn builds() -> Vec<Build> {
     let mut builds = vec![Build {
         name: "this build".into(),
         binary: env!("CARGO_BIN_EXE_trellis").into(),
+        extra_args: vec!["--allow-file-load".into()],
     }];
     match std::env::var_os("TRELLIS_BASELINE") {
         Some(path) => builds.push(Build {
             name: "baseline".into(),
             binary: path.into(),
+            extra_args: std::env::var("TRELLIS_BASELINE_ARGS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
         }),
         None => eprintln!(
             "TRELLIS_BASELINE is not set: measuring this build alone (point it at another \
@@ -67,6 +77,7 @@ pub async fn start_host(
     let child = Command::new(&build.binary)
         .args(["host", "--nats-url", url, "--lattice", lattice])
         .args(["--label", &format!("role={role}")])
+        .args(build.extra_args.iter())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{CtlError, Reply, constraints_match, decode};
+use super::{CtlError, Reply, constraints_match, decode_checked};
 use crate::components::{self, check_reference};
 use crate::ctl::subjects::Operation;
 use crate::state::HostState;
@@ -16,7 +16,7 @@ pub fn scale(
     operation: &Operation,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
-    let command: ScaleComponentCommand = decode(operation, payload)?;
+    let command: ScaleComponentCommand = decode_checked(operation, payload)?;
     if command.component_id.trim().is_empty() {
         return Err(CtlError::Refused("component_id must not be empty".into()));
     }
@@ -49,7 +49,7 @@ pub fn update(
     operation: &Operation,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
-    let command: UpdateComponentCommand = decode(operation, payload)?;
+    let command: UpdateComponentCommand = decode_checked(operation, payload)?;
     let Some(current) = state.components.get(&command.component_id) else {
         return Err(CtlError::Refused(format!(
             "component `{}` not found",
@@ -74,7 +74,7 @@ pub fn auction(
     operation: &Operation,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
-    let request: ComponentAuctionRequest = decode(operation, payload)?;
+    let request: ComponentAuctionRequest = decode_checked(operation, payload)?;
     if !constraints_match(&request.constraints, &state.labels())
         || state.components.get(&request.component_id).is_some()
     {

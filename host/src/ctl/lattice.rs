@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{CtlError, Reply, decode};
+use super::{CtlError, Reply, decode, decode_checked};
 use crate::ctl::subjects::Operation;
 use crate::state::HostState;
 use crate::store::StoredClaims;
@@ -17,7 +17,7 @@ pub async fn link_put(
     operation: &Operation<'_>,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
-    let link: Link = decode(operation, payload)?;
+    let link: Link = decode_checked(operation, payload)?;
     match put_link(state, &link).await {
         Ok(()) => {
             state.events.publish("linkdef_set", &link).await;
@@ -60,7 +60,7 @@ pub async fn link_del(
     operation: &Operation<'_>,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
-    let request: DeleteLinkRequest = decode(operation, payload)?;
+    let request: DeleteLinkRequest = decode_checked(operation, payload)?;
     if !state.links.has_spec(&request.source_id) {
         return Ok(Reply::note(format!(
             "no links are stored for source `{}`",

@@ -23,7 +23,7 @@ use crate::components::ComponentError;
 use crate::state::HostState;
 use crate::store::{LinkError, StoreError};
 use subjects::Operation;
-use trellis_deployer::wire::CtlResponse;
+use trellis_deployer::wire::{CheckedNames, CtlResponse, check_config_name};
 
 /// What an operation answers.
 pub enum Reply {
@@ -88,6 +88,29 @@ pub fn decode<T: DeserializeOwned>(operation: &Operation, payload: &[u8]) -> Res
         return Err(bad("empty payload, expected a JSON object".into()));
     }
     serde_json::from_slice(payload).map_err(|e| bad(e.to_string()))
+}
+
+/// Decodes a request body whose names become subject tokens or KV keys, and checks the names:
+/// a refused one fails the request, naming the field and the rule.
+pub fn decode_checked<T: DeserializeOwned + CheckedNames>(
+    operation: &Operation,
+    payload: &[u8],
+) -> Result<T, CtlError> {
+    let value: T = decode(operation, payload)?;
+    value.check_names().map_err(|error| CtlError::BadRequest {
+        operation: operation.name(),
+        reason: error.to_string(),
+    })?;
+    Ok(value)
+}
+
+/// A config name from a subject (`config.{put,get,del}.{name}`), checked like one in a body.
+fn config_name<'a>(operation: &Operation, name: &'a str) -> Result<&'a str, CtlError> {
+    check_config_name("config name", name).map_err(|error| CtlError::BadRequest {
+        operation: operation.name(),
+        reason: error.to_string(),
+    })?;
+    Ok(name)
 }
 
 /// Subscribes every control subject, reports that on `ready`, then serves requests until
@@ -201,9 +224,12 @@ async fn dispatch(
         LinkDel => lattice::link_del(state, operation, payload).await,
         LinkGet => lattice::link_get(state),
         ClaimsGet => lattice::claims_get(state),
-        ConfigPut(name) => lattice::config_put(state, operation, name, payload).await,
-        ConfigGet(name) => lattice::config_get(state, name),
-        ConfigDel(name) => lattice::config_del(state, name).await,
+        ConfigPut(name) => {
+            let name = config_name(operation, name)?;
+            lattice::config_put(state, operation, name, payload).await
+        }
+        ConfigGet(name) => lattice::config_get(state, config_name(operation, name)?),
+        ConfigDel(name) => lattice::config_del(state, config_name(operation, name)?).await,
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{CtlError, Reply, constraints_match, decode};
+use super::{CtlError, Reply, constraints_match, decode_checked};
 use crate::builtins::{self, BuiltinError, RunningProvider};
 use crate::ctl::subjects::Operation;
 use crate::provider::{self, ExternalProviders, ProviderInfo};
@@ -46,7 +46,7 @@ pub async fn start(
     operation: &Operation<'_>,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
-    let command: StartProviderCommand = decode(operation, payload)?;
+    let command: StartProviderCommand = decode_checked(operation, payload)?;
     let id = command.provider_id.trim();
     if id.is_empty() {
         return Err(CtlError::Refused("provider_id must not be empty".into()));
@@ -130,7 +130,7 @@ pub async fn stop(
     operation: &Operation<'_>,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
-    let command: StopProviderCommand = decode(operation, payload)?;
+    let command: StopProviderCommand = decode_checked(operation, payload)?;
     if ExternalProviders::stop(state, &command.provider_id)
         .await
         .is_some()
@@ -163,7 +163,7 @@ pub fn auction(
     operation: &Operation,
     payload: &[u8],
 ) -> Result<Reply, CtlError> {
-    let request: ProviderAuctionRequest = decode(operation, payload)?;
+    let request: ProviderAuctionRequest = decode_checked(operation, payload)?;
     if (builtin(state, &request.provider_ref).is_err()
         && !provider::is_external(&request.provider_ref))
         || !constraints_match(&request.constraints, &state.labels())

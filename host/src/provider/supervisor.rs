@@ -86,6 +86,11 @@ impl Supervisor {
     }
 
     pub async fn run(mut self) {
+        if self.info.image_ref.starts_with("file://")
+            && let Err(refused) = self.state.files.check(&self.info.image_ref)
+        {
+            return self.start_failed(refused.to_string()).await;
+        }
         let cache = self.external().settings.cache_dir.join(&self.state.host_id);
         let executable = match archive::resolve(&self.info.image_ref, &cache, &self.state.oci).await
         {
