@@ -81,6 +81,7 @@ fn scale(w: &Workload, app: &str, host: &str, count: u32, spread: &str) -> Actio
         config: w.config.clone(),
         // Lets a host that runs an older version of this ID swap the code in place.
         allow_update: true,
+        component_limits: None,
     })
 }
 
@@ -413,6 +414,7 @@ pub fn leftovers(
                     ])),
                     config: Vec::new(),
                     allow_update: false,
+                    component_limits: None,
                 }));
             }
         }

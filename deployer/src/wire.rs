@@ -236,6 +236,10 @@ pub struct ScaleComponentCommand {
     pub config: Vec<String>,
     #[serde(default)]
     pub allow_update: bool,
+    /// Control interface 3.x: the component's own limits (`max_memory_limit` bytes,
+    /// `max_execution_time` seconds); absent from older clients and from wadm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_limits: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

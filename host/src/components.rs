@@ -11,6 +11,7 @@ use trellis_runtime::{
     ComponentSource, Host as _, LoadedComponent, StartError, Workload, WorkloadComponent,
 };
 
+use crate::limits::{ComponentLimits, LimitError};
 use crate::oci::{ArtifactKind, OciError};
 use crate::reconcile::derive::{self, ComponentPlan};
 use crate::rpc::ExportServer;
@@ -38,6 +39,17 @@ pub enum ComponentError {
     MissingConfig(Vec<String>),
     #[error("loading `{reference}`: {reason}")]
     Load { reference: String, reason: String },
+    #[error(
+        "`{reference}` is {size} bytes, above this host's limit of {limit} \
+         (--max-component-size-bytes)"
+    )]
+    TooLarge {
+        reference: String,
+        size: usize,
+        limit: u64,
+    },
+    #[error(transparent)]
+    Limits(#[from] LimitError),
     #[error(transparent)]
     Start(#[from] StartError),
 }
@@ -70,12 +82,27 @@ pub struct RunningComponent {
     pub annotations: Annotations,
     pub max_instances: u32,
     pub config: Vec<String>,
-    /// Its links and plugin config as last applied (see [`crate::reconcile`]).
+    /// The limits `component.scale` gave it; its config's limits are in `plan`.
+    pub limits: Option<ComponentLimits>,
+    /// Its links, plugin config and config limits as last applied (see [`crate::reconcile`]).
     pub plan: ComponentPlan,
     /// The code it runs, kept so a rescale never re-reads (or re-fetches) the reference.
     bytes: Arc<[u8]>,
     /// Its exports on the lattice; dropped (unsubscribed) with the last clone.
     _exports: Arc<ExportServer>,
+}
+
+impl RunningComponent {
+    /// Its config's limits overridden by its command's; `None` when neither sets any (or the
+    /// config's cannot be applied: the host's then stay in force).
+    pub fn effective_limits(&self) -> Option<ComponentLimits> {
+        let from_config = self.plan.limits.clone().unwrap_or_default();
+        let effective = match &self.limits {
+            Some(limits) => from_config.overridden_by(limits),
+            None => from_config,
+        };
+        (self.limits.is_some() || !effective.is_empty()).then_some(effective)
+    }
 }
 
 /// The components running here, with change notification, and the lock that orders their
@@ -132,7 +159,7 @@ impl Components {
                 annotations: c.annotations.clone(),
                 revision: 0,
                 max_instances: c.max_instances,
-                limits: None,
+                limits: c.effective_limits().map(|limits| limits.to_map()),
             })
             .collect()
     }
@@ -150,6 +177,12 @@ impl Components {
     pub fn set_plan(&self, id: &str, plan: ComponentPlan) {
         if let Some(running) = self.table.write().unwrap().get_mut(id) {
             running.plan = plan;
+        }
+    }
+
+    fn set_limits(&self, id: &str, limits: Option<ComponentLimits>) {
+        if let Some(running) = self.table.write().unwrap().get_mut(id) {
+            running.limits = limits;
         }
     }
 
@@ -174,8 +207,14 @@ impl Components {
     }
 }
 
-/// Carries out a scale command (the ack was already sent) and publishes its outcome.
-pub async fn scale(state: &HostState, command: ScaleComponentCommand) {
+/// Carries out a scale command (the ack was already sent, after its `component_limits` parsed
+/// into `limits`) and publishes its outcome. A command without limits keeps those a running
+/// component has.
+pub async fn scale(
+    state: &HostState,
+    command: ScaleComponentCommand,
+    limits: Option<ComponentLimits>,
+) {
     let components = &state.components;
     let _order = components.lifecycle.lock().await;
     let id = command.component_id.as_str();
@@ -200,6 +239,7 @@ pub async fn scale(state: &HostState, command: ScaleComponentCommand) {
                     count,
                     requested.clone(),
                     command.config.clone(),
+                    limits.clone(),
                 )
                 .await
             };
@@ -209,11 +249,16 @@ pub async fn scale(state: &HostState, command: ScaleComponentCommand) {
             }
         }
         (Some(current), count) => {
+            let limits = limits.or_else(|| current.limits.clone());
             let unchanged = current.max_instances == count
                 && current.config == command.config
                 && current.annotations == requested;
             let rescaled = async {
-                if !unchanged {
+                if unchanged && limits != current.limits {
+                    // Only the limits: the next calls get them, nothing restarts.
+                    set_budget(state, id, &current.plan, limits.as_ref()).await?;
+                    state.components.set_limits(id, limits.clone());
+                } else if !unchanged {
                     check_config(state, &command.config)?;
                     stop_workload(state, id).await;
                     if let Err(error) = start(
@@ -224,6 +269,7 @@ pub async fn scale(state: &HostState, command: ScaleComponentCommand) {
                         count,
                         requested.clone(),
                         command.config.clone(),
+                        limits.clone(),
                     )
                     .await
                     {
@@ -296,6 +342,7 @@ async fn update_locked(
             count,
             annotations.clone(),
             current.config.clone(),
+            current.limits.clone(),
         )
         .await
         {
@@ -326,6 +373,7 @@ fn check_config(state: &HostState, names: &[String]) -> Result<(), ComponentErro
 async fn read(state: &HostState, reference: &str) -> Result<Arc<[u8]>, ComponentError> {
     if !reference.starts_with("file://") {
         let artifact = state.oci.pull(reference, ArtifactKind::Component).await?;
+        check_size(state, reference, &artifact.bytes)?;
         return Ok(artifact.bytes);
     }
     // Acknowledged first, refused here: the refusal is the start's outcome event, as wasmCloud.
@@ -334,11 +382,56 @@ async fn read(state: &HostState, reference: &str) -> Result<Arc<[u8]>, Component
         reference: reference.to_string(),
         reason: format!("{e:#}"),
     };
-    ComponentSource::from_reference(reference)
+    let bytes = ComponentSource::from_reference(reference)
         .map_err(load_error)?
         .read()
         .await
-        .map_err(load_error)
+        .map_err(load_error)?;
+    check_size(state, reference, &bytes)?;
+    Ok(bytes)
+}
+
+/// Refuses an artifact above `--max-component-size-bytes`.
+fn check_size(state: &HostState, reference: &str, bytes: &[u8]) -> Result<(), ComponentError> {
+    let limit = state.limits.max_component_size_bytes;
+    if bytes.len() as u64 > limit {
+        return Err(ComponentError::TooLarge {
+            reference: reference.to_string(),
+            size: bytes.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// The budget a component's calls get: the host's, lowered by its config's limits and then by
+/// its command's.
+fn budget(
+    state: &HostState,
+    plan: &ComponentPlan,
+    limits: Option<&ComponentLimits>,
+) -> Result<trellis_runtime::Budget, ComponentError> {
+    let from_config = plan.limits.clone()?;
+    let effective = match limits {
+        Some(limits) => from_config.overridden_by(limits),
+        None => from_config,
+    };
+    state.limits.check(&effective)?;
+    Ok(state.limits.budget_for(&effective))
+}
+
+/// Gives a running component's next calls the budget `plan` and `limits` make.
+pub async fn set_budget(
+    state: &HostState,
+    id: &str,
+    plan: &ComponentPlan,
+    limits: Option<&ComponentLimits>,
+) -> Result<(), ComponentError> {
+    let budget = budget(state, plan, limits)?;
+    if let Some(handle) = state.runtime.component(id).await {
+        handle.set_budget(budget).map_err(|_| LimitError::FuelOff)?;
+    }
+    Ok(())
 }
 
 /// Compiles `bytes` (cached by the engine) so a broken artifact fails before anything stops.
@@ -358,6 +451,7 @@ async fn precompile(
     })
 }
 
+#[allow(clippy::too_many_arguments)] // each is one field of what a component runs with
 async fn start(
     state: &HostState,
     id: &str,
@@ -366,10 +460,12 @@ async fn start(
     max_instances: u32,
     annotations: Annotations,
     config: Vec<String>,
+    limits: Option<ComponentLimits>,
 ) -> Result<(), ComponentError> {
     let mut component = WorkloadComponent::new(id, ComponentSource::Bytes(bytes.clone()));
     component.max_instances = max_instances;
     let plan = derive::component_plan(state, id, &config);
+    component.budget = budget(state, &plan, limits.as_ref())?;
     state
         .runtime
         .workload_start(Workload {
@@ -410,6 +506,7 @@ async fn start(
             annotations,
             max_instances,
             config,
+            limits,
             plan,
             bytes,
             _exports: Arc::new(exports),
@@ -428,6 +525,7 @@ async fn restore(state: &HostState, id: &str, previous: &RunningComponent) {
         previous.max_instances,
         previous.annotations.clone(),
         previous.config.clone(),
+        previous.limits.clone(),
     );
     if let Err(error) = restarted.await {
         tracing::error!(

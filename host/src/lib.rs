@@ -15,6 +15,7 @@ mod files;
 mod http_bridge;
 mod identity;
 mod inventory;
+mod limits;
 pub mod oci;
 mod provider;
 mod reconcile;
@@ -37,6 +38,7 @@ pub use connect::NatsAuth;
 pub use embedded::{EmbeddedNats, EmbeddedNatsError};
 pub use files::{FilePolicy, FileRefused};
 pub use identity::{IdentityError, builtin_labels, friendly_name};
+pub use limits::{ComponentLimits, HostLimits, LimitError};
 pub use provider::ProviderSettings;
 pub use state::StopRequest;
 pub use store::StoreError;
@@ -79,6 +81,8 @@ pub struct HostConfig {
     pub oci: OciSettings,
     /// Which `file://` components and providers may be loaded (none by default).
     pub files: FilePolicy,
+    /// What components may use, unless they set lower limits of their own.
+    pub limits: HostLimits,
 }
 
 impl Default for HostConfig {
@@ -99,6 +103,7 @@ impl Default for HostConfig {
             providers: ProviderSettings::default(),
             oci: OciSettings::default(),
             files: FilePolicy::default(),
+            limits: HostLimits::default(),
         }
     }
 }
@@ -193,6 +198,7 @@ impl LatticeHost {
             .remote(Arc::new(lattice.clone()))
             .links(links.clone())
             .in_process_links(config.in_process_links)
+            .engine(config.limits.engine_config())
             .build()
             .await
             .map_err(HostError::Runtime)?;
@@ -223,6 +229,7 @@ impl LatticeHost {
             ),
             oci: Oci::new(config.oci),
             files: config.files,
+            limits: config.limits,
             stop: watch::Sender::new(None),
         });
 

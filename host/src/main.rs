@@ -11,7 +11,9 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 mod cli;
 mod up;
 use trellis_host::oci::{self, OciSettings};
-use trellis_host::{BuiltinAlias, FilePolicy, HostConfig, LatticeHost, NatsAuth, parse_switches};
+use trellis_host::{
+    BuiltinAlias, FilePolicy, HostConfig, HostLimits, LatticeHost, NatsAuth, parse_switches,
+};
 
 #[derive(Parser)]
 #[command(
@@ -139,6 +141,22 @@ struct HostArgs {
         value_delimiter = ','
     )]
     allow_file_roots: Vec<std::path::PathBuf>,
+    /// Wall time of one component call, in milliseconds (wasmCloud's flag; components may set
+    /// less with `max_execution_time` limits).
+    #[arg(long, env = "TRELLIS_MAX_EXECUTION_TIME_MS", default_value_t = 600_000)]
+    max_execution_time_ms: u64,
+    /// Bytes a component's linear memory may grow to (wasmCloud's flag).
+    #[arg(long, env = "TRELLIS_MAX_LINEAR_MEMORY", default_value_t = 256 << 20)]
+    max_linear_memory_bytes: usize,
+    /// The largest component artifact this host starts, in bytes (wasmCloud's flag).
+    #[arg(long, env = "TRELLIS_MAX_COMPONENT_SIZE", default_value_t = 50 << 20)]
+    max_component_size_bytes: u64,
+    /// Live component instances (calls in flight) across the host; the pool is sized for them.
+    #[arg(long, env = "TRELLIS_MAX_COMPONENTS", default_value_t = 1000)]
+    max_components: u32,
+    /// Fuel (wasm instructions) per call; turns fuel metering on, which costs speed.
+    #[arg(long, env = "TRELLIS_MAX_FUEL")]
+    max_fuel: Option<u64>,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -233,6 +251,13 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         files: FilePolicy {
             allow_all: args.allow_file_load,
             roots: args.allow_file_roots,
+        },
+        limits: HostLimits {
+            max_execution_time: Duration::from_millis(args.max_execution_time_ms.max(1)),
+            max_linear_memory_bytes: args.max_linear_memory_bytes,
+            max_component_size_bytes: args.max_component_size_bytes,
+            max_components: args.max_components,
+            max_fuel: args.max_fuel,
         },
         ..HostConfig::default()
     };

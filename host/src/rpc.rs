@@ -21,6 +21,11 @@ use wrpc_transport::{Invoke as _, Serve as _};
 use crate::store::LinkStore;
 use trellis_deployer::wire::DEFAULT_LINK_NAME;
 
+/// How long the caller waits for the results, in milliseconds: the serving host stops the call
+/// then rather than work for a caller that has given up. Callers that do not send it (wasmCloud
+/// hosts, providers) get the component's own time limit.
+const TIMEOUT_HEADER: &str = "trellis-timeout-ms";
+
 /// Why a remote call could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -108,6 +113,10 @@ impl Lattice {
         let mut headers = HeaderMap::new();
         headers.insert("source-id", &*call.caller);
         headers.insert("link-name", link_name);
+        headers.insert(
+            TIMEOUT_HEADER,
+            self.timeout.as_millis().to_string().as_str(),
+        );
         Ok((target, headers))
     }
 
@@ -203,7 +212,7 @@ impl ExportServer {
             let component = handle.clone();
             tasks.spawn(async move {
                 while let Some(invocation) = invocations.next().await {
-                    let (_cx, tx, rx) = match invocation {
+                    let (headers, tx, rx) = match invocation {
                         Ok(invocation) => invocation,
                         Err(error) => {
                             tracing::warn!(component = %component.id(), %instance, %function, "accepting invocation: {error:#}");
@@ -212,10 +221,16 @@ impl ExportServer {
                     };
                     let (component, instance, function) =
                         (component.clone(), instance.clone(), function.clone());
+                    let deadline = caller_deadline(headers.headers.as_ref());
                     // Detached: a call in flight finishes even when serving stops.
                     tokio::spawn(async move {
-                        if let Err(error) = component.serve_invocation(&instance, &function, rx, tx).await {
-                            tracing::warn!(component = %component.id(), %instance, %function, "wRPC invocation failed: {error}");
+                        match component.serve_invocation(&instance, &function, deadline, rx, tx).await {
+                            // Logged by the runtime, with the limit.
+                            Err(error) if error.budget_exceeded().is_some() => {}
+                            Err(error) => {
+                                tracing::warn!(component = %component.id(), %instance, %function, "wRPC invocation failed: {error}");
+                            }
+                            Ok(()) => {}
                         }
                     });
                 }
@@ -224,6 +239,12 @@ impl ExportServer {
         crate::http_bridge::serve::serve(&server, &handle, &mut tasks).await?;
         Ok(Self { tasks })
     }
+}
+
+/// The caller's [`TIMEOUT_HEADER`], if it sent a valid one.
+fn caller_deadline(headers: Option<&HeaderMap>) -> Option<Duration> {
+    let millis = headers?.get(TIMEOUT_HEADER)?.as_str().parse().ok()?;
+    Some(Duration::from_millis(millis))
 }
 
 impl Drop for ExportServer {

@@ -13,6 +13,7 @@ use crate::components::Components;
 use crate::events::Events;
 use crate::files::FilePolicy;
 use crate::identity::Identity;
+use crate::limits::HostLimits;
 use crate::oci::Oci;
 use crate::provider::ExternalProviders;
 use crate::rpc::Lattice;
@@ -49,6 +50,7 @@ pub struct HostState {
     pub oci: Oci,
     /// Which `file://` references may be loaded.
     pub files: FilePolicy,
+    pub limits: HostLimits,
     pub events: Events,
     pub stop: watch::Sender<Option<StopRequest>>,
 }

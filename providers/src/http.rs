@@ -10,8 +10,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use http_body_util::BodyExt as _;
 use hyper::{Request, Response};
-use trellis_runtime::{ComponentHandle, InstanceStore, InvocationCtx, RemoteCall};
+use trellis_runtime::{BudgetExceeded, ComponentHandle, InstanceStore, InvocationCtx, RemoteCall};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -197,6 +198,9 @@ pub enum HandleError {
     /// The handler trapped, returned without answering, or could not be started.
     #[error("the HTTP handler failed: {0}")]
     Failed(String),
+    /// The handler was stopped by one of its component's limits (already logged by the runtime).
+    #[error("the HTTP handler was stopped: {0}")]
+    Limited(BudgetExceeded),
     /// The component runs elsewhere and could not be reached.
     #[error("the HTTP handler could not be reached: {0}")]
     Unreachable(String),
@@ -267,6 +271,10 @@ async fn ready_instance<'h>(
 /// on one from `pool` when given. Resolves as soon as the handler sets its response; the body
 /// streams from the instance, which keeps running (holding its instance permit) until the body
 /// is written.
+///
+/// The guest runs only while someone waits for it: if this future is dropped before the
+/// response (the client went away), or the response body before its end, the call is cancelled
+/// at the guest's next epoch.
 pub async fn handle_request(
     handle: ComponentHandle,
     pool: Option<Arc<InstancePool>>,
@@ -275,33 +283,85 @@ pub async fn handle_request(
 ) -> Result<Response<HyperOutgoingBody>, HandleError> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let call = tokio::spawn(async move {
-        let (mut ready, permit) = ready_instance(&handle, pool.as_deref()).await?;
-        let store = &mut ready.instance.store;
-        let mut http = view(store.data_mut());
-        let request = http.new_incoming_request(scheme, request)?;
-        let out = http.new_response_outparam(sender)?;
-        ready
-            .proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut *store, request, out)
-            .await?;
-        // A trap returned above: that instance is dropped, never reused.
+        let (mut ready, permit) = ready_instance(&handle, pool.as_deref())
+            .await
+            .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
+        let proxy = &ready.proxy;
+        let handled = handle
+            .call(&mut ready.instance, async |store| {
+                let mut http = view(store.data_mut());
+                let request = http.new_incoming_request(scheme, request)?;
+                let out = http.new_response_outparam(sender)?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut *store, request, out)
+                    .await
+            })
+            .await;
+        // A failed call's instance is dropped, never reused.
+        handled.map_err(|error| match error.budget_exceeded() {
+            Some(exceeded) => HandleError::Limited(exceeded.clone()),
+            None => HandleError::Failed(error.to_string()),
+        })?;
         drop(permit);
         ready.served += 1;
         if let Some(pool) = &pool {
             pool.give_back(ready);
         }
-        Ok::<_, anyhow::Error>(())
+        Ok::<_, HandleError>(())
     });
+    let guard = CancelOnDrop(Some(call.abort_handle()));
     match receiver.await {
-        Ok(Ok(response)) => Ok(response),
+        Ok(Ok(response)) => Ok(response.map(|body| GuardedBody { body, guard }.boxed_unsync())),
         Ok(Err(code)) => Err(HandleError::Answered(code)),
-        // The handler ended without answering: it trapped or could not be started.
-        Err(_) => Err(HandleError::Failed(match call.await {
-            Ok(Ok(())) => "returned without a response".to_string(),
-            Ok(Err(error)) => format!("{error:#}"),
-            Err(error) => format!("task failed: {error}"),
-        })),
+        // The handler ended without answering: it trapped, was stopped or could not start.
+        Err(_) => Err(match call.await {
+            Ok(Ok(())) => HandleError::Failed("returned without a response".to_string()),
+            Ok(Err(error)) => error,
+            Err(error) => HandleError::Failed(format!("task failed: {error}")),
+        }),
+    }
+}
+
+/// Cancels a request's guest call when dropped, unless the call is done with (disarmed).
+struct CancelOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take() {
+            call.abort();
+        }
+    }
+}
+
+/// A response body that cancels the guest call behind it when dropped before its end (the
+/// client disconnected); after the end, the guest may go on with work of its own.
+struct GuardedBody {
+    body: HyperOutgoingBody,
+    guard: CancelOnDrop,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            self.guard.0 = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

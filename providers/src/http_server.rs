@@ -43,7 +43,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::watch;
-use trellis_runtime::{Binding, ComponentHandle, Extensions, InterfaceName, InvocationCtx, Plugin};
+use trellis_runtime::{
+    Binding, BudgetExceeded, ComponentHandle, Extensions, InterfaceName, InvocationCtx, Plugin,
+};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
@@ -405,8 +407,18 @@ async fn dispatch(routes: &Routes, request: Request<Incoming>) -> Response<Hyper
     match response {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!(%component, "{error}");
+            if !matches!(error, HandleError::Limited(_)) {
+                tracing::warn!(%component, "{error}");
+            }
             match error {
+                HandleError::Limited(BudgetExceeded::DeadlineExceeded(_)) => short(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "handler stopped by its time limit\n",
+                ),
+                HandleError::Limited(_) => short(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "handler stopped by its limit\n",
+                ),
                 HandleError::Answered(_) => {
                     short(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n")
                 }

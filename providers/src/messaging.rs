@@ -33,7 +33,9 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use trellis_runtime::{Binding, ComponentHandle, Extensions, InterfaceName, InvocationCtx, Plugin};
+use trellis_runtime::{
+    Binding, ComponentHandle, Extensions, InterfaceName, InvocationCtx, InvokeError, Plugin,
+};
 use wasmtime::component::{HasData, Linker};
 
 mod bindings {
@@ -219,13 +221,17 @@ async fn handle(component: &ComponentHandle, message: async_nats::Message) {
     };
     let outcome = async {
         let (mut instance, _permit) = component.new_instance_store(None).await?;
-        let guest = MessagingPre::new(instance.pre().clone())?
-            .instantiate_async(&mut instance.store)
+        let guest = MessagingPre::new(instance.pre().clone())?;
+        let handled = component
+            .call(&mut instance, async |store| {
+                let guest = guest.instantiate_async(&mut *store).await?;
+                guest
+                    .wasmcloud_messaging_handler()
+                    .call_handle_message(&mut *store, &message)
+                    .await
+            })
             .await?;
-        guest
-            .wasmcloud_messaging_handler()
-            .call_handle_message(&mut instance.store, &message)
-            .await
+        anyhow::Ok(handled)
     }
     .await;
     let (id, subject) = (component.id(), &message.subject);
@@ -238,6 +244,10 @@ async fn handle(component: &ComponentHandle, message: async_nats::Message) {
                 "message handler returned an error: {error}"
             )
         }
+        Err(error)
+            if error
+                .downcast_ref::<InvokeError>()
+                .is_some_and(|e| e.budget_exceeded().is_some()) => {}
         Err(error) => tracing::warn!(component = id, subject, "message handler failed: {error:#}"),
     }
 }

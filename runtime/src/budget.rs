@@ -50,6 +50,11 @@ pub enum BudgetExceeded {
     MemoryLimit { limit: usize, requested: usize },
 }
 
+/// A budget with fuel, for an engine that does not count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a fuel budget needs an engine with fuel metering on")]
+pub struct FuelMeteringOff;
+
 /// Enforces the memory ceiling and remembers that it was hit, so that the trap a guest raises
 /// after a failed `memory.grow` is reported as [`BudgetExceeded::MemoryLimit`].
 #[derive(Debug, Default)]

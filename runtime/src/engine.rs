@@ -71,6 +71,7 @@ impl Engine {
         wasm.wasm_component_model(true);
         wasm.epoch_interruption(true);
         wasm.consume_fuel(config.fuel_metering);
+        let on_demand = wasm.clone();
         if let Some(limits) = &config.pooling {
             let mut pool = PoolingAllocationConfig::new();
             pool.total_component_instances(limits.component_instances)
@@ -81,9 +82,22 @@ impl Engine {
                 .max_memory_size(limits.max_memory_bytes);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
-        let inner = wasmtime::Engine::new(&wasm)
-            .map_err(anyhow::Error::from)
-            .context("configuring the wasmtime engine")?;
+        // A pool reserves its address space up front; where that is refused (a ulimit -v, a
+        // small 32-bit space), run on demand as wasmCloud does: budgets still cap memory.
+        let inner = match wasmtime::Engine::new(&wasm) {
+            Ok(engine) => engine,
+            Err(error) if config.pooling.is_some() => {
+                tracing::warn!(
+                    "pooling instance allocator unavailable ({error:#}); allocating on demand"
+                );
+                wasmtime::Engine::new(&on_demand)
+                    .map_err(anyhow::Error::from)
+                    .context("configuring the wasmtime engine")?
+            }
+            Err(error) => {
+                return Err(anyhow::Error::from(error).context("configuring the wasmtime engine"));
+            }
+        };
         spawn_epoch_ticker(&inner, config.epoch_tick);
         Ok(Self {
             inner,

@@ -135,8 +135,9 @@ fn reserve(inner: &Arc<Inner>, workload: &Workload) -> Result<Reservation, Start
         }
         if component.budget.fuel.is_some() && !inner.engine.config().fuel_metering {
             return Err(StartError::Invalid(format!(
-                "component `{}` has a fuel budget, but the engine has fuel metering off",
-                component.id
+                "component `{}`: {}",
+                component.id,
+                crate::budget::FuelMeteringOff
             )));
         }
     }

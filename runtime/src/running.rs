@@ -14,7 +14,7 @@ use wasmtime::Store;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Func, InstancePre, Type, Val};
 
-use crate::budget::{self, Budget, BudgetExceeded};
+use crate::budget::{self, Budget, BudgetExceeded, FuelMeteringOff};
 use crate::component::LoadedComponent;
 use crate::ctx::{Extensions, InvocationCtx};
 use crate::engine::Engine;
@@ -58,13 +58,16 @@ pub(crate) struct RunningComponent {
     pub linked: RwLock<Arc<Linked>>,
     pub max_instances: u32,
     permits: Semaphore,
-    pub budget: Budget,
+    /// What each call may spend; changed live by [`ComponentHandle::set_budget`].
+    budget: RwLock<Budget>,
     grants: WasiGrants,
     mounts: Vec<ResolvedMount>,
     engine: Engine,
     remote: Option<Arc<dyn RemoteInvoker>>,
     /// Invocations that got an instance, from the host or from the lattice.
     invocations: AtomicU64,
+    /// Invocations stopped by their budget.
+    limit_hits: AtomicU64,
 }
 
 /// A cloneable handle for invoking a running component (given to plugins and embedders).
@@ -93,14 +96,18 @@ impl ComponentHandle {
         &self,
         overrides: Option<&Budget>,
     ) -> Result<(InstanceStore, tokio::sync::SemaphorePermit<'_>), InvokeError> {
-        let budget = overrides.map_or(self.0.budget, |o| self.0.budget.overridden_by(o));
+        let budget = self.0.budget_with(overrides);
         let permit = self.0.acquire(&budget).await?;
         let linked = self.0.current();
         let store = self
             .0
             .new_store(&linked, &budget)
             .map_err(|e| self.0.bad_call(e))?;
-        let instance = InstanceStore { store, linked };
+        let instance = InstanceStore {
+            store,
+            linked,
+            budget,
+        };
         Ok((instance, permit))
     }
 
@@ -117,8 +124,9 @@ impl ComponentHandle {
         if !Arc::ptr_eq(&instance.linked, &self.0.current()) {
             return Ok(None);
         }
-        let budget = overrides.map_or(self.0.budget, |o| self.0.budget.overridden_by(o));
+        let budget = self.0.budget_with(overrides);
         let permit = self.0.acquire(&budget).await?;
+        instance.budget = budget;
         instance.store.data_mut().extensions = self
             .0
             .prepared(&instance.linked)
@@ -130,13 +138,52 @@ impl ComponentHandle {
         );
         Ok(Some(permit))
     }
+
+    /// Runs `call` (instantiation and calls on `instance`'s store) under the budget the store
+    /// was made with: its wall time also bounds time parked in host functions, and a failure
+    /// comes back classified as [`Self::invoke`]'s do (a budget stop counted and logged).
+    pub async fn call<T>(
+        &self,
+        instance: &mut InstanceStore,
+        call: impl AsyncFnOnce(&mut Store<InvocationCtx>) -> wasmtime::Result<T>,
+    ) -> Result<T, InvokeError> {
+        let budget = instance.budget;
+        let outcome = self
+            .0
+            .run_with_deadline(call(&mut instance.store), &budget)
+            .await;
+        outcome.map_err(|error| {
+            self.0
+                .invoke_error(error, &instance.store, &budget, &instance.linked)
+        })
+    }
+
+    /// What a call spends at most when its caller sets no limit of its own.
+    pub fn budget(&self) -> Budget {
+        *self.0.budget.read().unwrap()
+    }
+
+    /// Changes what calls may spend from the next call on (calls running keep theirs).
+    pub fn set_budget(&self, budget: Budget) -> Result<(), FuelMeteringOff> {
+        if budget.fuel.is_some() && !self.0.engine.config().fuel_metering {
+            return Err(FuelMeteringOff);
+        }
+        *self.0.budget.write().unwrap() = budget;
+        Ok(())
+    }
+
+    /// How many calls were stopped by their budget since the component started.
+    pub fn limit_hits(&self) -> u64 {
+        self.0.limit_hits.load(Ordering::Relaxed)
+    }
 }
 
 /// A store for plugins that instantiate a component themselves, with the linking it was made
-/// from (a relinked component's old instances are not reused).
+/// from (a relinked component's old instances are not reused) and the budget it runs under.
 pub struct InstanceStore {
     pub store: Store<InvocationCtx>,
     linked: Arc<Linked>,
+    budget: Budget,
 }
 
 impl InstanceStore {
@@ -203,10 +250,13 @@ impl ComponentHandle {
     /// Serves one wRPC invocation of `instance`.`function`: reads the parameters from `rx` as
     /// they arrive, runs a fresh instance under the component's budget, writes the results to
     /// `tx` and ends it (a failure ends it with no results: wRPC has no error channel).
+    /// `caller_deadline` is how long the caller waits: the call stops then, not later, so no
+    /// work is done for a caller that has given up.
     pub async fn serve_invocation<I, O>(
         &self,
         instance: &str,
         function: &str,
+        caller_deadline: Option<Duration>,
         mut rx: I,
         mut tx: O,
     ) -> Result<(), InvokeError>
@@ -215,7 +265,10 @@ impl ComponentHandle {
         O: AsyncWrite + Send + Unpin,
     {
         let component = &self.0;
-        let budget = component.budget;
+        let mut budget = self.budget();
+        if let Some(deadline) = caller_deadline {
+            budget.wall_time = Some(budget.wall_time.map_or(deadline, |own| own.min(deadline)));
+        }
         let _permit = component.acquire(&budget).await?;
         let linked = component.current();
         let mut store = component
@@ -290,13 +343,20 @@ impl RunningComponent {
             linked: RwLock::new(Arc::new(linked)),
             max_instances: spec.max_instances,
             permits: Semaphore::new(spec.max_instances.max(1) as usize),
-            budget: spec.budget,
+            budget: RwLock::new(spec.budget),
             grants: spec.grants.clone(),
             mounts,
             engine,
             remote,
             invocations: AtomicU64::new(0),
+            limit_hits: AtomicU64::new(0),
         }
+    }
+
+    /// The component's budget with `overrides` applied.
+    fn budget_with(&self, overrides: Option<&Budget>) -> Budget {
+        let own = *self.budget.read().unwrap();
+        overrides.map_or(own, |o| own.overridden_by(o))
     }
 
     pub fn current(&self) -> Arc<Linked> {
@@ -368,7 +428,7 @@ impl RunningComponent {
         params: &[Val],
         overrides: Option<&Budget>,
     ) -> Result<Vec<Val>, InvokeError> {
-        let budget = overrides.map_or(self.budget, |o| self.budget.overridden_by(o));
+        let budget = self.budget_with(overrides);
         let _permit = self.acquire(&budget).await?;
         let linked = self.current();
         let mut store = self
@@ -449,6 +509,9 @@ impl RunningComponent {
     ) -> InvokeError {
         let component = self.id.to_string();
         if let Some(exceeded) = budget::classify(&error, store.data().memory.hit.as_ref(), budget) {
+            // Logged here, once per call; callers report it without logging it again.
+            let hits = self.limit_hits.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(component, limit = %exceeded, hits, "call stopped by its limit");
             return InvokeError::Budget {
                 component,
                 exceeded,

@@ -1103,6 +1103,7 @@ async fn drift_is_reverted_and_a_component_that_cannot_start_is_given_up() {
         annotations: Some(instance.annotations.clone()),
         config,
         allow_update: false,
+        component_limits: None,
     };
     // front stopped, then at 3 instances instead of 1: back to 1 on its host.
     for count in [0, 3] {

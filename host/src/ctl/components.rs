@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::{CtlError, Reply, constraints_match, decode_checked};
 use crate::components::{self, check_reference};
 use crate::ctl::subjects::Operation;
+use crate::limits::ComponentLimits;
 use crate::state::HostState;
 use trellis_deployer::wire::{
     ComponentAuctionAck, ComponentAuctionRequest, ScaleComponentCommand, UpdateComponentCommand,
@@ -20,6 +21,15 @@ pub fn scale(
     if command.component_id.trim().is_empty() {
         return Err(CtlError::Refused("component_id must not be empty".into()));
     }
+    let limits = match &command.component_limits {
+        Some(map) => {
+            let limits = ComponentLimits::parse(map)
+                .and_then(|limits| state.limits.check(&limits).map(|()| limits))
+                .map_err(|e| CtlError::Refused(format!("component_limits: {e}")))?;
+            Some(limits)
+        }
+        None => None,
+    };
     let running = state.components.get(&command.component_id);
     if command.max_instances > 0 && running.is_none() {
         check_reference(state, &command.component_ref)?;
@@ -40,7 +50,7 @@ pub fn scale(
         _ => String::new(),
     };
     let state = state.clone();
-    tokio::spawn(async move { components::scale(&state, command).await });
+    tokio::spawn(async move { components::scale(&state, command, limits).await });
     Ok(Reply::note(message))
 }
 

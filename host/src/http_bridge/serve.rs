@@ -83,6 +83,10 @@ impl<Ctx: Send> Handler<Ctx> for IncomingHandler {
         match handle_request(self.component.clone(), None, scheme, request).await {
             Ok(response) => Ok(Ok(response_to_wire(response))),
             Err(HandleError::Answered(code)) => Ok(Err(error_code_to_wire(code))),
+            // Logged by the runtime, with the limit.
+            Err(error @ HandleError::Limited(_)) => {
+                Ok(Err(ErrorCode::InternalError(Some(error.to_string()))))
+            }
             Err(error) => {
                 tracing::warn!(component = %self.component.id(), "wRPC HTTP request: {error}");
                 Ok(Err(ErrorCode::InternalError(Some(error.to_string()))))

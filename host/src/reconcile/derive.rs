@@ -5,7 +5,8 @@
 //!
 //! A component's plugin config ([`PluginConfig`], interface → map) comes from:
 //! - its named config (`config` in `component.scale`, CONFIGDATA merged in list order), for
-//!   `wasi:config/store` and `wasi:config/runtime`;
+//!   `wasi:config/store` and `wasi:config/runtime`, less the `trellis.limits.*` keys, which
+//!   become the plan's limits (see [`crate::limits`]);
 //! - each `default` link between it and a built-in provider started here (either direction):
 //!   the built-in reference's defaults (e.g. `?backend=nats`), the provider's named config from
 //!   `provider.start`, then the component side's named config, then the provider side's
@@ -19,6 +20,7 @@ use trellis_providers::http_server::RemoteRoute;
 use trellis_runtime::HostInterface;
 
 use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
+use crate::limits::{ComponentLimits, LimitError, is_limit_key};
 use trellis_deployer::wire::{DEFAULT_LINK_NAME, Link};
 
 /// The interfaces the named config is served under.
@@ -45,11 +47,13 @@ pub struct BuiltinProvider {
 }
 
 /// What one component running here should have.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ComponentPlan {
     /// `ns:pkg/iface` → where its `default` link for it goes.
     pub links: BTreeMap<String, LinkRoute>,
     pub plugins: PluginConfig,
+    /// The limits its named config sets (`trellis.limits.*`), or why they cannot be applied.
+    pub limits: Result<ComponentLimits, LimitError>,
 }
 
 /// Where a link's target runs, as seen from this host.
@@ -105,7 +109,9 @@ fn merged(view: &impl LatticeView, names: &[String]) -> ConfigMap {
 
 /// What component `id`, scaled with named config `config`, should have now.
 pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> ComponentPlan {
-    let named = merged(view, config);
+    let mut named = merged(view, config);
+    let limits = ComponentLimits::from_config(&named);
+    named.retain(|key, _| !is_limit_key(key));
     let mut plugins: BTreeMap<String, ConfigMap> = CONFIG_INTERFACES
         .iter()
         .map(|i| (i.to_string(), named.clone()))
@@ -145,6 +151,7 @@ pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> C
     ComponentPlan {
         links,
         plugins: PluginConfig(plugins),
+        limits,
     }
 }
 

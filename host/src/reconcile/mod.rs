@@ -6,6 +6,7 @@
 //! - links whose target moved or changed → the runtime re-links the component (in-process when
 //!   the target runs here, over wRPC otherwise);
 //! - named config alone changed → the config plugin gets the new map (no rebind);
+//! - limits in named config changed → the component's next calls get them;
 //! - a link's plugin config changed → the component's plugins are re-bound;
 //! - the HTTP server's routes to linked components, wherever they run.
 //!
@@ -52,6 +53,13 @@ async fn apply(state: &HostState) {
             let desired = derive::component_plan(state, &id, &current.config);
             if desired == current.plan {
                 continue;
+            }
+            if desired.limits != current.plan.limits {
+                let applied =
+                    crate::components::set_budget(state, &id, &desired, current.limits.as_ref());
+                if let Err(error) = applied.await {
+                    tracing::warn!(component = %id, "limits from config not applied: {error}");
+                }
             }
             if desired.links != current.plan.links
                 && let Err(error) = state.runtime.relink(std::slice::from_ref(&id)).await

@@ -1,4 +1,5 @@
-//! A `wasi:http/incoming-handler`: `/trap` traps, `/echo` streams the request body back (with the
+//! A `wasi:http/incoming-handler`: `/trap` traps, `/spin` never answers (a busy loop, for
+//! limits), `/echo` streams the request body back (with the
 //! request's method and `x-*` headers as response headers, and the byte count as the trailer
 //! `x-echoed-bytes`), anything else answers with who served it (the `NAME` environment variable)
 //! and the path. Every response says how many requests its instance has served
@@ -37,6 +38,12 @@ impl wasip2::exports::http::incoming_handler::Guest for Server {
         let path = request.path_with_query().unwrap_or_default();
         if path.starts_with("/trap") {
             panic!("asked to trap");
+        }
+        if path.starts_with("/spin") {
+            let mut turns = 0u64;
+            loop {
+                turns = std::hint::black_box(turns.wrapping_add(1));
+            }
         }
         let echo = path.starts_with("/echo");
         let headers = Fields::new();
