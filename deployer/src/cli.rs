@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::client::WadmClient;
+use crate::connect::NatsAuth;
 use crate::manifest::{self, Level};
 use crate::{Deployer, DeployerConfig};
 
@@ -24,6 +25,36 @@ pub struct LatticeArgs {
     /// Lattice name.
     #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
     pub lattice: String,
+    /// NATS credentials file (user JWT and seed, as `nsc` writes them).
+    #[arg(long, env = "TRELLIS_NATS_CREDS", conflicts_with = "nats_nkey")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// NATS user nkey seed (`SU…`).
+    #[arg(long, env = "TRELLIS_NATS_NKEY")]
+    pub nats_nkey: Option<String>,
+    /// PEM file of CA certificates to trust; makes TLS required.
+    #[arg(long, env = "TRELLIS_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+impl LatticeArgs {
+    /// The lattice `nats_url` at, as anonymous plain clients reach it.
+    pub fn new(nats_url: &str, lattice: &str) -> Self {
+        Self {
+            nats_url: nats_url.to_string(),
+            lattice: lattice.to_string(),
+            nats_creds: None,
+            nats_nkey: None,
+            tls_ca: None,
+        }
+    }
+
+    pub fn auth(&self) -> NatsAuth {
+        NatsAuth {
+            creds_file: self.nats_creds.clone(),
+            nkey_seed: self.nats_nkey.clone(),
+            tls_ca: self.tls_ca.clone(),
+        }
+    }
 }
 
 /// `trellis deployer`: run the deployer alone.
@@ -45,6 +76,7 @@ impl DeployerArgs {
 pub fn deployer_config(lattice: &LatticeArgs, reconcile_secs: u64) -> DeployerConfig {
     DeployerConfig {
         nats_url: lattice.nats_url.clone(),
+        nats_auth: lattice.auth(),
         lattice: lattice.lattice.clone(),
         reconcile_interval: Duration::from_secs(reconcile_secs.max(1)),
         ..DeployerConfig::default()
@@ -315,7 +347,7 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 }
 
 async fn connect(lattice: &LatticeArgs) -> anyhow::Result<WadmClient> {
-    Ok(WadmClient::connect(&lattice.nats_url, &lattice.lattice).await?)
+    Ok(WadmClient::connect(&lattice.nats_url, &lattice.lattice, &lattice.auth()).await?)
 }
 
 fn not_found(name: &str, lattice: &LatticeArgs) -> anyhow::Error {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::api::prefix;
+use crate::connect::NatsAuth;
 
 /// Why a request got no usable answer: one line, ending with a hint where one helps.
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +34,17 @@ pub struct WadmClient {
 }
 
 impl WadmClient {
-    pub async fn connect(url: &str, lattice: &str) -> Result<Self, ClientError> {
-        let nats = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
+    pub async fn connect(url: &str, lattice: &str, auth: &NatsAuth) -> Result<Self, ClientError> {
+        let connect_error = |reason: String| ClientError::Connect {
+            url: url.to_string(),
+            reason,
+        };
+        let nats = crate::connect::options("trellis app", auth)
+            .await
+            .map_err(connect_error)?
             .connect(url)
             .await
-            .map_err(|e| ClientError::Connect {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| connect_error(e.to_string()))?;
         Ok(Self::new(nats, lattice))
     }
 

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod connect;
 pub mod lattice;
 mod lease;
 pub mod manifest;
@@ -26,12 +27,15 @@ use futures::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::connect::NatsAuth;
+
 pub use worker::MAX_ATTEMPTS;
 
 /// How a deployer is configured.
 #[derive(Clone, Debug)]
 pub struct DeployerConfig {
     pub nats_url: String,
+    pub nats_auth: NatsAuth,
     pub lattice: String,
     /// Reconcile at least this often, even without events.
     pub reconcile_interval: Duration,
@@ -45,6 +49,7 @@ impl Default for DeployerConfig {
     fn default() -> Self {
         Self {
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_auth: NatsAuth::default(),
             lattice: "default".into(),
             reconcile_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(2),
@@ -76,15 +81,16 @@ impl Deployer {
     /// Connects, opens the manifest store, starts the reconciler (with every app deployed
     /// before a restart), follows lattice events and serves the wadm API.
     pub async fn start(config: DeployerConfig) -> Result<Self, DeployerError> {
-        let nats = async_nats::ConnectOptions::new()
-            .name("trellis-deployer")
-            .connection_timeout(Duration::from_secs(5))
+        let connect_error = |reason: String| DeployerError::Connect {
+            url: config.nats_url.clone(),
+            reason,
+        };
+        let nats = connect::options("trellis-deployer", &config.nats_auth)
+            .await
+            .map_err(connect_error)?
             .connect(&config.nats_url)
             .await
-            .map_err(|e| DeployerError::Connect {
-                url: config.nats_url.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| connect_error(e.to_string()))?;
         let subscribe =
             |subject: String, reason: async_nats::SubscribeError| DeployerError::Subscribe {
                 subject,

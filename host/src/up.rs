@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use trellis_deployer::client::WadmClient;
 use trellis_deployer::{Deployer, DeployerConfig};
-use trellis_host::{EmbeddedNats, FilePolicy, HostConfig, HostError, LatticeHost};
+use trellis_host::{EmbeddedNats, FilePolicy, HostConfig, HostError, LatticeHost, NatsAuth};
 
 /// Prints a progress line on stdout, ignoring a closed stdout (`trellis up | head` must still
 /// stop cleanly on Ctrl-C rather than panic on its last lines).
@@ -122,7 +122,7 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> 
 
 /// Deploys the manifest, waits for `deployed`, and says where it is served.
 async fn deploy(nats_url: &str, lattice: &str, manifest: &std::path::Path) -> anyhow::Result<()> {
-    let client = WadmClient::connect(nats_url, lattice).await?;
+    let client = WadmClient::connect(nats_url, lattice, &NatsAuth::default()).await?;
     let cwd = std::env::current_dir().context("finding the current directory")?;
     let deployed = trellis_deployer::cli::deploy_file(&client, manifest, &cwd, true).await?;
     let (name, version) = (deployed.name, deployed.version);

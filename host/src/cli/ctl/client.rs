@@ -9,6 +9,7 @@ use async_nats_039 as nats;
 use serde::Serialize;
 use serde_json::json;
 use trellis_deployer::cli::Output;
+use trellis_deployer::connect::{NatsAuth, reconnect_delay};
 use wasmcloud_control_interface::{Client, ClientBuilder, CtlResponse};
 
 use super::args::Common;
@@ -67,10 +68,13 @@ impl Ctl {
     pub(super) async fn connect(common: &Common) -> Result<Self, CtlError> {
         let url = common.lattice.nats_url.clone();
         let timeout = Duration::from_millis(common.timeout_ms.max(1));
-        let connect = nats::ConnectOptions::new()
-            .name("trellis ctl")
-            .connection_timeout(timeout)
-            .connect(url.as_str());
+        let options = options(&common.lattice.auth(), timeout)
+            .await
+            .map_err(|reason| CtlError::Connect {
+                url: url.clone(),
+                reason,
+            })?;
+        let connect = options.connect(url.as_str());
         let nc = match tokio::time::timeout(timeout + Duration::from_secs(1), connect).await {
             Ok(Ok(nc)) => nc,
             Ok(Err(error)) => {
@@ -171,4 +175,26 @@ impl Ctl {
 pub(super) fn print_json(value: &impl Serialize) -> Result<(), CtlError> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Connect options for the control-interface client's async-nats (0.39, older than the rest of
+/// Trellis's): the same authentication and reconnect backoff as every Trellis client.
+async fn options(auth: &NatsAuth, timeout: Duration) -> Result<nats::ConnectOptions, String> {
+    let mut options = nats::ConnectOptions::new()
+        .name("trellis ctl")
+        .connection_timeout(timeout)
+        .reconnect_delay_callback(reconnect_delay);
+    if let Some(path) = &auth.creds_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("reading credentials {}: {e}", path.display()))?;
+    }
+    if let Some(seed) = &auth.nkey_seed {
+        options = options.nkey(seed.clone());
+    }
+    if let Some(ca) = &auth.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    Ok(options)
 }
