@@ -279,6 +279,39 @@ async fn wadm_places_the_c2c_pair_on_two_hosts_and_the_call_crosses_them() {
     lattice.shutdown().await;
 }
 
+/// wasmCloud's way to put several components behind one http-server provider: one link each,
+/// with distinct names, addresses and paths. Every route answers, wherever wadm put the server
+/// and the components (a component on the other host is reached over wRPC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wadm_serves_three_components_through_one_server_by_named_links() {
+    let lattice = lattice().await;
+    let mut document = example("three-routes.yaml");
+    let (first, shared) = (free_port(), free_port());
+    let server = &mut document["spec"]["components"][3];
+    assert_eq!(server["name"], "httpserver");
+    for (link, port) in [(0, first), (1, shared), (2, shared)] {
+        server["traits"][link]["properties"]["source"]["config"][0]["properties"]["address"] =
+            format!("127.0.0.1:{port}").into();
+    }
+    let app = lattice.deploy(&document).await;
+    lattice.wait_deployed(&app).await;
+    let links = lattice.ctl.get_links().await.unwrap();
+    let names: Vec<&str> = links.data().unwrap().iter().map(|l| l.name()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for (port, path) in [(first, "/one/x"), (shared, "/two/x"), (shared, "/three/x")] {
+        let (status, body) = eventually(&format!("{path} answering"), || async {
+            let (status, body) = get(port, path).await.ok()?;
+            status.contains("200").then_some((status, body))
+        })
+        .await;
+        assert!(body.contains(&format!("at {path}")), "{status}: {body}");
+    }
+    let (status, _) = get(first, "/two/x").await.unwrap();
+    assert!(status.contains("404"), "{status}");
+    lattice.undeploy_and_wait_nothing_left(&app).await;
+    lattice.shutdown().await;
+}
+
 /// The real wadm client library (`trellis-test-wadm client`: wadm-client 0.10 with wadm-types
 /// 0.8.3) against the Trellis deployer, with no wadm on the lattice: it puts c2c, lists it, gets
 /// it back equal to what it put (latest and by version), lists its versions, deploys it, sees it

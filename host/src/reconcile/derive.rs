@@ -7,7 +7,8 @@
 //! - its named config (`config` in `component.scale`, CONFIGDATA merged in list order), for
 //!   `wasi:config/store` and `wasi:config/runtime`, less the `trellis.limits.*` keys, which
 //!   become the plan's limits (see [`crate::limits`]);
-//! - each `default` link between it and a built-in provider started here (either direction):
+//! - each link between it and a built-in provider started here (either direction, whatever its
+//!   name; the `default` link first, then by name, the first to configure an interface wins):
 //!   the built-in reference's defaults (e.g. `?backend=nats`), the provider's named config from
 //!   `provider.start`, then the component side's named config, then the provider side's
 //!   (`target_config` of a component → provider link, `source_config` of a provider → component
@@ -117,11 +118,8 @@ pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> C
         .map(|i| (i.to_string(), named.clone()))
         .collect();
     let mut links = BTreeMap::new();
-    for link in view.links() {
-        if link.name != DEFAULT_LINK_NAME {
-            continue;
-        }
-        if link.source_id == id {
+    for link in by_name(view.links()) {
+        if link.source_id == id && link.name == DEFAULT_LINK_NAME {
             for interface in &link.interfaces {
                 let target = link.target.clone();
                 let route = match view.runs_here(&target) {
@@ -155,6 +153,16 @@ pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> C
     }
 }
 
+/// `links` with the `default` ones first, then by name: where several links configure one
+/// plugin interface of a component, the default link's config wins, else the first name's.
+fn by_name(mut links: Vec<Link>) -> Vec<Link> {
+    links.sort_by(|a, b| {
+        let rank = |l: &Link| (l.name != DEFAULT_LINK_NAME, l.name.clone());
+        rank(a).cmp(&rank(b))
+    });
+    links
+}
+
 /// The plugin config a link between a component and built-in `provider` gives: the built-in
 /// reference's defaults, the provider's named config, then the named configs on the
 /// component's side of the link and on the provider's side, merged in that order.
@@ -171,17 +179,19 @@ pub fn link_config(
     map
 }
 
-/// The HTTP server's remote routes: one for each `default` link from an http-server provider
+/// The HTTP server's remote routes: one for each link, whatever its name (wasmCloud wants
+/// distinct names for one server's links to several components), from an http-server provider
 /// started here to a component's `wasi:http/incoming-handler`, configured like the local route
 /// the same link gives (an `address` is required). The server serves a route in-process while
-/// the component runs here and forwards it over wRPC otherwise.
+/// the component runs here (its plan's link: the default one, else the first by name) and
+/// forwards it over wRPC otherwise.
 pub fn http_routes(view: &impl LatticeView) -> Vec<RemoteRoute> {
     let mut routes = Vec::new();
     for link in view.links() {
         let incoming_handler = link.wit_namespace == "wasi"
             && link.wit_package == "http"
             && link.interfaces.iter().any(|i| i == "incoming-handler");
-        if link.name != DEFAULT_LINK_NAME || !incoming_handler {
+        if !incoming_handler {
             continue;
         }
         let Some(provider) = view.builtin_provider(&link.source_id) else {
@@ -353,24 +363,42 @@ mod tests {
     }
 
     #[test]
-    fn only_default_links_to_built_ins_started_here_count() {
+    fn named_links_to_built_ins_count_and_the_default_one_wins() {
         let mut named = link("counter", "kv", "wasi:keyvalue", &["store"]);
-        named.name = "other".into();
+        named.name = "cache".into();
+        named.target_config = vec!["named".into()];
+        let mut web = link("web", "kv", "wasi:keyvalue", &["store"]);
+        web.name = "a-first-name".into();
+        web.target_config = vec!["named".into()];
+        let mut web_default = link("web", "kv", "wasi:keyvalue", &["store"]);
+        web_default.target_config = vec!["default".into()];
         let state = State {
             links: vec![
                 named,
+                web,
+                web_default,
                 link("counter", "elsewhere", "wasi:blobstore", &["blobstore"]),
             ],
+            config: BTreeMap::from([
+                ("named".into(), map(&[("bucket", "named")])),
+                ("default".into(), map(&[("bucket", "default")])),
+            ]),
             providers: BTreeMap::from([("kv".into(), provider("keyvalue", &[]))]),
             ..State::default()
         };
         let plan = component_plan(&state, "counter", &[]);
-        let interfaces: Vec<&String> = plan.plugins.0.keys().collect();
-        assert_eq!(interfaces, ["wasi:config/runtime", "wasi:config/store"]);
+        assert_eq!(plan.plugins.0["wasi:keyvalue/store"]["bucket"], "named");
+        // Named links configure plugins but never route calls: that is the default link's.
+        assert_eq!(
+            plan.links.keys().collect::<Vec<_>>(),
+            ["wasi:blobstore/blobstore"]
+        );
         assert_eq!(
             plan.links["wasi:blobstore/blobstore"],
             LinkRoute::Lattice("elsewhere".into())
         );
+        let web = component_plan(&state, "web", &[]);
+        assert_eq!(web.plugins.0["wasi:keyvalue/store"]["bucket"], "default");
     }
 
     #[test]
