@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use trellis_runtime::{Budget, EngineConfig, PoolingLimits};
+use trellis_runtime::{Budget, EngineConfig, Pacing, PoolingLimits};
 
 /// The named config key prefix that carries a component's limits.
 pub const CONFIG_PREFIX: &str = "trellis.limits.";
@@ -37,6 +37,8 @@ pub struct HostLimits {
     pub max_components: u32,
     /// Fuel per call; `Some` compiles fuel metering in (`--max-fuel`).
     pub max_fuel: Option<u64>,
+    /// The share of a core a call keeps after 100 ms of computing (`--busy-call-cpu-percent`).
+    pub busy_call_cpu_percent: u32,
 }
 
 impl Default for HostLimits {
@@ -49,6 +51,7 @@ impl Default for HostLimits {
             max_component_size_bytes: 50 << 20,
             max_components: 1000,
             max_fuel: None,
+            busy_call_cpu_percent: Pacing::default().cpu_percent,
         }
     }
 }
@@ -67,6 +70,10 @@ impl HostLimits {
                 max_memory_bytes: self.max_linear_memory_bytes,
             }),
             fuel_metering: self.max_fuel.is_some(),
+            pacing: Pacing {
+                cpu_percent: self.busy_call_cpu_percent,
+                ..Pacing::default()
+            },
             ..EngineConfig::default()
         }
     }

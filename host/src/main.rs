@@ -157,6 +157,11 @@ struct HostArgs {
     /// Fuel (wasm instructions) per call; turns fuel metering on, which costs speed.
     #[arg(long, env = "TRELLIS_MAX_FUEL")]
     max_fuel: Option<u64>,
+    /// The share of a core, in percent, a call keeps once it has computed for 100 ms, so an
+    /// endless loop leaves room for the calls beside it (100: never slowed).
+    #[arg(long, env = "TRELLIS_BUSY_CALL_CPU_PERCENT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    busy_call_cpu_percent: u32,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -217,8 +222,10 @@ async fn run(cli: Cli) -> ExitCode {
 async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     let deployer = args.deployer.then(|| {
         let lattice = trellis_deployer::cli::LatticeArgs {
-            nats_url: args.nats_url.clone(),
-            lattice: args.lattice.clone(),
+            nats_creds: args.nats_creds.clone(),
+            nats_nkey: args.nats_nkey.clone(),
+            tls_ca: args.tls_ca.clone(),
+            ..trellis_deployer::cli::LatticeArgs::new(&args.nats_url, &args.lattice)
         };
         trellis_deployer::cli::deployer_config(&lattice, 10)
     });
@@ -258,6 +265,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             max_component_size_bytes: args.max_component_size_bytes,
             max_components: args.max_components,
             max_fuel: args.max_fuel,
+            busy_call_cpu_percent: args.busy_call_cpu_percent,
         },
         ..HostConfig::default()
     };

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
 use crate::ctx::InvocationCtx;
+use crate::engine::EngineConfig;
 
 /// What one invocation may spend. `None` means "no limit of this kind".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,11 +94,11 @@ impl ResourceLimiter for MemoryCeiling {
     }
 }
 
-/// Applies `budget` to a fresh store.
-pub(crate) fn apply(store: &mut Store<InvocationCtx>, budget: &Budget, fuel_metering: bool) {
+/// Applies `budget` to a fresh store of `engine`.
+pub(crate) fn apply(store: &mut Store<InvocationCtx>, budget: &Budget, engine: &EngineConfig) {
     store.data_mut().memory.limit = budget.memory_bytes;
     store.limiter(|ctx| &mut ctx.memory);
-    if fuel_metering {
+    if engine.fuel_metering {
         // Unlimited unless asked; yield now and then so fuel-metered loops stay cooperative.
         let fuel = budget.fuel.unwrap_or(u64::MAX);
         store.set_fuel(fuel).expect("fuel metering is enabled");
@@ -105,19 +106,69 @@ pub(crate) fn apply(store: &mut Store<InvocationCtx>, budget: &Budget, fuel_mete
             .fuel_async_yield_interval(Some(1_000_000))
             .expect("fuel metering is enabled");
     }
-    cooperate(store, budget.wall_time);
+    cooperate(store, budget.wall_time, engine);
+}
+
+/// How a call that keeps a core busy is slowed, so that it leaves room for the calls beside it
+/// (on a 2-core host, one endless loop would otherwise take half the machine until its limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacing {
+    /// Wasm execution a call gets at full speed, counted in the epoch ticks it runs through.
+    pub full_speed: Duration,
+    /// After that, the share of one core the call may use, in percent (100: never slowed).
+    pub cpu_percent: u32,
+}
+
+impl Default for Pacing {
+    /// A request handler rarely computes for 100 ms; one that does keeps going at a tenth of
+    /// a core. Each slice it runs holds a worker thread for up to an epoch tick, so the share
+    /// must be small for the tasks queued behind it on that worker not to wait.
+    fn default() -> Self {
+        Self {
+            full_speed: Duration::from_millis(100),
+            cpu_percent: 10,
+        }
+    }
+}
+
+impl Pacing {
+    /// The pause after each tick of execution once past full speed (`None`: no pause).
+    fn pause(&self, tick: Duration) -> Option<Duration> {
+        let percent = self.cpu_percent.clamp(1, 100);
+        (percent < 100).then(|| tick * (100 - percent) / percent)
+    }
 }
 
 /// Makes a store yield to tokio on every epoch tick, so one component cannot starve the rest,
-/// and trap once `wall_time` has passed. Every store needs this: the engine interrupts on epochs.
-pub(crate) fn cooperate<T: 'static>(store: &mut Store<T>, wall_time: Option<Duration>) {
+/// slows it down once it has run at full speed for a while ([`Pacing`]), and traps once
+/// `wall_time` has passed. Every store needs this: the engine interrupts on epochs.
+pub(crate) fn cooperate<T: 'static>(
+    store: &mut Store<T>,
+    wall_time: Option<Duration>,
+    engine: &EngineConfig,
+) {
     let started = Instant::now();
+    let tick = engine.epoch_tick;
+    let full_speed_ticks = engine.pacing.full_speed.as_nanos() / tick.as_nanos().max(1);
+    let pause = engine.pacing.pause(tick);
+    let mut ticks_run: u128 = 0;
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| match wall_time {
-        Some(limit) if started.elapsed() >= limit => Err(wasmtime::Error::new(
-            BudgetExceeded::DeadlineExceeded(limit),
-        )),
-        _ => Ok(UpdateDeadline::Yield(1)),
+    store.epoch_deadline_callback(move |_| {
+        if let Some(limit) = wall_time
+            && started.elapsed() >= limit
+        {
+            return Err(wasmtime::Error::new(BudgetExceeded::DeadlineExceeded(
+                limit,
+            )));
+        }
+        ticks_run += 1;
+        match pause {
+            Some(pause) if ticks_run > full_speed_ticks => Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep(pause)),
+            )),
+            _ => Ok(UpdateDeadline::Yield(1)),
+        }
     });
 }
 

