@@ -26,21 +26,30 @@ struct Web {
     _server: NatsServer,
 }
 
-/// A host whose calls may run 600 s (wasmCloud's default) and the built-in HTTP server, with
-/// a route to component `web` (not yet running).
-async fn web() -> Web {
-    let server = NatsServer::start();
-    let (client, nc) = ctl_client(&server, LATTICE).await;
-    let host = LatticeHost::start(HostConfig {
+/// A host whose calls may run 600 s (wasmCloud's default) at full speed: busy calls are not
+/// slowed, so a call left running shows as a busy core.
+async fn unpaced_host(server: &NatsServer) -> LatticeHost {
+    LatticeHost::start(HostConfig {
         files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(5),
-        limits: HostLimits::default(),
+        limits: HostLimits {
+            busy_call_cpu_percent: 100,
+            ..HostLimits::default()
+        },
         ..HostConfig::default()
     })
     .await
-    .expect("starting the host");
+    .expect("starting the host")
+}
+
+/// An [`unpaced_host`] and the built-in HTTP server, with a route to component `web` (not yet
+/// running).
+async fn web() -> Web {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let host = unpaced_host(&server).await;
     let port = free_port();
     put_config(
         &client,
@@ -155,6 +164,10 @@ impl Web {
     }
 }
 
+/// Held by each test that runs endless loops: one measures this process's CPU time, which the
+/// others' loops would add to.
+static CPU: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// CPU time this process has used (user + system).
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -172,6 +185,7 @@ fn cpu_time() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_limits_stop_a_runaway_call_and_show_in_the_inventory() {
+    let _alone = CPU.lock().await;
     let web = web().await;
     let refused = web.scale(Some(map(&[("max_memory", "1")])), &[]).await;
     assert_eq!(refused["success"], false, "{refused}");
@@ -249,6 +263,7 @@ async fn component_limits_stop_a_runaway_call_and_show_in_the_inventory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_in_named_config_apply_and_follow_the_config() {
+    let _alone = CPU.lock().await;
     let web = web().await;
     put_config(
         &web.client,
@@ -280,6 +295,62 @@ async fn limits_in_named_config_apply_and_follow_the_config() {
     assert!(status.contains("504"), "{status}");
     assert!(took >= Duration::from_millis(1500), "{took:?}");
     web.hello().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrpc_call_stops_when_its_caller_stops_waiting() {
+    let _alone = CPU.lock().await;
+    use wrpc_transport::InvokeExt as _;
+    let server = NatsServer::start();
+    let (client, _) = ctl_client(&server, LATTICE).await;
+    let host = unpaced_host(&server).await;
+    let ack = client
+        .scale_component(
+            host.host_id(),
+            &component_ref("prober"),
+            "probe",
+            1,
+            None,
+            vec![],
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    trellis_tests::lattice::in_inventory(&client, host.host_id(), "probe", 1).await;
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    let wrpc = wrpc_transport_nats::Client::new(nats, format!("{LATTICE}.probe"), None)
+        .await
+        .unwrap();
+
+    // The caller says it waits 500 ms (as a Trellis host's lattice calls do) and gives up at
+    // 1 s; the component's own limit is 600 s.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("trellis-timeout-ms", "500");
+    let call = wrpc.invoke_values_blocking::<_, (), ()>(
+        Some(headers),
+        "trellis:example/probe@0.1.0",
+        "spin",
+        (),
+        &[] as &[&[Option<usize>]],
+    );
+    let started = Instant::now();
+    // The stopped call's results stream closes (for `spin`'s empty results that decodes as
+    // a return): either way it ends at the caller's deadline, not at the component's limit.
+    let ended = tokio::time::timeout(Duration::from_secs(1), call).await;
+    let took = started.elapsed();
+    assert!(
+        ended.is_ok(),
+        "the call still ran after the caller's deadline"
+    );
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    let before = cpu_time();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let used = cpu_time() - before;
+    assert!(
+        used < Duration::from_millis(1000),
+        "{used:?} of CPU after the caller's deadline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
