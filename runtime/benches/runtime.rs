@@ -1,6 +1,7 @@
 //! Runtime benchmarks: in-process call latency (composed vs. a dynamic `Val` forwarder),
-//! per-invocation instantiation (pooling vs. on-demand), compile time (cold vs. cached), and
-//! the wRPC value bridge's own cost (encode + decode of 1 KiB).
+//! per-invocation instantiation (pooling vs. on-demand), compile time (cold vs. cached), the
+//! wRPC value bridge's own cost (encode + decode of 1 KiB), and what limits cost (fuel
+//! metering off and on, an execution limit or none).
 //!
 //! Run with `cargo bench -p trellis-runtime --bench runtime`; see BENCHMARKS.md.
 
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use trellis_runtime::{
-    ComponentSource, Engine, EngineConfig, Host, ImportFallback, InvocationCtx, Runtime, Val,
-    Workload, WorkloadComponent,
+    Budget, ComponentSource, Engine, EngineConfig, Host, ImportFallback, InvocationCtx, Runtime,
+    Val, Workload, WorkloadComponent,
 };
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, ResourceType};
@@ -324,11 +325,79 @@ fn value_bridge(c: &mut Criterion) {
     group.finish();
 }
 
+/// The cost of limits: 1000 in-process `add` calls in one invocation (call-heavy guest code,
+/// where fuel metering costs most) and one invocation of the exporter's `add` (per-call set-up),
+/// with no execution limit, with one (epochs tick either way), and with fuel metering on.
+fn limits(c: &mut Criterion) {
+    let rt = tokio();
+    let no_limit = Budget {
+        wall_time: None,
+        fuel: None,
+        memory_bytes: None,
+    };
+    let cases = [
+        ("no execution limit", EngineConfig::default(), no_limit),
+        (
+            "execution limit 600 s",
+            EngineConfig::default(),
+            Budget {
+                wall_time: Some(Duration::from_secs(600)),
+                ..no_limit
+            },
+        ),
+        (
+            "fuel metering on",
+            EngineConfig {
+                fuel_metering: true,
+                ..EngineConfig::default()
+            },
+            Budget {
+                fuel: Some(u64::MAX / 2),
+                ..no_limit
+            },
+        ),
+    ];
+    let mut group = c.benchmark_group("limits");
+    group.measurement_time(Duration::from_secs(3));
+    for (label, config, budget) in cases {
+        let runtime = rt.block_on(async {
+            let runtime = Runtime::builder().engine(config).build().await.unwrap();
+            let components = ["importer", "exporter"]
+                .map(|guest| {
+                    let mut component =
+                        WorkloadComponent::new(guest, trellis_tests::component(guest));
+                    component.budget = budget;
+                    component
+                })
+                .into();
+            let workload = Workload {
+                namespace: "bench".into(),
+                name: label.into(),
+                components,
+                ..Default::default()
+            };
+            runtime.workload_start(workload).await.unwrap();
+            runtime
+        });
+        group.bench_function(format!("1000 in-process add / {label}"), |b| {
+            b.to_async(&rt)
+                .iter(|| runtime.invoke("importer", FRONT, "bench-add", &[Val::U32(1000)], None))
+        });
+        group.bench_function(format!("invocation / {label}"), |b| {
+            b.to_async(&rt).iter(|| {
+                runtime.invoke("exporter", ADDER, "add", &[Val::U32(1), Val::U32(2)], None)
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     in_process_calls,
     instantiation,
     compile,
-    value_bridge
+    value_bridge,
+    limits
 );
 criterion_main!(benches);
