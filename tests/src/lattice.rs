@@ -230,3 +230,50 @@ pub async fn front_add(runtime: &trellis_runtime::Runtime, id: &str) -> Vec<trel
     })
     .await
 }
+
+/// Puts named config `name` holding `pairs`; panics unless the host accepted it.
+pub async fn put_config(client: &Client, name: &str, pairs: &[(&str, &str)]) {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let ack = client.put_config(name, map).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}
+
+/// Starts the built-in HTTP server as provider `httpserver` on `host_id`, unless it runs there.
+pub async fn start_http_server(client: &Client, host_id: &str) {
+    let inventory = client.get_host_inventory(host_id).await.unwrap();
+    let inventory = inventory.data().expect("an inventory");
+    if inventory.providers().iter().any(|p| p.id() == "httpserver") {
+        return;
+    }
+    let ack = client
+        .start_provider(
+            host_id,
+            "wasmcloud+builtin://http-server",
+            "httpserver",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}
+
+/// Links `httpserver` to `component`'s `wasi:http/incoming-handler` under link `name`, with the
+/// named config `listen` (its `address`, `path`, …) on the server's side.
+pub async fn put_http_server_link(client: &Client, component: &str, name: &str, listen: &str) {
+    let link = wasmcloud_control_interface::Link::builder()
+        .source_id("httpserver")
+        .target(component)
+        .name(name)
+        .wit_namespace("wasi")
+        .wit_package("http")
+        .interfaces(vec!["incoming-handler".into()])
+        .source_config(vec![listen.into()])
+        .build()
+        .unwrap();
+    let ack = client.put_link(link).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}

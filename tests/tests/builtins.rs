@@ -3,7 +3,7 @@
 //! configure the plugins (HTTP routing, keyvalue buckets, messaging subscriptions), named config
 //! delivered live, and switched-off built-ins whose calls go over wRPC.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use async_nats_039 as nats;
@@ -14,7 +14,8 @@ use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::component_ref;
 use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::{
-    ctl_client, eventually, in_inventory, record_wrpc_subjects, registered, subjects_when_seen,
+    ctl_client, eventually, in_inventory, put_config, record_wrpc_subjects, registered,
+    subjects_when_seen,
 };
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
@@ -69,15 +70,6 @@ async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str, confi
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     in_inventory(client, host.host_id(), id, 1).await;
-}
-
-async fn put_config(client: &Client, name: &str, pairs: &[(&str, &str)]) {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let ack = client.put_config(name, map).await.unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
 }
 
 #[allow(clippy::too_many_arguments)]

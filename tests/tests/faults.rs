@@ -4,7 +4,6 @@
 //! under load; two lattices on one server that see nothing of each other; a TLS-only server
 //! with a CA made here.
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +12,9 @@ use std::time::{Duration, Instant};
 use trellis_host::{HostConfig, LatticeHost, NatsAuth};
 use trellis_tests::component_ref;
 use trellis_tests::http::{free_port, get};
-use trellis_tests::lattice::{ctl_client, eventually, in_inventory};
+use trellis_tests::lattice::{
+    ctl_client, eventually, in_inventory, put_config, put_http_server_link, start_http_server,
+};
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
@@ -34,13 +35,16 @@ async fn host(url: String, lattice: &str, auth: NatsAuth) -> LatticeHost {
 }
 
 /// Starts the built-in HTTP server on `host` and serves component `id` (the `http_server`
-/// guest, `instances` of it, with `config`) on a fresh loopback port, which is returned.
+/// guest, 8 instances, with `config`) on a fresh loopback port, which is returned.
 async fn serve(client: &Client, host: &LatticeHost, id: &str, config: &[&str]) -> u16 {
     let port = free_port();
     let listen = format!("{id}-listen");
-    let map = HashMap::from([("address".to_string(), format!("127.0.0.1:{port}"))]);
-    let ack = client.put_config(&listen, map).await.unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
+    put_config(
+        client,
+        &listen,
+        &[("address", &format!("127.0.0.1:{port}"))],
+    )
+    .await;
     let ack = client
         .scale_component(
             host.host_id(),
@@ -55,38 +59,9 @@ async fn serve(client: &Client, host: &LatticeHost, id: &str, config: &[&str]) -
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     in_inventory(client, host.host_id(), id, 8).await;
-    let inventory = client.get_host_inventory(host.host_id()).await.unwrap();
-    let running = inventory
-        .data()
-        .unwrap()
-        .providers()
-        .iter()
-        .any(|p| p.id() == "httpserver");
-    if !running {
-        let ack = client
-            .start_provider(
-                host.host_id(),
-                "wasmcloud+builtin://http-server",
-                "httpserver",
-                None,
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert!(ack.succeeded(), "{}", ack.message());
-    }
-    let link = Link::builder()
-        .source_id("httpserver")
-        .target(id)
-        .name(id)
-        .wit_namespace("wasi")
-        .wit_package("http")
-        .interfaces(vec!["incoming-handler".into()])
-        .source_config(vec![listen])
-        .build()
-        .unwrap();
-    let ack = client.put_link(link).await.unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
+    start_http_server(client, host.host_id()).await;
+    // Named after the component: one server, one link each, as wasmCloud manifests do it.
+    put_http_server_link(client, id, id, &listen).await;
     eventually(&format!("{id} answering"), || async {
         let (status, _) = get(port, "/hello").await.ok()?;
         status.contains("200").then_some(())
@@ -151,8 +126,7 @@ async fn a_nats_crash_under_http_load_loses_nothing() {
     let mut server = NatsServer::start();
     let (client, _) = ctl_client(&server, LATTICE).await;
     let host = host(server.url(), LATTICE, NatsAuth::default()).await;
-    let map = HashMap::from([("greeting".to_string(), "kept".to_string())]);
-    assert!(client.put_config("kept", map).await.unwrap().succeeded());
+    put_config(&client, "kept", &[("greeting", "kept")]).await;
     let port = serve(&client, &host, "web", &["kept"]).await;
 
     let load = Load::start(port, 4);
@@ -221,11 +195,8 @@ async fn a_runaway_ends_at_its_limit_while_its_neighbour_keeps_serving() {
     let server = NatsServer::start();
     let (client, _) = ctl_client(&server, LATTICE).await;
     let host = host(server.url(), LATTICE, NatsAuth::default()).await;
-    let map = HashMap::from([(
-        "trellis.limits.max_execution_time_ms".to_string(),
-        "2000".to_string(),
-    )]);
-    assert!(client.put_config("short", map).await.unwrap().succeeded());
+    let limit = [("trellis.limits.max_execution_time_ms", "2000")];
+    put_config(&client, "short", &limit).await;
     let busy = serve(&client, &host, "busy", &[]).await;
     let runaway = serve(&client, &host, "runaway", &["short"]).await;
 
@@ -275,8 +246,7 @@ async fn two_lattices_on_one_server_see_nothing_of_each_other() {
     let mut events_one = nc.subscribe("wasmbus.evt.one.>").await.unwrap();
     trellis_tests::lattice::registered(&nc).await;
 
-    let map = HashMap::from([("k".to_string(), "v".to_string())]);
-    assert!(two.put_config("only-two", map).await.unwrap().succeeded());
+    put_config(&two, "only-two", &[("k", "v")]).await;
     let ack = two
         .scale_component(
             host_two.host_id(),

@@ -12,9 +12,11 @@ use tokio::io::AsyncWriteExt as _;
 use trellis_host::{HostConfig, HostLimits, LatticeHost};
 use trellis_tests::component_ref;
 use trellis_tests::http::{free_port, get};
-use trellis_tests::lattice::{ctl_client, eventually};
+use trellis_tests::lattice::{
+    ctl_client, eventually, put_config, put_http_server_link, start_http_server,
+};
 use trellis_tests::nats::NatsServer;
-use wasmcloud_control_interface::{Client, Link, ScaleComponentCommand};
+use wasmcloud_control_interface::{Client, ScaleComponentCommand};
 
 const LATTICE: &str = "limits";
 
@@ -51,35 +53,10 @@ async fn web() -> Web {
     let (client, nc) = ctl_client(&server, LATTICE).await;
     let host = unpaced_host(&server).await;
     let port = free_port();
-    put_config(
-        &client,
-        "web-http",
-        &[("address", &format!("127.0.0.1:{port}"))],
-    )
-    .await;
-    let ack = client
-        .start_provider(
-            host.host_id(),
-            "wasmcloud+builtin://http-server",
-            "httpserver",
-            None,
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-    let link = Link::builder()
-        .source_id("httpserver")
-        .target("web")
-        .name("default")
-        .wit_namespace("wasi")
-        .wit_package("http")
-        .interfaces(vec!["incoming-handler".into()])
-        .source_config(vec!["web-http".into()])
-        .build()
-        .unwrap();
-    let ack = client.put_link(link).await.unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
+    let address = format!("127.0.0.1:{port}");
+    put_config(&client, "web-http", &[("address", &address)]).await;
+    start_http_server(&client, host.host_id()).await;
+    put_http_server_link(&client, "web", "default", "web-http").await;
     Web {
         client,
         nc,
@@ -87,15 +64,6 @@ async fn web() -> Web {
         port,
         _server: server,
     }
-}
-
-async fn put_config(client: &Client, name: &str, pairs: &[(&str, &str)]) {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let ack = client.put_config(name, map).await.unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
 }
 
 fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
