@@ -44,6 +44,9 @@ pub enum CtlError {
         "no config named `{name}` on lattice `{lattice}`; `trellis ctl config put {name} KEY=VALUE` creates it"
     )]
     NoConfig { name: String, lattice: String },
+    /// `ctl call`: a one-line reason, already worded.
+    #[error("{0}")]
+    Call(String),
     #[error("writing the output: {0}")]
     Output(#[from] serde_json::Error),
 }
