@@ -1,6 +1,8 @@
 //! `trellis`: the command line. `trellis host` joins a lattice and runs until SIGINT/SIGTERM
 //! or a `host.stop` request, then stops gracefully; `trellis deployer` and `trellis app …` are
-//! the wadm-compatible deployer and its client (in `trellis-deployer`).
+//! the wadm-compatible deployer and its client (in `trellis-deployer`); `trellis up` and
+//! `trellis dev` run everything on one machine ([`platform`]), `dev` for a component's
+//! edit → build → try loop; `trellis new` writes a component project.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -9,6 +11,9 @@ use std::time::Duration;
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod cli;
+mod dev;
+mod example;
+mod platform;
 mod up;
 use trellis_host::oci::{self, OciSettings};
 use trellis_host::{
@@ -39,8 +44,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run everything on this machine: a private nats-server, a host with the built-in
-    /// providers and the deployer, then deploy a manifest (default: the HTTP hello example).
+    /// providers and the deployer, then deploy a manifest (default: the built-in HTTP hello
+    /// example).
     Up(up::UpArgs),
+    /// Develop a component: build it, run it as `up` would, and rebuild and swap it in (with
+    /// no failed request) on every change to its sources.
+    Dev(dev::DevArgs),
+    /// Write a minimal HTTP component project that `trellis dev` runs.
+    New(cli::new::NewArgs),
     /// Join a lattice as a host.
     Host(HostArgs),
     /// Run the wadm-compatible deployer alone.
@@ -191,12 +202,19 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     // `trellis app` is a short-lived client: only warnings unless RUST_LOG says otherwise.
     let level = match cli.command {
-        Command::App(_) | Command::Up(_) | Command::Ctl(_) | Command::Push(_) => "warn",
+        Command::App(_)
+        | Command::Up(_)
+        | Command::Dev(_)
+        | Command::New(_)
+        | Command::Ctl(_)
+        | Command::Push(_) => "warn",
         _ => "info",
     };
     cli::logs::init(cli.log_format, level);
     let (name, outcome) = match cli.command {
         Command::Up(args) => ("up", up::run(args, shutdown_signal()).await),
+        Command::Dev(args) => ("dev", dev::run(args, shutdown_signal()).await),
+        Command::New(args) => ("new", cli::new::run(args)),
         Command::Host(args) => ("host", run_host(args).await),
         Command::Deployer(args) => (
             "deployer",

@@ -1,44 +1,42 @@
 //! `trellis up`: everything on one machine with no set-up. A private nats-server (unless
 //! `--nats-url` joins a lattice), a host with the built-in providers, the deployer, and one
-//! manifest deployed; Ctrl-C stops all of it.
+//! manifest deployed (by default the built-in hello example, so that it works from any
+//! directory); Ctrl-C stops all of it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::Value;
 use trellis_deployer::client::WadmClient;
-use trellis_deployer::{Deployer, DeployerConfig};
-use trellis_host::{EmbeddedNats, FilePolicy, HostConfig, HostError, LatticeHost, NatsAuth};
+use trellis_host::FilePolicy;
 
-/// Prints a progress line on stdout, ignoring a closed stdout (`trellis up | head` must still
-/// stop cleanly on Ctrl-C rather than panic on its last lines).
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
+use crate::cli::progress::Progress;
+use crate::example;
+use crate::platform::{LatticeFlags, Platform};
 
 /// How long `up` waits for the application to report `deployed`.
 const DEPLOY_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "With no MANIFEST, `trellis up` runs the built-in hello example: one \
+    wasi:http component (written in WebAssembly text, built into this binary) \
+    behind the built-in HTTP server, answering `hello from Trellis at PATH` on \
+    http://127.0.0.1:8080 (--address changes it). `trellis new NAME` writes a project to \
+    change it in, and `trellis dev` runs that project."
+)]
 pub struct UpArgs {
-    /// The wadm manifest to deploy.
-    #[arg(default_value = "wadm-manifests/hello.yaml")]
-    manifest: PathBuf,
-    /// Join this lattice instead of starting a private nats-server.
-    #[arg(long, env = "TRELLIS_NATS_URL")]
-    nats_url: Option<String>,
-    /// The nats-server binary to run (default: `nats-server` on PATH).
-    #[arg(long, env = "TRELLIS_NATS_SERVER")]
-    nats_server: Option<PathBuf>,
+    /// The wadm manifest to deploy [default: the built-in hello example, see below].
+    manifest: Option<PathBuf>,
+    /// Where the built-in hello example listens (only without MANIFEST).
+    #[arg(long, value_name = "HOST:PORT", default_value = example::ADDRESS, conflicts_with = "manifest")]
+    address: String,
+    #[command(flatten)]
+    lattice: LatticeFlags,
     /// Where the private nats-server keeps JetStream data (lattice state, key-value buckets).
     #[arg(long, env = "TRELLIS_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
-    lattice: String,
 }
 
 /// `$XDG_DATA_HOME/trellis` or `~/.local/share/trellis`, else a directory under the temp dir.
@@ -51,91 +49,73 @@ fn default_data_dir() -> PathBuf {
 }
 
 pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.manifest.exists(),
-        "{} not found: run `trellis up` from the repository root, or name a manifest",
-        args.manifest.display()
-    );
-    let (nats, nats_url) = match args.nats_url {
-        Some(url) => {
-            say!("trellis up: joining the lattice at {url}");
-            (None, url)
+    let progress = Progress::new("trellis up");
+    // The built-in example lives in a temporary directory for as long as `up` runs.
+    let example_dir;
+    // Relative `file://./…` images resolve from the current directory, as for `trellis app
+    // deploy`; the example's from its own directory.
+    let (manifest, base) = match args.manifest {
+        Some(manifest) => {
+            anyhow::ensure!(manifest.exists(), "{} not found", manifest.display());
+            let cwd = std::env::current_dir().context("finding the current directory")?;
+            (manifest, cwd)
         }
         None => {
-            let data_dir = args.data_dir.unwrap_or_else(default_data_dir).join("nats");
-            let nats = EmbeddedNats::start(args.nats_server.as_deref(), &data_dir)?;
-            let url = nats.url();
-            say!(
-                "trellis up: started nats-server on {url} (JetStream data in {})",
-                data_dir.display()
-            );
-            (Some(nats), url)
+            example_dir = tempfile::Builder::new()
+                .prefix("trellis-hello-")
+                .tempdir()
+                .context("creating a directory for the built-in example")?;
+            let manifest = example::write_to(example_dir.path(), &args.address)?;
+            (manifest, example_dir.path().to_path_buf())
         }
     };
-    let joining = nats.is_none();
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir).join("nats");
     // The host may load files from where `up` deploys from: the directories of the
     // manifest's own `file://` images, and no others.
-    let cwd = std::env::current_dir().context("finding the current directory")?;
     let files = FilePolicy {
         allow_all: false,
-        roots: trellis_deployer::cli::file_image_dirs(&args.manifest, &cwd)?,
+        roots: trellis_deployer::cli::file_image_dirs(&manifest, &base)?,
     };
-    let host = LatticeHost::start(HostConfig {
-        nats_url: nats_url.clone(),
-        lattice: args.lattice.clone(),
-        files,
-        ..HostConfig::default()
-    })
-    .await
-    .map_err(|error| match error {
-        HostError::Connect { .. } if joining => anyhow::anyhow!(
-            "{error}; is nats-server running there? (without --nats-url or TRELLIS_NATS_URL, \
-             `trellis up` starts its own)"
-        ),
-        error => error.into(),
-    })?;
-    say!(
-        "trellis up: host {} ({}) on lattice `{}` with the built-in providers",
-        host.host_id(),
-        host.friendly_name(),
-        args.lattice
-    );
-    let deployer = Deployer::start(DeployerConfig {
-        nats_url: nats_url.clone(),
-        lattice: args.lattice.clone(),
-        ..DeployerConfig::default()
-    })
-    .await?;
-    let deployed = deploy(&nats_url, &args.lattice, &args.manifest).await;
+    let platform = Platform::start(&progress, &args.lattice, &data_dir, files, "up").await?;
+    let deployed = deploy(&progress, &platform, &manifest, &base).await;
     if let Err(error) = &deployed {
         eprintln!("trellis up: {error:#}");
     } else {
-        say!("trellis up: press Ctrl-C to stop");
+        progress.say("press Ctrl-C to stop");
         let signal = shutdown.await;
-        say!("trellis up: received {signal}, stopping");
+        progress.say(format_args!("received {signal}, stopping"));
     }
-    deployer.stop().await;
-    host.stop(None).await?;
-    drop(nats);
+    platform.stop().await?;
     deployed
 }
 
 /// Deploys the manifest, waits for `deployed`, and says where it is served.
-async fn deploy(nats_url: &str, lattice: &str, manifest: &std::path::Path) -> anyhow::Result<()> {
-    let client = WadmClient::connect(nats_url, lattice, &NatsAuth::default()).await?;
-    let cwd = std::env::current_dir().context("finding the current directory")?;
-    let deployed = trellis_deployer::cli::deploy_file(&client, manifest, &cwd, true).await?;
-    let (name, version) = (deployed.name, deployed.version);
-    say!(
-        "trellis up: deploying {name} {version} from {}",
-        manifest.display()
-    );
+async fn deploy(
+    progress: &Progress,
+    platform: &Platform,
+    manifest: &Path,
+    base: &Path,
+) -> anyhow::Result<()> {
+    let client = platform.wadm_client().await?;
+    let phase = progress.phase(format!("deploying {}", manifest.display()));
+    let deployed = trellis_deployer::cli::deploy_file(&client, manifest, base, true).await?;
+    let name = deployed.name;
+    wait_deployed(&client, &name).await?;
+    phase.done(format_args!("{name} is deployed"));
+    for address in http_addresses(&std::fs::read_to_string(manifest)?) {
+        progress.say(format_args!("  serving http://{address}"));
+    }
+    Ok(())
+}
+
+/// Waits until application `name` reports `deployed` (bounded), or says why it did not.
+pub async fn wait_deployed(client: &WadmClient, name: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let reply = client.status(&name).await?;
+        let reply = client.status(name).await?;
         let status = &reply["status"]["status"];
         match status["type"].as_str().unwrap_or_default() {
-            "deployed" => break,
+            "deployed" => return Ok(()),
             "failed" if started.elapsed() > Duration::from_secs(10) => {
                 anyhow::bail!(
                     "{name} failed: {}",
@@ -146,18 +126,13 @@ async fn deploy(nats_url: &str, lattice: &str, manifest: &std::path::Path) -> an
                 "{name} was not deployed within {DEPLOY_WAIT:?}: {}",
                 status["message"].as_str().unwrap_or_default()
             ),
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    say!("trellis up: {name} is deployed");
-    for address in http_addresses(&std::fs::read_to_string(manifest)?) {
-        say!("  serving http://{address}");
-    }
-    Ok(())
 }
 
 /// The `address` of every link source config in the manifest: where HTTP servers listen.
-fn http_addresses(manifest: &str) -> Vec<String> {
+pub fn http_addresses(manifest: &str) -> Vec<String> {
     let Ok(document) = serde_yaml::from_str::<Value>(manifest) else {
         return Vec::new();
     };

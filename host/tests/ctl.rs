@@ -103,6 +103,8 @@ async fn every_subcommand_prints_json() {
             "2",
             "--annotation",
             "team=core",
+            "--limit",
+            "max_execution_time_ms=1500",
         ],
     )
     .await;
@@ -117,6 +119,8 @@ async fn every_subcommand_prints_json() {
     assert_eq!(component["image_ref"], reference.as_str());
     assert_eq!(component["max_instances"], 2);
     assert_eq!(component["annotations"], json!({ "team": "core" }));
+    assert_eq!(component["limits"]["max_execution_time_ms"], "1500");
+    assert_eq!(component["limits"]["max_execution_time"], "2");
 
     // update to a copy at another path
     let copy = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! `trellis up` as a user runs it: a private nats-server, a host with the built-ins, the
 //! deployer and the HTTP hello manifest; the page answers; Ctrl-C leaves no process behind.
-//! With `--nats-url` it joins a running lattice instead: no nats-server of its own, and the
-//! server is still there after Ctrl-C.
+//! With no manifest, from a directory that is not the repository, it serves the built-in hello
+//! example. With `--nats-url` it joins a running lattice instead: no nats-server of its own,
+//! and the server is still there after Ctrl-C.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -11,7 +12,13 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(90);
 
 fn trellis_up(args: &[&str], data_dir: &std::path::Path) -> Child {
+    trellis_up_in(args, data_dir, std::path::Path::new("."))
+}
+
+/// `trellis up ARGS` started from `dir`.
+fn trellis_up_in(args: &[&str], data_dir: &std::path::Path, dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .current_dir(dir)
         .arg("up")
         .args(args)
         .arg("--data-dir")
@@ -178,6 +185,48 @@ fn up_serves_the_hello_example_and_ctrl_c_leaves_nothing_behind() {
     for pid in helpers {
         assert!(!alive(pid), "child {pid} outlived trellis up");
     }
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens any more"
+    );
+}
+
+#[test]
+fn up_with_no_manifest_serves_the_built_in_hello_from_any_directory() {
+    let help = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["up", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("With no MANIFEST, `trellis up` runs the built-in hello example")
+            && help.contains("http://127.0.0.1:8080"),
+        "{help}"
+    );
+
+    // A directory with nothing of the repository in it, as after `cargo install`.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut up = trellis_up_in(
+        &["--address", &address],
+        &dir.path().join("data"),
+        dir.path(),
+    );
+    let (said, _stdout) = ready(&mut up);
+    assert!(said.contains("hello is deployed"), "{said}");
+    assert!(
+        said.contains(&format!("serving http://{address}")),
+        "{said}"
+    );
+    let response = get(port, "/tour");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("hello from Trellis at /tour"),
+        "{response}"
+    );
+    let status = ctrl_c(&mut up);
+    assert!(status.success(), "{status}");
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "nothing listens any more"

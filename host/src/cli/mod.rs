@@ -1,9 +1,14 @@
 //! The `trellis` subcommands that are plain clients or plumbing of the binary (not a host):
-//! `ctl` drives the control interface, `push` publishes to an OCI registry, `completions`
-//! prints shell completions, [`logs`] sets up the log output.
+//! `ctl` drives the control interface, `push` publishes to an OCI registry, `new` writes a
+//! component project, `completions` prints shell completions; [`logs`] sets up the log output,
+//! [`progress`] shows the phases of `up` and `dev`, [`exports`] reads a component's export
+//! types.
 
 pub mod ctl;
+pub mod exports;
 pub mod logs;
+pub mod new;
+pub mod progress;
 pub mod push;
 mod table;
 

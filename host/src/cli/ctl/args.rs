@@ -50,6 +50,10 @@ pub(super) enum CtlCommand {
         /// A named config to give the component (repeatable).
         #[arg(long = "config", value_name = "NAME")]
         config: Vec<String>,
+        /// A limit of the component's own `key=value` (repeatable): `max_memory_limit` (bytes),
+        /// `max_execution_time` (seconds), `max_execution_time_ms`, `max_fuel`.
+        #[arg(long = "limit", value_name = "KEY=VALUE", value_parser = parse_pair)]
+        limits: Vec<(String, String)>,
         #[command(flatten)]
         common: Common,
     },
@@ -61,6 +65,28 @@ pub(super) enum CtlCommand {
         /// An annotation `key=value` for the updated component (repeatable).
         #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = parse_pair)]
         annotations: Vec<(String, String)>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Call an exported function of a running component over wRPC: arguments and results in
+    /// WAVE (`2`, `"text"`, `{x: 1, y: 2, label: "p"}`, `some(3)`, `ok(1)`), or JSON.
+    Call {
+        component_id: String,
+        /// `namespace:package/interface.function` (the version may be left out), or
+        /// `interface.function`, or the function alone when only one export has that name.
+        #[arg(value_name = "INTERFACE.FUNCTION")]
+        function: String,
+        /// One argument per parameter, checked against its WIT type (a string parameter also
+        /// takes bare text).
+        #[arg(value_name = "ARG", allow_negative_numbers = true)]
+        args: Vec<String>,
+        /// The arguments are JSON (`{"x": 1}`, `null` for none, `{"ok": 1}`) instead of WAVE.
+        #[arg(long)]
+        json: bool,
+        /// A registry (`host[:port]`) pulled from over plain HTTP, to read the component's
+        /// types (repeatable, or comma-separated).
+        #[arg(long, env = "TRELLIS_ALLOWED_INSECURE", value_delimiter = ',')]
+        allowed_insecure: Vec<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -264,6 +290,7 @@ pub(super) fn common(command: &CtlCommand) -> &Common {
         | CtlCommand::Inventory { common, .. }
         | CtlCommand::Scale { common, .. }
         | CtlCommand::Update { common, .. }
+        | CtlCommand::Call { common, .. }
         | CtlCommand::Link(
             LinkCommand::Put { common, .. }
             | LinkCommand::Get { common }

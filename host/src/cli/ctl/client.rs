@@ -45,6 +45,9 @@ pub enum CtlError {
         "no config named `{name}` on lattice `{lattice}`; `trellis ctl config put {name} KEY=VALUE` creates it"
     )]
     NoConfig { name: String, lattice: String },
+    /// `ctl call`: a one-line reason, already worded.
+    #[error("{0}")]
+    Call(String),
     #[error("writing the output: {0}")]
     Output(#[from] serde_json::Error),
 }
@@ -102,6 +105,22 @@ impl Ctl {
             timeout,
             output: common.output.output,
         })
+    }
+
+    /// Sends `command` to `wasmbus.ctl.v1.{lattice}.{operation}` and decodes the reply, for
+    /// requests the client has no method for.
+    pub(super) async fn request<T: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        operation: &str,
+        command: &T,
+    ) -> Result<CtlResponse<R>, Box<dyn StdError + Send + Sync>> {
+        let subject = format!("wasmbus.ctl.v1.{}.{operation}", self.lattice);
+        let payload = serde_json::to_vec(command)?;
+        let nc = self.client.nats_client();
+        let reply = tokio::time::timeout(self.timeout, nc.request(subject, payload.into()))
+            .await
+            .map_err(|_| "request timed out")??;
+        Ok(serde_json::from_slice(&reply.payload)?)
     }
 
     /// Turns the client's boxed error into one that says who did not answer.

@@ -11,13 +11,17 @@
 //! - [`client`]: the connection, the errors, and how an acknowledgement or JSON is printed.
 //! - [`host`], [`components`], [`providers`], [`lattice`]: one function per command, grouped
 //!   as the host's control-interface server groups its operations.
+//! - [`call`]: `ctl call`, a wRPC call of a component's export, with [`values`] reading and
+//!   printing its arguments and results.
 
 mod args;
+mod call;
 mod client;
 mod components;
 mod host;
 mod lattice;
 mod providers;
+mod values;
 
 pub use args::CtlArgs;
 pub use client::CtlError;
@@ -38,18 +42,19 @@ pub async fn run(args: CtlArgs) -> Result<(), CtlError> {
             count,
             annotations: pairs,
             config,
+            limits,
             ..
         } => {
-            components::scale(
-                &ctl,
-                &host_id,
-                &component_id,
-                &reference,
+            let request = components::Scale {
+                host_id: &host_id,
+                component_id: &component_id,
+                reference: &reference,
                 count,
-                pairs,
+                annotations: pairs,
                 config,
-            )
-            .await
+                limits,
+            };
+            components::scale(&ctl, request).await
         }
         CtlCommand::Update {
             host_id,
@@ -58,6 +63,24 @@ pub async fn run(args: CtlArgs) -> Result<(), CtlError> {
             annotations: pairs,
             ..
         } => components::update(&ctl, &host_id, &component_id, &new_reference, pairs).await,
+        CtlCommand::Call {
+            component_id,
+            function,
+            args,
+            json,
+            allowed_insecure,
+            common,
+        } => {
+            let request = call::CallRequest {
+                component_id,
+                function,
+                args,
+                json_args: json,
+                allowed_insecure,
+                timeout: std::time::Duration::from_millis(common.timeout_ms.max(1)),
+            };
+            call::call(&ctl, request).await
+        }
         CtlCommand::Claims { .. } => lattice::claims(&ctl).await,
         CtlCommand::Link(command) => lattice::link(&ctl, command).await,
         CtlCommand::Config(command) => lattice::config(&ctl, command).await,
