@@ -20,6 +20,7 @@ async fn call_checks_arguments_against_the_wit_types_and_prints_results() {
     let server = NatsServer::start();
     let url = server.url();
     let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
         nats_url: url.clone(),
         lattice: LATTICE.into(),
         ..HostConfig::default()
