@@ -44,7 +44,8 @@ async fn scale(client: &Client, host: &LatticeHost, id: &str, reference: &str) {
 }
 
 /// A component with one export, `noop`, and enough code that compiling it takes seconds in a
-/// debug build: `functions` core functions of a few hundred instructions each.
+/// debug build (Cranelift itself is optimized in the dev profile, so it takes many):
+/// `functions` core functions of a few hundred instructions each.
 fn large_component(functions: usize) -> Vec<u8> {
     let mut wat = String::from("(component (core module $m\n");
     for f in 0..functions {
@@ -115,7 +116,7 @@ async fn a_slow_start_does_not_stall_calls_to_other_components() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("large.wasm");
-    std::fs::write(&path, large_component(80)).unwrap();
+    std::fs::write(&path, large_component(600)).unwrap();
     let compile_started = Instant::now();
     let engine = trellis_runtime::Engine::new(Default::default()).unwrap();
     engine.compile(&std::fs::read(&path).unwrap()).unwrap();
