@@ -45,6 +45,37 @@ impl LatticeFlags {
     }
 }
 
+/// Which `file://` references the platform's host loads besides those it deploys: flags
+/// shared by `up` and `dev`, with the host's names.
+#[derive(clap::Args)]
+pub struct FileFlags {
+    /// Load components and providers from any `file://` reference.
+    #[arg(long, env = "TRELLIS_ALLOW_FILE_LOAD")]
+    pub allow_file_load: bool,
+    /// Also load `file://` references under this directory (repeatable, or comma-separated);
+    /// the directories of the manifest's own images are always allowed.
+    #[arg(
+        long = "allow-file-root",
+        env = "TRELLIS_ALLOW_FILE_ROOTS",
+        value_name = "DIR",
+        value_delimiter = ','
+    )]
+    pub allow_file_roots: Vec<PathBuf>,
+}
+
+impl FileFlags {
+    /// The policy: these flags, plus `deployed_from` (where `up` or `dev` deploys images from).
+    pub fn policy(&self, deployed_from: Vec<PathBuf>) -> FilePolicy {
+        FilePolicy {
+            allow_all: self.allow_file_load,
+            roots: deployed_from
+                .into_iter()
+                .chain(self.allow_file_roots.iter().cloned())
+                .collect(),
+        }
+    }
+}
+
 /// A running nats-server (unless joined), host and deployer.
 pub struct Platform {
     pub nats_url: String,

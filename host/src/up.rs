@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::Value;
 use trellis_deployer::client::WadmClient;
-use trellis_host::FilePolicy;
 
 use crate::cli::progress::Progress;
 use crate::example;
-use crate::platform::{LatticeFlags, Platform};
+use crate::platform::{FileFlags, LatticeFlags, Platform};
 
 /// How long `up` waits for the application to report `deployed`.
 const DEPLOY_WAIT: Duration = Duration::from_secs(60);
@@ -34,6 +33,8 @@ pub struct UpArgs {
     address: String,
     #[command(flatten)]
     lattice: LatticeFlags,
+    #[command(flatten)]
+    files: FileFlags,
     /// Where the private nats-server keeps JetStream data (lattice state, key-value buckets).
     #[arg(long, env = "TRELLIS_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -72,10 +73,9 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> 
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir).join("nats");
     // The host may load files from where `up` deploys from: the directories of the
     // manifest's own `file://` images, and no others.
-    let files = FilePolicy {
-        allow_all: false,
-        roots: trellis_deployer::cli::file_image_dirs(&manifest, &base)?,
-    };
+    let files = args
+        .files
+        .policy(trellis_deployer::cli::file_image_dirs(&manifest, &base)?);
     let platform = Platform::start(&progress, &args.lattice, &data_dir, files, "up").await?;
     let deployed = deploy(&progress, &platform, &manifest, &base).await;
     if let Err(error) = &deployed {

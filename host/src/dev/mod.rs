@@ -17,11 +17,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use trellis_host::FilePolicy;
 
 use crate::cli::exports::Exports;
 use crate::cli::progress::Progress;
-use crate::platform::{LatticeFlags, Platform};
+use crate::platform::{FileFlags, LatticeFlags, Platform};
 use app::{DevApp, Swap};
 use project::{Built, Project};
 use watch::Watcher;
@@ -62,6 +61,8 @@ pub struct DevArgs {
     debounce_ms: u64,
     #[command(flatten)]
     lattice: LatticeFlags,
+    #[command(flatten)]
+    files: FileFlags,
 }
 
 pub async fn run(
@@ -114,10 +115,7 @@ pub async fn run(
         let cwd = std::env::current_dir().context("finding the current directory")?;
         roots.extend(trellis_deployer::cli::file_image_dirs(manifest, &cwd)?);
     }
-    let files = FilePolicy {
-        allow_all: false,
-        roots,
-    };
+    let files = args.files.policy(roots);
     let platform = Platform::start(
         &progress,
         &args.lattice,
