@@ -180,6 +180,12 @@ impl Components {
         }
     }
 
+    fn set_annotations(&self, id: &str, annotations: Annotations) {
+        if let Some(running) = self.table.write().unwrap().get_mut(id) {
+            running.annotations = annotations;
+        }
+    }
+
     fn set_limits(&self, id: &str, limits: Option<ComponentLimits>) {
         if let Some(running) = self.table.write().unwrap().get_mut(id) {
             running.limits = limits;
@@ -250,15 +256,18 @@ pub async fn scale(
         }
         (Some(current), count) => {
             let limits = limits.or_else(|| current.limits.clone());
-            let unchanged = current.max_instances == count
-                && current.config == command.config
-                && current.annotations == requested;
+            // Only the instance count and the config need new instances; annotations and
+            // limits change in place, so a deployer's upgrade (new annotations, then the new
+            // code swapped in below) never stops the component.
+            let restart = current.max_instances != count || current.config != command.config;
             let rescaled = async {
-                if unchanged && limits != current.limits {
-                    // Only the limits: the next calls get them, nothing restarts.
-                    set_budget(state, id, &current.plan, limits.as_ref()).await?;
-                    state.components.set_limits(id, limits.clone());
-                } else if !unchanged {
+                if !restart {
+                    if limits != current.limits {
+                        set_budget(state, id, &current.plan, limits.as_ref()).await?;
+                        state.components.set_limits(id, limits.clone());
+                    }
+                    state.components.set_annotations(id, requested.clone());
+                } else {
                     check_config(state, &command.config)?;
                     stop_workload(state, id).await;
                     if let Err(error) = start(

@@ -1378,5 +1378,64 @@ async fn an_update_swaps_the_code_with_no_failed_request() {
         failed.len(),
         &failed[..failed.len().min(5)]
     );
+    let before_upgrade = answered;
+
+    // A deployer's upgrade: one scale with the same count, new annotations and new code
+    // (allow_update). The annotations change in place and the code is swapped: nothing fails.
+    bytes.extend_from_slice(&[0, 6, 5, b's', b'w', b'a', b'p', b'3']);
+    let third = dir.path().join("third.wasm");
+    std::fs::write(&third, &bytes).unwrap();
+    let third = format!("file://{}", third.display());
+    let load = tokio::spawn(async move {
+        let (mut answered, mut failed) = (0, Vec::new());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) && answered < 20_000 {
+            match get(port, "/upgrade").await {
+                Ok((status, _)) if status.contains("200") => answered += 1,
+                Ok((status, _)) => failed.push(status),
+                Err(error) => failed.push(error.to_string()),
+            }
+        }
+        (answered, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let version = BTreeMap::from([("app.version".to_string(), "v2".to_string())]);
+    let ack = client
+        .scale_component(
+            &id,
+            &third,
+            "swapped",
+            1,
+            Some(version.clone()),
+            vec![],
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("the inventory names the upgrade", || async {
+        let inventory = client.get_host_inventory(&id).await.ok()?;
+        let listed = inventory.data()?.components().iter().any(|c| {
+            c.id() == "swapped" && c.image_ref() == third && c.annotations() == Some(&version)
+        });
+        listed.then_some(())
+    })
+    .await;
+    let (answered, failed) = load.await.unwrap();
+    assert!(answered > 50, "only {answered} requests answered");
+    assert!(
+        failed.is_empty(),
+        "{} failed during the upgrade: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    // The same running component throughout: its count of calls never restarted.
+    let swapped = host.runtime().component("swapped").await.unwrap();
+    assert!(
+        swapped.invocations() >= (before_upgrade + answered) as u64,
+        "{} calls counted, {} answered: the component restarted",
+        swapped.invocations(),
+        before_upgrade + answered
+    );
     host.stop(None).await.unwrap();
 }
