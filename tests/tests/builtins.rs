@@ -1297,6 +1297,23 @@ async fn blobstore_off_falls_back_to_wrpc_blobstore_0_1_0_which_the_provider_ser
 
 /// `component.update` with code of the same interface swaps it in place: requests keep being
 /// answered throughout (none fails, none finds no route), and the inventory names the new code.
+/// GETs `path` on `port` one after another for 4 s (at most 20 000): the count answered 200
+/// and what the others got.
+fn load_for_4_s(port: u16, path: &'static str) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    tokio::spawn(async move {
+        let (mut answered, mut failed) = (0, Vec::new());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) && answered < 20_000 {
+            match get(port, path).await {
+                Ok((status, _)) if status.contains("200") => answered += 1,
+                Ok((status, _)) => failed.push(status),
+                Err(error) => failed.push(error.to_string()),
+            }
+        }
+        (answered, failed)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_swaps_the_code_with_no_failed_request() {
     let server = NatsServer::start();
@@ -1342,18 +1359,7 @@ async fn an_update_swaps_the_code_with_no_failed_request() {
     std::fs::write(&second, &bytes).unwrap();
     let second = format!("file://{}", second.display());
 
-    let load = tokio::spawn(async move {
-        let (mut answered, mut failed) = (0, Vec::new());
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(4) && answered < 20_000 {
-            match get(port, "/during").await {
-                Ok((status, _)) if status.contains("200") => answered += 1,
-                Ok((status, _)) => failed.push(status),
-                Err(error) => failed.push(error.to_string()),
-            }
-        }
-        (answered, failed)
-    });
+    let load = load_for_4_s(port, "/during");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ack = client
         .update_component(&id, "swapped", &second, None)
@@ -1386,18 +1392,7 @@ async fn an_update_swaps_the_code_with_no_failed_request() {
     let third = dir.path().join("third.wasm");
     std::fs::write(&third, &bytes).unwrap();
     let third = format!("file://{}", third.display());
-    let load = tokio::spawn(async move {
-        let (mut answered, mut failed) = (0, Vec::new());
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(4) && answered < 20_000 {
-            match get(port, "/upgrade").await {
-                Ok((status, _)) if status.contains("200") => answered += 1,
-                Ok((status, _)) => failed.push(status),
-                Err(error) => failed.push(error.to_string()),
-            }
-        }
-        (answered, failed)
-    });
+    let load = load_for_4_s(port, "/upgrade");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let version = BTreeMap::from([("app.version".to_string(), "v2".to_string())]);
     let ack = client
