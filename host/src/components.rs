@@ -97,10 +97,7 @@ impl RunningComponent {
     /// config's cannot be applied: the host's then stay in force).
     pub fn effective_limits(&self) -> Option<ComponentLimits> {
         let from_config = self.plan.limits.clone().unwrap_or_default();
-        let effective = match &self.limits {
-            Some(limits) => from_config.overridden_by(limits),
-            None => from_config,
-        };
+        let effective = from_config.overridden_by(self.limits.as_ref());
         (self.limits.is_some() || !effective.is_empty()).then_some(effective)
     }
 }
@@ -180,14 +177,15 @@ impl Components {
         }
     }
 
-    fn set_annotations(&self, id: &str, annotations: Annotations) {
+    /// Records annotations and limits changed without a restart.
+    fn changed_in_place(
+        &self,
+        id: &str,
+        annotations: Annotations,
+        limits: Option<ComponentLimits>,
+    ) {
         if let Some(running) = self.table.write().unwrap().get_mut(id) {
             running.annotations = annotations;
-        }
-    }
-
-    fn set_limits(&self, id: &str, limits: Option<ComponentLimits>) {
-        if let Some(running) = self.table.write().unwrap().get_mut(id) {
             running.limits = limits;
         }
     }
@@ -264,9 +262,9 @@ pub async fn scale(
                 if !restart {
                     if limits != current.limits {
                         set_budget(state, id, &current.plan, limits.as_ref()).await?;
-                        state.components.set_limits(id, limits.clone());
                     }
-                    state.components.set_annotations(id, requested.clone());
+                    let (annotations, limits) = (requested.clone(), limits.clone());
+                    state.components.changed_in_place(id, annotations, limits);
                 } else {
                     check_config(state, &command.config)?;
                     stop_workload(state, id).await;
@@ -420,11 +418,7 @@ fn budget(
     plan: &ComponentPlan,
     limits: Option<&ComponentLimits>,
 ) -> Result<trellis_runtime::Budget, ComponentError> {
-    let from_config = plan.limits.clone()?;
-    let effective = match limits {
-        Some(limits) => from_config.overridden_by(limits),
-        None => from_config,
-    };
+    let effective = plan.limits.clone()?.overridden_by(limits);
     state.limits.check(&effective)?;
     Ok(state.limits.budget_for(&effective))
 }

@@ -188,8 +188,11 @@ impl ComponentLimits {
         Self::parse(stripped.iter().map(|(k, v)| (k, v)))
     }
 
-    /// Fields set in `other` replace these.
-    pub fn overridden_by(&self, other: &ComponentLimits) -> ComponentLimits {
+    /// Fields set in `other`, if given, replace these.
+    pub fn overridden_by(self, other: Option<&ComponentLimits>) -> ComponentLimits {
+        let Some(other) = other else {
+            return self;
+        };
         ComponentLimits {
             memory_bytes: other.memory_bytes.or(self.memory_bytes),
             execution_time: other.execution_time.or(self.execution_time),
