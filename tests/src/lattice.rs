@@ -277,3 +277,29 @@ pub async fn put_http_server_link(client: &Client, component: &str, name: &str, 
     let ack = client.put_link(link).await.unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
 }
+
+/// Scales test guest `guest` (`tests/components`) as component `id` to `count` instances on
+/// `host_id` with named `config`, and waits until the inventory lists it so.
+pub async fn run_component(
+    client: &Client,
+    host_id: &str,
+    id: &str,
+    guest: &str,
+    count: u32,
+    config: &[&str],
+) {
+    let ack = client
+        .scale_component(
+            host_id,
+            &crate::component_ref(guest),
+            id,
+            count,
+            None,
+            config.iter().map(|c| c.to_string()).collect(),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    in_inventory(client, host_id, id, count).await;
+}

@@ -11,10 +11,9 @@ use futures::StreamExt as _;
 use serde_json::Value;
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
-use trellis_tests::component_ref;
 use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::{
-    ctl_client, eventually, in_inventory, put_config, record_wrpc_subjects, registered,
+    ctl_client, eventually, put_config, record_wrpc_subjects, registered, run_component,
     subjects_when_seen,
 };
 use trellis_tests::nats::NatsServer;
@@ -56,20 +55,7 @@ async fn next_event(events: &mut nats::Subscriber, name: &str) -> Value {
 }
 
 async fn scale(client: &Client, host: &LatticeHost, id: &str, guest: &str, config: &[&str]) {
-    let ack = client
-        .scale_component(
-            host.host_id(),
-            &component_ref(guest),
-            id,
-            1,
-            None,
-            config.iter().map(|c| c.to_string()).collect(),
-            false,
-        )
-        .await
-        .unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-    in_inventory(client, host.host_id(), id, 1).await;
+    run_component(client, host.host_id(), id, guest, 1, config).await;
 }
 
 #[allow(clippy::too_many_arguments)]

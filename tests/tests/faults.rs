@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use trellis_host::{HostConfig, LatticeHost, NatsAuth};
-use trellis_tests::component_ref;
 use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::{
-    ctl_client, eventually, in_inventory, put_config, put_http_server_link, start_http_server,
+    ctl_client, eventually, in_inventory, put_config, put_http_server_link, run_component,
+    start_http_server,
 };
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
@@ -45,20 +45,7 @@ async fn serve(client: &Client, host: &LatticeHost, id: &str, config: &[&str]) -
         &[("address", &format!("127.0.0.1:{port}"))],
     )
     .await;
-    let ack = client
-        .scale_component(
-            host.host_id(),
-            &component_ref("http_server"),
-            id,
-            8,
-            None,
-            config.iter().map(|c| c.to_string()).collect(),
-            false,
-        )
-        .await
-        .unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-    in_inventory(client, host.host_id(), id, 8).await;
+    run_component(client, host.host_id(), id, "http_server", 8, config).await;
     start_http_server(client, host.host_id()).await;
     // Named after the component: one server, one link each, as wasmCloud manifests do it.
     put_http_server_link(client, id, id, &listen).await;
@@ -172,20 +159,7 @@ async fn a_nats_crash_under_http_load_loses_nothing() {
     );
     let config = client.get_config("kept").await.unwrap();
     assert_eq!(config.data().unwrap()["greeting"], "kept");
-    let ack = client
-        .scale_component(
-            host.host_id(),
-            &component_ref("http_server"),
-            "after",
-            1,
-            None,
-            vec![],
-            false,
-        )
-        .await
-        .unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-    in_inventory(&client, host.host_id(), "after", 1).await;
+    run_component(&client, host.host_id(), "after", "http_server", 1, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,20 +221,7 @@ async fn two_lattices_on_one_server_see_nothing_of_each_other() {
     trellis_tests::lattice::registered(&nc).await;
 
     put_config(&two, "only-two", &[("k", "v")]).await;
-    let ack = two
-        .scale_component(
-            host_two.host_id(),
-            &component_ref("http_server"),
-            "web",
-            1,
-            None,
-            vec![],
-            false,
-        )
-        .await
-        .unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-    in_inventory(&two, host_two.host_id(), "web", 1).await;
+    run_component(&two, host_two.host_id(), "web", "http_server", 1, &[]).await;
     let link = Link::builder()
         .source_id("web")
         .target("other")

@@ -116,6 +116,19 @@ impl Web {
         .await
     }
 
+    /// Waits until the inventory reports `web`'s `max_execution_time_ms` as `millis`.
+    async fn wait_for_execution_time_ms(&self, millis: &str) {
+        eventually(
+            &format!("max_execution_time_ms {millis} reported"),
+            || async {
+                let limits = self.limits().await?;
+                (limits.get("max_execution_time_ms").map(String::as_str) == Some(millis))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// How long `/spin` takes to be answered, and with what status.
     async fn spin(&self) -> (Duration, String) {
         let started = Instant::now();
@@ -198,11 +211,7 @@ async fn component_limits_stop_a_runaway_call_and_show_in_the_inventory() {
         .scale(Some(map(&[("max_execution_time", "2")])), &[])
         .await;
     assert_eq!(ack["success"], true, "{ack}");
-    eventually("the new limits reported", || async {
-        let limits = web.limits().await?;
-        (limits.get("max_execution_time_ms").map(String::as_str) == Some("2000")).then_some(())
-    })
-    .await;
+    web.wait_for_execution_time_ms("2000").await;
     let (took, status) = web.spin().await;
     assert!(status.contains("504"), "{status}");
     assert!(took >= Duration::from_secs(2), "{took:?}");
@@ -254,11 +263,7 @@ async fn limits_in_named_config_apply_and_follow_the_config() {
         &[("trellis.limits.max_execution_time_ms", "1500")],
     )
     .await;
-    eventually("the config's new limit reported", || async {
-        let limits = web.limits().await?;
-        (limits.get("max_execution_time_ms").map(String::as_str) == Some("1500")).then_some(())
-    })
-    .await;
+    web.wait_for_execution_time_ms("1500").await;
     let (took, status) = web.spin().await;
     assert!(status.contains("504"), "{status}");
     assert!(took >= Duration::from_millis(1500), "{took:?}");
@@ -272,20 +277,7 @@ async fn a_wrpc_call_stops_when_its_caller_stops_waiting() {
     let server = NatsServer::start();
     let (client, _) = ctl_client(&server, LATTICE).await;
     let host = unpaced_host(&server).await;
-    let ack = client
-        .scale_component(
-            host.host_id(),
-            &component_ref("prober"),
-            "probe",
-            1,
-            None,
-            vec![],
-            false,
-        )
-        .await
-        .unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-    trellis_tests::lattice::in_inventory(&client, host.host_id(), "probe", 1).await;
+    trellis_tests::lattice::run_component(&client, host.host_id(), "probe", "prober", 1, &[]).await;
     let nats = async_nats::connect(server.url()).await.unwrap();
     let wrpc = wrpc_transport_nats::Client::new(nats, format!("{LATTICE}.probe"), None)
         .await
