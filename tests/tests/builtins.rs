@@ -1300,6 +1300,20 @@ fn load_for_4_s(port: u16, path: &'static str) -> tokio::task::JoinHandle<(usize
     })
 }
 
+/// Waits for a [`load_for_4_s`]; checks that it got answers and that none failed during
+/// `what`. Returns how many were answered.
+async fn all_answered(load: tokio::task::JoinHandle<(usize, Vec<String>)>, what: &str) -> usize {
+    let (answered, failed) = load.await.unwrap();
+    assert!(answered > 50, "only {answered} requests answered");
+    assert!(
+        failed.is_empty(),
+        "{} failed during {what}: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    answered
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_swaps_the_code_with_no_failed_request() {
     let server = NatsServer::start();
@@ -1362,15 +1376,7 @@ async fn an_update_swaps_the_code_with_no_failed_request() {
         listed.then_some(())
     })
     .await;
-    let (answered, failed) = load.await.unwrap();
-    assert!(answered > 50, "only {answered} requests answered");
-    assert!(
-        failed.is_empty(),
-        "{} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
-    let before_upgrade = answered;
+    let before_upgrade = all_answered(load, "the update").await;
 
     // A deployer's upgrade: one scale with the same count, new annotations and new code
     // (allow_update). The annotations change in place and the code is swapped: nothing fails.
@@ -1402,14 +1408,7 @@ async fn an_update_swaps_the_code_with_no_failed_request() {
         listed.then_some(())
     })
     .await;
-    let (answered, failed) = load.await.unwrap();
-    assert!(answered > 50, "only {answered} requests answered");
-    assert!(
-        failed.is_empty(),
-        "{} failed during the upgrade: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    let answered = all_answered(load, "the upgrade").await;
     // The same running component throughout: its count of calls never restarted.
     let swapped = host.runtime().component("swapped").await.unwrap();
     assert!(
