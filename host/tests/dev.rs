@@ -312,12 +312,13 @@ fn new_then_dev_serves_swaps_under_load_and_keeps_serving_through_a_broken_build
         .replace("Hello from", "Howdy from")
         .replace("let path = ", "let path = = ");
     std::fs::write(&source, &broken).unwrap();
-    let screen = terminal.wait_for(
-        "build failed; the previous build keeps serving",
-        1,
-        STEP_WAIT,
-    );
+    // The failure line comes first and the compiler's output after it: wait for the output.
     let message = "error: expected expression, found `=`";
+    let screen = terminal.wait_for(message, 1, STEP_WAIT);
+    assert!(
+        screen.contains("build failed; the previous build keeps serving"),
+        "{screen}"
+    );
     assert_eq!(screen.matches(message).count(), 1, "{screen}");
     assert!(get(port).unwrap().contains("Howdy from demo"));
     // Saved again, still broken: said, not shown again.
