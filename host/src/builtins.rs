@@ -27,7 +27,7 @@ use trellis_providers::http_server::RemoteHttpHandler;
 use trellis_providers::keyvalue::BuiltinKeyvalue;
 use trellis_providers::{
     BlobstorePlugin, ConfigPlugin, HttpClientPlugin, HttpServerPlugin, KeyvaluePlugin,
-    LoggingPlugin, MessagingPlugin,
+    LoggingPlugin, MessagingPlugin, SecretsPlugin,
 };
 use trellis_runtime::Plugin;
 
@@ -240,6 +240,9 @@ pub struct Plugins {
     pub blobstore: Option<Arc<BuiltinBlobstore>>,
     /// The HTTP server, when on: links from http-server providers started here give it routes.
     pub http_server: Option<Arc<HttpServerPlugin>>,
+    /// `wasmcloud:secrets`, always on: a host function, not a provider. The host grants each
+    /// component the secrets its config names (see [`crate::secrets`]).
+    pub secrets: Arc<SecretsPlugin>,
     pub all: Vec<Arc<dyn Plugin>>,
 }
 
@@ -288,6 +291,8 @@ impl Plugins {
             };
             all.push(plugin);
         }
+        let secrets = Arc::new(SecretsPlugin::new());
+        all.push(secrets.clone());
         // The client first, so components importing `wasi:http/types` for outgoing requests get
         // the client's allowed hosts.
         all.sort_by_key(|p| p.id() == "http-server");
@@ -297,6 +302,7 @@ impl Plugins {
             keyvalue,
             blobstore,
             http_server,
+            secrets,
             all,
         }
     }

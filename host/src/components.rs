@@ -15,6 +15,7 @@ use crate::limits::{ComponentLimits, LimitError};
 use crate::oci::{ArtifactKind, OciError};
 use crate::reconcile::derive::{self, ComponentPlan};
 use crate::rpc::ExportServer;
+use crate::secrets::{self, Entity, SecretError, SecretMap};
 use crate::state::HostState;
 use trellis_deployer::wire::{
     Annotations, ComponentDescription, ScaleComponentCommand, UpdateComponentCommand,
@@ -51,13 +52,18 @@ pub enum ComponentError {
     #[error(transparent)]
     Limits(#[from] LimitError),
     #[error(transparent)]
+    Secrets(#[from] SecretError),
+    #[error(transparent)]
     Start(#[from] StartError),
 }
 
 fn missing_config_message(names: &[String]) -> String {
     names
         .iter()
-        .map(|name| format!("Config {name} does not exist"))
+        .map(|name| match secrets::is_secret(name) {
+            true => format!("Secret reference {name} does not exist"),
+            false => format!("Config {name} does not exist"),
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -331,10 +337,13 @@ async fn update_locked(
         // The same exports: swap the code in place, so serving never pauses.
         let running = state.runtime.component(id).await;
         if running.is_some_and(|running| running.exports() == code.exports) {
+            // New code may be signed by someone else: its secrets are asked for again.
+            let secrets = fetch_secrets(state, id, &bytes, &current.config, &annotations).await?;
             state
                 .runtime
                 .update(id, ComponentSource::Bytes(bytes.clone()))
                 .await?;
+            state.plugins.secrets.grant(id, secrets);
             state
                 .components
                 .swapped(id, reference, annotations.clone(), bytes);
@@ -469,7 +478,10 @@ async fn start(
     component.max_instances = max_instances;
     let plan = derive::component_plan(state, id, &config);
     component.budget = budget(state, &plan, limits.as_ref())?;
-    state
+    // Granted before the first call can arrive; a start that fails takes them back.
+    let secrets = fetch_secrets(state, id, &bytes, &config, &annotations).await?;
+    state.plugins.secrets.grant(id, secrets);
+    let started = state
         .runtime
         .workload_start(Workload {
             namespace: NAMESPACE.into(),
@@ -479,7 +491,11 @@ async fn start(
             host_interfaces: plan.plugins.host_interfaces(),
             ..Default::default()
         })
-        .await?;
+        .await;
+    if let Err(error) = started {
+        state.plugins.secrets.revoke(id);
+        return Err(error.into());
+    }
     // Reported running (inventory, `component_scaled`) only once the NATS server has the
     // export subscriptions: a call sent on that news must find them, not a silent gap.
     let serving = async {
@@ -543,7 +559,29 @@ async fn stop_workload(state: &HostState, id: &str) {
     if let Err(error) = state.runtime.workload_stop(&workload, true).await {
         tracing::warn!(component = id, "stopping: {error}");
     }
+    state.plugins.secrets.revoke(id);
     state.components.set(id, None);
+}
+
+/// The secrets `config` names, asked of their backends for the component `bytes` make (its
+/// embedded claims say who asks).
+async fn fetch_secrets(
+    state: &HostState,
+    id: &str,
+    bytes: &[u8],
+    config: &[String],
+    annotations: &Annotations,
+) -> Result<SecretMap, ComponentError> {
+    if !config.iter().any(|name| secrets::is_secret(name)) {
+        return Ok(SecretMap::new());
+    }
+    let jwt = secrets::component_jwt(bytes);
+    let entity = Entity {
+        describe: format!("component `{id}`"),
+        jwt: jwt.as_ref().map(Option::as_deref).map_err(Clone::clone),
+        application: annotations.get(secrets::APPSPEC).map(String::as_str),
+    };
+    Ok(state.secrets.fetch(config, &state.config, &entity).await?)
 }
 
 async fn scaled(

@@ -20,6 +20,8 @@ pub mod oci;
 mod provider;
 mod reconcile;
 mod rpc;
+pub mod secrets;
+pub mod sign;
 mod state;
 mod store;
 mod translated;
@@ -49,6 +51,7 @@ use crate::events::Events;
 use crate::identity::Identity;
 use crate::oci::{Oci, OciSettings};
 use crate::provider::ExternalProviders;
+use crate::secrets::Secrets;
 use crate::state::HostState;
 use crate::store::{ClaimsStore, ConfigStore, LinkStore};
 
@@ -83,6 +86,9 @@ pub struct HostConfig {
     pub files: FilePolicy,
     /// What components may use, unless they set lower limits of their own.
     pub limits: HostLimits,
+    /// The subject prefix of the lattice's secrets backends (wasmCloud's `wasmcloud.secrets`);
+    /// `None`: secret references are refused.
+    pub secrets_topic: Option<String>,
 }
 
 impl Default for HostConfig {
@@ -104,6 +110,7 @@ impl Default for HostConfig {
             oci: OciSettings::default(),
             files: FilePolicy::default(),
             limits: HostLimits::default(),
+            secrets_topic: None,
         }
     }
 }
@@ -128,6 +135,8 @@ pub enum HostError {
     Subscribe(String),
     #[error("starting the runtime: {0:#}")]
     Runtime(anyhow::Error),
+    #[error("{0:#}")]
+    Secrets(anyhow::Error),
 }
 
 /// A running lattice host.
@@ -202,6 +211,8 @@ impl LatticeHost {
             .build()
             .await
             .map_err(HostError::Runtime)?;
+        let secrets = Secrets::new(nats.clone(), config.secrets_topic, &identity)
+            .map_err(HostError::Secrets)?;
         let mut labels = config.labels;
         labels.extend(builtin_labels());
         let state = Arc::new(HostState {
@@ -230,6 +241,7 @@ impl LatticeHost {
             oci: Oci::new(config.oci),
             files: config.files,
             limits: config.limits,
+            secrets,
             stop: watch::Sender::new(None),
         });
 

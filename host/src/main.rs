@@ -63,6 +63,9 @@ enum Command {
     /// Publish a component (.wasm) or provider archive (.par.gz) to an OCI registry; prints
     /// the digest.
     Push(cli::push::PushArgs),
+    /// Embed signed claims in a component (as `wash claims sign`), so secrets backends can
+    /// tell which component asks; prints its key.
+    Sign(cli::sign::SignArgs),
     /// Print the shell completion script, e.g. `source <(trellis completions bash)`.
     Completions {
         #[arg(value_enum)]
@@ -173,6 +176,10 @@ struct HostArgs {
     #[arg(long, env = "TRELLIS_BUSY_CALL_CPU_PERCENT", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     busy_call_cpu_percent: u32,
+    /// Subject prefix of the lattice's secrets backends (wasmCloud's `--secrets-topic`, e.g.
+    /// `wasmcloud.secrets`). Without it, components and providers naming secrets do not start.
+    #[arg(long, alias = "secrets-topic-prefix", env = "TRELLIS_SECRETS_TOPIC")]
+    secrets_topic: Option<String>,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -207,7 +214,8 @@ async fn run(cli: Cli) -> ExitCode {
         | Command::Dev(_)
         | Command::New(_)
         | Command::Ctl(_)
-        | Command::Push(_) => "warn",
+        | Command::Push(_)
+        | Command::Sign(_) => "warn",
         _ => "info",
     };
     cli::logs::init(cli.log_format, level);
@@ -223,6 +231,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::App(args) => ("app", trellis_deployer::cli::run_app(args).await),
         Command::Ctl(args) => ("ctl", cli::ctl::run(args).await.map_err(Into::into)),
         Command::Push(args) => ("push", cli::push::run(args).await),
+        Command::Sign(args) => ("sign", cli::sign::run(args)),
         Command::Completions { shell } => {
             cli::completions(shell, Cli::command());
             return ExitCode::SUCCESS;
@@ -285,6 +294,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             max_fuel: args.max_fuel,
             busy_call_cpu_percent: args.busy_call_cpu_percent,
         },
+        secrets_topic: args.secrets_topic,
         ..HostConfig::default()
     };
     // Listen before joining: a SIGTERM right after `host_started` must still stop gracefully.

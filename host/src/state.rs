@@ -17,6 +17,7 @@ use crate::limits::HostLimits;
 use crate::oci::Oci;
 use crate::provider::ExternalProviders;
 use crate::rpc::Lattice;
+use crate::secrets::Secrets;
 use crate::store::{ClaimsStore, ConfigStore, LinkStore};
 
 /// A request to stop the host, with the time it may take (from `host.stop`'s `timeout`).
@@ -51,6 +52,8 @@ pub struct HostState {
     /// Which `file://` references may be loaded.
     pub files: FilePolicy,
     pub limits: HostLimits,
+    /// Resolves `SECRET_…` references through the lattice's secrets backends.
+    pub secrets: Secrets,
     pub events: Events,
     pub stop: watch::Sender<Option<StopRequest>>,
 }

@@ -11,6 +11,7 @@
 //! | [`http_client`] | `wasi:http/outgoing-handler` | deny by default, allowed hosts per component |
 //! | [`http_server`] | consumes `wasi:http/incoming-handler` exports | hyper HTTP/1.1 listeners |
 //! | [`messaging`] | `wasmcloud:messaging/consumer@0.2.0`, consumes `handler` exports | NATS (the host's connection) |
+//! | [`secrets`] | `wasmcloud:secrets/store` and `reveal` (`0.1.0-draft`) | what the embedder granted each component |
 //!
 //! Each plugin keeps per-component state keyed by component id (set in `bind`, dropped in
 //! `unbind`) and hands it to each invocation through the store's extensions in `prepare`.
@@ -26,6 +27,7 @@ pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
 pub mod nats;
+pub mod secrets;
 
 pub use blobstore::BlobstorePlugin;
 pub use config::ConfigPlugin;
@@ -35,3 +37,4 @@ pub use http_server::HttpServerPlugin;
 pub use keyvalue::KeyvaluePlugin;
 pub use logging::LoggingPlugin;
 pub use messaging::MessagingPlugin;
+pub use secrets::SecretsPlugin;

@@ -2,12 +2,14 @@
 //! providers under `tests/providers` (once per test process; cargo makes it a no-op when
 //! nothing changed) and finds them; [`nats`] starts a real NATS server for the lattice tests;
 //! [`registry`] a real OCI registry; [`http`] makes plain HTTP requests to what the hosts serve;
-//! [`wadm`] runs the real wadm (built by `tests/wadm/build.sh`).
+//! [`wadm`] runs the real wadm (built by `tests/wadm/build.sh`); [`secrets`] the real
+//! `secrets-nats-kv` backend (installed by `tests/secrets/build.sh`).
 
 pub mod http;
 pub mod lattice;
 pub mod nats;
 pub mod registry;
+pub mod secrets;
 pub mod wadm;
 
 use std::path::{Path, PathBuf};

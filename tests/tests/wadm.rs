@@ -19,6 +19,7 @@ use trellis_runtime::Val;
 use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::{LATTICE_WAIT, ctl_client, eventually, front_add};
 use trellis_tests::nats::NatsServer;
+use trellis_tests::secrets::{self, ExampleSecrets, SecretsBackend};
 use trellis_tests::wadm::{Wadm, WadmClientRun};
 use trellis_tests::{component_path, wadm_binary};
 use wasmcloud_control_interface::Client as CtlClient;
@@ -42,6 +43,8 @@ async fn host(server: &NatsServer, zone: &str) -> LatticeHost {
         labels: [("zone".to_string(), zone.to_string())].into(),
         heartbeat_interval: Duration::from_secs(2),
         rpc_timeout: Duration::from_secs(5),
+        // Only the secrets example starts a backend; the others name no secrets.
+        secrets_topic: Some(secrets::TOPIC.into()),
         ..HostConfig::default()
     })
     .await
@@ -249,6 +252,25 @@ async fn wadm_deploys_hello_and_it_answers_real_http_requests() {
         get(port, "/").await.is_err().then_some(())
     })
     .await;
+    lattice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wadm_deploys_the_secrets_example_and_every_secret_arrives() {
+    component_path("secret_reader");
+    let lattice = lattice().await;
+    let backend = SecretsBackend::start(&lattice._server).await;
+    let secrets = ExampleSecrets::put(&backend).await;
+    let mut document = example("secrets.yaml");
+    let reader = &mut document["spec"]["components"][0];
+    assert_eq!(reader["name"], "reader");
+    reader["properties"]["image"] = format!("file://{}", secrets.signed_reader.display()).into();
+    let app = lattice.deploy(&document).await;
+    lattice.wait_deployed(&app).await;
+
+    let runtimes: Vec<_> = lattice.hosts.iter().map(LatticeHost::runtime).collect();
+    secrets.check(&runtimes, &app).await;
+    lattice.undeploy_and_wait_nothing_left(&app).await;
     lattice.shutdown().await;
 }
 

@@ -1,6 +1,6 @@
 //! The `trellis` subcommands that are plain clients or plumbing of the binary (not a host):
 //! `ctl` drives the control interface, `push` publishes to an OCI registry, `new` writes a
-//! component project, `completions` prints shell completions; [`logs`] sets up the log output,
+//! component project, `sign` embeds claims in one, `completions` prints shell completions; [`logs`] sets up the log output,
 //! [`progress`] shows the phases of `up` and `dev`, [`exports`] reads a component's export
 //! types.
 
@@ -10,6 +10,7 @@ pub mod logs;
 pub mod new;
 pub mod progress;
 pub mod push;
+pub mod sign;
 mod table;
 
 /// `trellis completions SHELL`: the completion script for `command` on stdout.

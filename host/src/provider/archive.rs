@@ -37,6 +37,9 @@ pub struct ProviderClaims {
     /// The JSON schema of the provider's configuration, as JSON text.
     #[serde(skip)]
     pub config_schema: Option<String>,
+    /// The claims token itself: the provider's identity towards secrets backends.
+    #[serde(skip)]
+    pub jwt: String,
 }
 
 impl ProviderClaims {
@@ -219,6 +222,7 @@ fn claims(par: &ProviderArchive) -> Result<ProviderClaims, String> {
         config_schema: metadata
             .and_then(|m| m.config_schema.as_ref())
             .map(ToString::to_string),
+        jwt: token.jwt.clone(),
     })
 }
 

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::credentials::RpcCredentials;
+use crate::secrets::SecretMap;
 use crate::store::ConfigStore;
 use trellis_deployer::wire::{DEFAULT_LINK_NAME, Link};
 
@@ -22,9 +23,13 @@ pub struct InterfaceLinkDefinition {
     pub interfaces: Vec<String>,
     pub source_config: BTreeMap<String, String>,
     pub target_config: BTreeMap<String, String>,
-    /// XKey-sealed secrets; this host has no secrets support, so always `null`.
+    /// The sides' secrets (name → value JSON), sealed by the host's XKey for the provider's;
+    /// `null` when a side has none. Filled in at delivery ([`Self::secret_names`]).
     pub source_secrets: Option<Vec<u8>>,
     pub target_secrets: Option<Vec<u8>>,
+    /// The secret references in each side's config list (source, target).
+    #[serde(skip)]
+    pub secret_names: (Vec<String>, Vec<String>),
 }
 
 /// What identifies a link for a provider: the SDK treats puts with the same key as duplicates.
@@ -43,6 +48,10 @@ impl InterfaceLinkDefinition {
             target_config: merged_config(&link.target_config, config),
             source_secrets: None,
             target_secrets: None,
+            secret_names: (
+                secret_names(&link.source_config),
+                secret_names(&link.target_config),
+            ),
         }
     }
 
@@ -73,10 +82,20 @@ pub fn provider_links(
         .collect()
 }
 
+fn secret_names(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|name| crate::secrets::is_secret(name))
+        .cloned()
+        .collect()
+}
+
 /// Named configurations merged in order (later names win); missing names count as empty.
+/// Secret references are left out: providers get their values sealed, apart.
 pub fn merged_config(names: &[String], config: &ConfigStore) -> BTreeMap<String, String> {
     names
         .iter()
+        .filter(|name| !crate::secrets::is_secret(name))
         .filter_map(|name| config.get(name))
         .flatten()
         .collect()
@@ -128,8 +147,9 @@ pub struct HostData {
     pub link_definitions: Vec<InterfaceLinkDefinition>,
     pub cluster_issuers: Vec<String>,
     pub config: BTreeMap<String, String>,
-    /// Name → `{"kind": "String"|"Bytes", "value": …}`; always empty (no secrets support).
-    pub secrets: BTreeMap<String, serde_json::Value>,
+    /// Name → `{"kind": "String"|"Bytes", "value": …}`, from the secret references in the
+    /// provider's config list.
+    pub secrets: SecretMap,
     pub host_xkey_public_key: String,
     pub provider_xkey_private_key: String,
     pub default_rpc_timeout_ms: Option<u64>,
@@ -147,6 +167,7 @@ pub struct HostDataParts {
     pub provider_id: String,
     pub links: Vec<InterfaceLinkDefinition>,
     pub config: BTreeMap<String, String>,
+    pub secrets: SecretMap,
     pub host_xkey_public_key: String,
     pub provider_xkey_seed: String,
     pub rpc_timeout_ms: u64,
@@ -156,8 +177,8 @@ pub struct HostDataParts {
 }
 
 impl HostData {
-    /// A fresh instance ID; no secrets (this host has no secrets backend), so `secrets` is the
-    /// empty map (the SDK refuses `null`), observability off.
+    /// A fresh instance ID; `secrets` is an empty map when there are none (the SDK refuses
+    /// `null`); observability off.
     pub fn new(parts: HostDataParts) -> Self {
         Self {
             host_id: parts.host_id,
@@ -172,7 +193,7 @@ impl HostData {
             link_definitions: parts.links,
             cluster_issuers: Vec::new(),
             config: parts.config,
-            secrets: BTreeMap::new(),
+            secrets: parts.secrets,
             host_xkey_public_key: parts.host_xkey_public_key,
             provider_xkey_private_key: parts.provider_xkey_seed,
             default_rpc_timeout_ms: Some(parts.rpc_timeout_ms),
@@ -187,12 +208,14 @@ impl HostData {
         }
     }
 
-    /// The stdin line: base64 of the JSON, then `\r\n`.
+    /// The stdin line: base64 of the JSON, then `\r\n`. The JSON, which may hold secrets, is
+    /// zeroed once encoded.
     pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let json = serde_json::to_vec(self)?;
+        let mut json = serde_json::to_vec(self)?;
         let mut line = base64::engine::general_purpose::STANDARD
-            .encode(json)
+            .encode(&json)
             .into_bytes();
+        zeroize::Zeroize::zeroize(&mut json);
         line.extend_from_slice(b"\r\n");
         Ok(line)
     }
@@ -211,6 +234,7 @@ mod tests {
             provider_id: "p".into(),
             links: Vec::new(),
             config: BTreeMap::from([("k".into(), "v".into())]),
+            secrets: SecretMap::new(),
             host_xkey_public_key: "XHOST".into(),
             provider_xkey_seed: "SXP".into(),
             rpc_timeout_ms: 2000,

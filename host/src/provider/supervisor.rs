@@ -19,6 +19,7 @@ use super::host_data::{
 };
 use super::process::ProviderProcess;
 use super::{ExternalProviders, ProviderInfo};
+use crate::secrets::{self, Entity};
 use crate::state::HostState;
 use trellis_deployer::wire::DEFAULT_LINK_NAME;
 
@@ -61,6 +62,8 @@ pub struct Supervisor {
     delivered: BTreeMap<LinkKey, InterfaceLinkDefinition>,
     /// Config as last delivered.
     config: BTreeMap<String, String>,
+    /// The claims (JWT) of the provider archive, once read: who asks for its secrets.
+    jwt: Option<String>,
 }
 
 impl Supervisor {
@@ -78,6 +81,7 @@ impl Supervisor {
             xkey: nkeys::XKey::new(),
             delivered: BTreeMap::new(),
             config: BTreeMap::new(),
+            jwt: None,
         }
     }
 
@@ -109,7 +113,7 @@ impl Supervisor {
         let mut restarts = 0u32;
         let mut last_failure: Option<String> = None;
         loop {
-            let ended = match self.spawn(&executable) {
+            let ended = match self.spawn(&executable).await {
                 Ok((process, instance_id)) => {
                     match &last_failure {
                         None => self.started(&executable, &instance_id).await,
@@ -139,9 +143,27 @@ impl Supervisor {
         }
     }
 
-    /// Starts a process with the current links and config; returns it and its instance ID.
-    fn spawn(&mut self, executable: &Executable) -> Result<(ProviderProcess, String), String> {
+    /// Starts a process with the current links, config and secrets; returns it and its
+    /// instance ID.
+    async fn spawn(
+        &mut self,
+        executable: &Executable,
+    ) -> Result<(ProviderProcess, String), String> {
+        self.jwt = executable.claims.as_ref().map(|claims| claims.jwt.clone());
+        let secrets = self
+            .state
+            .secrets
+            .fetch(&self.info.config, &self.state.config, &self.entity())
+            .await
+            .map_err(|e| e.to_string())?;
         self.delivered = provider_links(&self.id, &self.state.links.links(), &self.state.config);
+        let mut links = Vec::new();
+        for link in self.delivered.values() {
+            // A link whose secrets cannot be had is left out, as a later put of it would be.
+            if let Some(link) = self.sealed(link).await {
+                links.push(link);
+            }
+        }
         self.config = merged_config(&self.info.config, &self.state.config);
         let credentials =
             credentials::for_providers(&self.external().auth).map_err(|e| e.to_string())?;
@@ -153,8 +175,9 @@ impl Supervisor {
             lattice: self.state.lattice.clone(),
             nats_url: self.state.nats_url.clone(),
             provider_id: self.id.clone(),
-            links: self.delivered.values().cloned().collect(),
+            links,
             config: self.config.clone(),
+            secrets,
             host_xkey_public_key: self.external().host_xkey.public_key(),
             provider_xkey_seed: self.xkey.seed().map_err(|e| e.to_string())?,
             rpc_timeout_ms: self.external().rpc_timeout.as_millis() as u64,
@@ -296,9 +319,69 @@ impl Supervisor {
             .map(|(_, link)| (&del, link));
         for (subject, link) in puts.chain(dels) {
             tracing::debug!(provider = %self.id, %subject, source = %link.source_id, target = %link.target, "delivering link change");
-            self.publish(subject, link).await;
+            if *subject == put {
+                if let Some(link) = self.sealed(link).await {
+                    self.publish(subject, &link).await;
+                }
+            } else {
+                self.publish(subject, link).await;
+            }
         }
         self.delivered = current;
+    }
+
+    /// Who asks the secrets backends for this provider's secrets.
+    fn entity(&self) -> Entity<'_> {
+        Entity {
+            describe: format!("provider `{}`", self.id),
+            jwt: Ok(self.jwt.as_deref()),
+            application: self
+                .info
+                .annotations
+                .get(secrets::APPSPEC)
+                .map(String::as_str),
+        }
+    }
+
+    /// `link` with each side's secrets fetched and sealed for this provider; `None` (and a
+    /// warning naming the secret) when one cannot be fetched.
+    async fn sealed(&self, link: &InterfaceLinkDefinition) -> Option<InterfaceLinkDefinition> {
+        let (source, target) = &link.secret_names;
+        if source.is_empty() && target.is_empty() {
+            return Some(link.clone());
+        }
+        let sealed = async {
+            let mut link = link.clone();
+            link.source_secrets = self.seal(source).await?;
+            link.target_secrets = self.seal(target).await?;
+            anyhow::Ok(link)
+        };
+        match sealed.await {
+            Ok(link) => Some(link),
+            Err(error) => {
+                tracing::warn!(provider = %self.id, source = %link.source_id, target = %link.target, "link not delivered: {error:#}");
+                None
+            }
+        }
+    }
+
+    /// The secrets `names` refer to, as the JSON map sealed by the host's XKey for the
+    /// provider's; `None` for no names.
+    async fn seal(&self, names: &[String]) -> anyhow::Result<Option<Vec<u8>>> {
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let state = &self.state;
+        let secrets = state
+            .secrets
+            .fetch(names, &state.config, &self.entity())
+            .await?;
+        let mut json = serde_json::to_vec(&secrets)?;
+        let sealed = self.external().host_xkey.seal(&json, &self.xkey);
+        zeroize::Zeroize::zeroize(&mut json);
+        Ok(Some(sealed.map_err(|e| {
+            anyhow::anyhow!("sealing the secrets: {e}")
+        })?))
     }
 
     /// Sends the provider's merged config when it changed.

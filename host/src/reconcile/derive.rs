@@ -99,10 +99,12 @@ impl PluginConfig {
     }
 }
 
-/// The named configs `names` merged in order (missing ones contribute nothing).
+/// The named configs `names` merged in order (missing ones contribute nothing). Secret
+/// references are not config: they are resolved apart (see [`crate::secrets`]).
 fn merged(view: &impl LatticeView, names: &[String]) -> ConfigMap {
     names
         .iter()
+        .filter(|name| !crate::secrets::is_secret(name))
         .filter_map(|name| view.config(name))
         .flatten()
         .collect()

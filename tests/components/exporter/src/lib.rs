@@ -26,7 +26,11 @@ impl Guest for Exporter {
         b
     }
     fn flip(p: Point) -> Point {
-        Point { x: p.y, y: p.x, label: p.label.chars().rev().collect() }
+        Point {
+            x: p.y,
+            y: p.x,
+            label: p.label.chars().rev().collect(),
+        }
     }
     fn area(s: Shape) -> Option<f64> {
         match s {
@@ -36,7 +40,8 @@ impl Guest for Exporter {
         }
     }
     fn checked_div(a: i32, b: i32) -> Result<i32, String> {
-        a.checked_div(b).ok_or_else(|| format!("cannot divide {a} by {b}"))
+        a.checked_div(b)
+            .ok_or_else(|| format!("cannot divide {a} by {b}"))
     }
     fn maybe_double(x: Option<u32>) -> Option<u32> {
         x.map(|v| v * 2)

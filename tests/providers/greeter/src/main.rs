@@ -8,6 +8,8 @@
 //! - `config?` → the provider's current config as sorted `key=value` pairs;
 //! - `pid?` → this process's ID (tests kill it to exercise restarts);
 //! - `config-updates?` → how many config updates this process has received;
+//! - `secret?NAME` → the value of secret `NAME` from HostData, `secret?LINK/NAME` → from the
+//!   secrets of link `LINK`, reversed (a test provider shows what it was given);
 //! - `host-data?` → what the SDK read from HostData:
 //!   `log_level={level|none} structured_logging={bool} secrets={count} user_jwt={set|empty}
 //!   user_seed={set|empty}`;
@@ -25,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context as _};
+use wasmcloud_provider_sdk::core::secrets::SecretValue;
 use wasmcloud_provider_sdk::{
     get_connection, load_host_data, run_provider, serve_provider_exports, Context, LinkConfig,
     LinkDeleteInfo, Provider, ProviderConfigUpdate, ProviderInitConfig,
@@ -62,6 +65,8 @@ struct Observed {
     as_target: BTreeSet<LinkKey>,
     config: BTreeMap<String, String>,
     config_updates: usize,
+    /// Secrets received with links: `{link name}/{secret name}` → value (or `bytes:{len}`).
+    link_secrets: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Default)]
@@ -106,6 +111,27 @@ impl GreeterProvider {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    fn remember_link_secrets(&self, config: &LinkConfig<'_>) {
+        let mut observed = self.observed();
+        for (name, value) in config.secrets {
+            observed
+                .link_secrets
+                .insert(format!("{}/{name}", config.link_name), reveal(value));
+        }
+    }
+
+    /// A secret from HostData (`secret?NAME`) or from a link (`secret?LINK/NAME`).
+    fn secret_report(&self, name: &str) -> anyhow::Result<String> {
+        if let Some(value) = self.observed().link_secrets.get(name) {
+            return Ok(value.clone());
+        }
+        let data = load_host_data()?;
+        Ok(data
+            .secrets
+            .get(name)
+            .map_or_else(|| "no such secret".to_string(), reveal))
     }
 
     fn host_data_report() -> anyhow::Result<String> {
@@ -173,10 +199,18 @@ fn everything() -> echo::Everything {
         text: "héllo, 中文".to_string(),
         bytes: (0..=255u8).collect::<Vec<_>>().into(),
         names: vec!["".to_string(), "ß".to_string()],
-        at: Point { x: -1, y: 2, label: "p".to_string() },
+        at: Point {
+            x: -1,
+            y: 2,
+            label: "p".to_string(),
+        },
         shapes: vec![
             Shape::Circle(2.5),
-            Shape::Rect(Point { x: 3, y: 4, label: "r".to_string() }),
+            Shape::Rect(Point {
+                x: 3,
+                y: 4,
+                label: "r".to_string(),
+            }),
             Shape::Empty,
         ],
         perms: Perms::READ | Perms::EXEC,
@@ -206,6 +240,7 @@ impl Provider for GreeterProvider {
     async fn receive_link_config_as_source(&self, config: LinkConfig<'_>) -> anyhow::Result<()> {
         let key = Self::link_key(&config);
         eprintln!("test-provider: link put as source {}", key.render());
+        self.remember_link_secrets(&config);
         self.observed().as_source.insert(key);
         Ok(())
     }
@@ -213,6 +248,7 @@ impl Provider for GreeterProvider {
     async fn receive_link_config_as_target(&self, config: LinkConfig<'_>) -> anyhow::Result<()> {
         let key = Self::link_key(&config);
         eprintln!("test-provider: link put as target {}", key.render());
+        self.remember_link_secrets(&config);
         self.observed().as_target.insert(key);
         Ok(())
     }
@@ -258,6 +294,9 @@ impl bindings::exports::trellis::example::greeter::Handler<Option<Context>> for 
             "config?" => Ok(self.config_report()),
             "pid?" => Ok(std::process::id().to_string()),
             "config-updates?" => Ok(self.observed().config_updates.to_string()),
+            _ if name.starts_with("secret?") => self
+                .secret_report(&name["secret?".len()..])
+                .or_else(|e| Ok(format!("error: {e:#}"))),
             "host-data?" => Self::host_data_report().or_else(|e| Ok(format!("error: {e:#}"))),
             "echo?" => self
                 .echo_via_link()
@@ -281,6 +320,16 @@ impl bindings::exports::trellis::example::echo::Handler<Option<Context>> for Gre
         e: bindings::exports::trellis::example::echo::Everything,
     ) -> anyhow::Result<bindings::exports::trellis::example::echo::Everything> {
         Ok(e)
+    }
+}
+
+/// A secret's value as the probes report it: reversed, so that a test sees what the provider
+/// received without the value itself crossing the lattice (where trace logs would show it).
+fn reveal(value: &SecretValue) -> String {
+    match (value.as_string(), value.as_bytes()) {
+        (Some(text), _) => text.chars().rev().collect(),
+        (None, Some(bytes)) => format!("bytes:{}", bytes.len()),
+        (None, None) => String::new(),
     }
 }
 

@@ -1,0 +1,300 @@
+//! Secrets end to end with the real backend: crates.io's `secrets-nats-kv` 0.2.0 (installed by
+//! `tests/secrets/build.sh`) on a real `nats-server`, secrets put and mapped with its own CLI.
+//! The example manifest `wadm-manifests/secrets.yaml`, deployed by the Trellis deployer, gives a
+//! signed component its password (read through `wasmcloud:secrets` + `reveal`), the SDK 0.17
+//! greeter provider a token in its HostData and another sealed with its link; what is refused
+//! (an unsigned component, one the backend does not map, an unknown backend, a host without a
+//! backend) fails its start with one event naming the secret; a component sees only the secrets
+//! its own config names; and no value appears in the host's logs at `trace` level.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use trellis_deployer::client::WadmClient;
+use trellis_deployer::{Deployer, DeployerConfig, cli, manifest};
+use trellis_host::{HostConfig, LatticeHost, ProviderSettings};
+use trellis_runtime::Val;
+use trellis_tests::lattice::{EventLog, ctl_client, eventually, run_component};
+use trellis_tests::nats::NatsServer;
+use trellis_tests::secrets::{BACKEND, ExampleSecrets, SECRET_PROBE, SecretsBackend, TOPIC};
+use wasmcloud_control_interface::Client;
+
+const LATTICE: &str = "secrets";
+
+/// Everything every test here logs, at `trace` (all but the compiler's own chatter).
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                "trace,cranelift_codegen=info,cranelift_frontend=info,regalloc2=info,\
+                 wasmtime_cranelift=info,wasmtime::compile=info",
+            )
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .try_init()
+            .expect("the first subscriber of this test process");
+        logs
+    })
+    .clone()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn assert_not_logged(values: &[&str]) {
+    let logs = captured_logs();
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains(" TRACE "),
+        "the logs were not captured at trace level"
+    );
+    for value in values {
+        assert!(!logs.contains(value), "a secret value reached the logs");
+    }
+}
+
+async fn start_host(server: &NatsServer, secrets_topic: Option<&str>) -> LatticeHost {
+    LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        heartbeat_interval: Duration::from_secs(2),
+        rpc_timeout: Duration::from_secs(5),
+        providers: ProviderSettings {
+            cache_dir: tempfile::tempdir().unwrap().keep(),
+            ..ProviderSettings::default()
+        },
+        secrets_topic: secrets_topic.map(String::from),
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting the host")
+}
+
+/// The example manifest with absolute images, the reader's replaced by `signed`.
+fn example(signed: &std::path::Path) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let bytes = std::fs::read(root.join("wadm-manifests/secrets.yaml")).unwrap();
+    let mut parsed = manifest::parse(&bytes).expect("the example is valid");
+    cli::absolutize_file_refs(&mut parsed.document, root);
+    let components = parsed.document["spec"]["components"]
+        .as_array_mut()
+        .unwrap();
+    let reader = components
+        .iter_mut()
+        .find(|c| c["name"] == "reader")
+        .unwrap();
+    reader["properties"]["image"] = format!("file://{}", signed.display()).into();
+    parsed.document
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_gives_a_component_a_provider_and_a_link_their_secrets() {
+    captured_logs();
+    trellis_tests::component_path("secret_reader");
+    let server = NatsServer::start();
+    let backend = SecretsBackend::start(&server).await;
+    let secrets = ExampleSecrets::put(&backend).await;
+    let host = start_host(&server, Some(TOPIC)).await;
+    let deployer = Deployer::start(DeployerConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        reconcile_interval: Duration::from_secs(1),
+        ..DeployerConfig::default()
+    })
+    .await
+    .expect("starting the deployer");
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    let client = WadmClient::new(nats, LATTICE);
+    let document = example(&secrets.signed_reader);
+    let put = client.put(&document).await.expect("putting the manifest");
+    assert_eq!(put["result"], "created", "{put}");
+    let deployed = client.deploy("secrets", None).await.expect("deploying");
+    assert_eq!(deployed["result"], "acknowledged", "{deployed}");
+
+    secrets.check(&[host.runtime()], "secrets").await;
+    assert_not_logged(&secrets.values());
+    deployer.stop().await;
+    host.stop(None).await.unwrap();
+}
+
+/// Scales test guest `guest` (a `file://` reference `image`) as `id` with `config`; returns
+/// its outcome event's name and error.
+async fn start(
+    client: &Client,
+    events: &EventLog,
+    host: &LatticeHost,
+    id: &str,
+    image: &str,
+    config: &[&str],
+) -> (String, String) {
+    let config = config.iter().map(|c| c.to_string()).collect();
+    let ack = client
+        .scale_component(host.host_id(), image, id, 1, None, config, false)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let (name, data) = events
+        .outcome(&["component_scaled", "component_scale_failed"], id, image)
+        .await;
+    (name, data["error"].as_str().unwrap_or_default().to_string())
+}
+
+/// Puts secret reference `SECRET_{name}` as wadm writes it: secret `name`, backend key `key`.
+async fn put_reference(client: &Client, name: &str, key: &str, backend: &str) {
+    let policy = r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#;
+    let reference = std::collections::HashMap::from([
+        ("name".to_string(), name.to_string()),
+        ("type".into(), "secret.wasmcloud.dev/v1alpha1".into()),
+        ("backend".into(), backend.into()),
+        ("key".into(), key.into()),
+        ("policy".into(), policy.into()),
+    ]);
+    let ack = client
+        .put_config(&format!("SECRET_{name}"), reference)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}
+
+async fn reveal(host: &LatticeHost, id: &str, key: &str) -> Result<String, String> {
+    let out = host
+        .runtime()
+        .invoke(id, SECRET_PROBE, "reveal", &[Val::String(key.into())], None)
+        .await
+        .map_err(|e| e.to_string())?;
+    match out.as_slice() {
+        [Val::Result(result)] => match result {
+            Ok(Some(value)) | Err(Some(value)) => match (&**value, result.is_ok()) {
+                (Val::String(text), true) => Ok(text.clone()),
+                (Val::String(text), false) => Err(text.clone()),
+                (other, _) => Err(format!("unexpected {other:?}")),
+            },
+            other => Err(format!("unexpected {other:?}")),
+        },
+        other => Err(format!("unexpected {other:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_not_granted_is_refused_with_an_event_naming_the_secret() {
+    captured_logs();
+    let server = NatsServer::start();
+    let backend = SecretsBackend::start(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (signed, key) = trellis_tests::secrets::signed_component("secret_reader", dir.path());
+    let signed = format!("file://{}", signed.display());
+    let (unmapped, _) = {
+        let other = tempfile::tempdir().unwrap();
+        let (path, key) = trellis_tests::secrets::signed_component("secret_reader", other.path());
+        let kept = dir.path().join("unmapped.wasm");
+        std::fs::copy(path, &kept).unwrap();
+        (format!("file://{}", kept.display()), key)
+    };
+    let password = format!("password-{:016x}", fastrand::u64(..));
+    backend.put("db_password", &password);
+    backend.add_mapping(&key, &["db_password"]);
+    let host = start_host(&server, Some(TOPIC)).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let events = EventLog::record(&nc, LATTICE).await;
+    put_reference(&client, "db-password", "db_password", BACKEND).await;
+    put_reference(&client, "elsewhere", "db_password", "nope").await;
+
+    // Granted: the signed, mapped component reads it.
+    let (outcome, _) = start(
+        &client,
+        &events,
+        &host,
+        "granted",
+        &signed,
+        &["SECRET_db-password"],
+    )
+    .await;
+    assert_eq!(outcome, "component_scaled");
+    assert_eq!(
+        reveal(&host, "granted", "db-password").await,
+        Ok(password.clone())
+    );
+
+    // The same code without the secret in its config: not found, nothing fetched for it.
+    run_component(&client, host.host_id(), "plain", "secret_reader", 1, &[]).await;
+    let refused = reveal(&host, "plain", "db-password").await.unwrap_err();
+    assert!(refused.contains("NotFound"), "{refused}");
+
+    // Unsigned, unmapped, unknown backend: one failure event each, naming the secret.
+    let unsigned = trellis_tests::component_ref("secret_reader");
+    let cases = [
+        (
+            "unsigned",
+            unsigned.as_str(),
+            "SECRET_db-password",
+            "no embedded claims",
+        ),
+        (
+            "unmapped",
+            unmapped.as_str(),
+            "SECRET_db-password",
+            "unauthorized",
+        ),
+        (
+            "lost",
+            signed.as_str(),
+            "SECRET_elsewhere",
+            "backend `nope`",
+        ),
+    ];
+    for (id, image, reference, reason) in cases {
+        let (outcome, error) = start(&client, &events, &host, id, image, &[reference]).await;
+        assert_eq!(outcome, "component_scale_failed", "{id}");
+        let secret = reference.trim_start_matches("SECRET_");
+        assert!(
+            error.contains(&format!("secret `{secret}`")),
+            "{id}: {error}"
+        );
+        assert!(error.contains(reason), "{id}: {error}");
+        let inventory = client.get_host_inventory(host.host_id()).await.unwrap();
+        let inventory = inventory.data().unwrap();
+        assert!(
+            inventory.components().iter().all(|c| c.id() != id),
+            "{id} half-started"
+        );
+    }
+
+    // A host without a backend refuses every secret, and says how to give it one.
+    let bare = start_host(&server, None).await;
+    let (outcome, error) = start(
+        &client,
+        &events,
+        &bare,
+        "bare",
+        &signed,
+        &["SECRET_db-password"],
+    )
+    .await;
+    assert_eq!(outcome, "component_scale_failed");
+    assert!(error.contains("--secrets-topic"), "{error}");
+
+    eventually("the granted component still answering", || async {
+        (reveal(&host, "granted", "db-password").await.ok()? == password).then_some(())
+    })
+    .await;
+    assert_not_logged(&[&password]);
+    bare.stop(None).await.unwrap();
+    host.stop(None).await.unwrap();
+}
