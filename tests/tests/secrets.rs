@@ -298,3 +298,90 @@ async fn what_is_not_granted_is_refused_with_an_event_naming_the_secret() {
     bare.stop(None).await.unwrap();
     host.stop(None).await.unwrap();
 }
+
+async fn greet(host: &LatticeHost, probe: &str) -> Option<String> {
+    let out = host
+        .runtime()
+        .invoke(
+            "front",
+            "trellis:example/front@0.1.0",
+            "greet",
+            &[Val::String(probe.into())],
+            None,
+        )
+        .await
+        .ok()?;
+    match out.as_slice() {
+        [Val::String(answer)] => Some(answer.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_gets_its_secrets_at_start_and_with_each_new_link() {
+    captured_logs();
+    let archive = trellis_tests::provider_archive("greeter");
+    let reference = format!("file://{}", archive.display());
+    let server = NatsServer::start();
+    let backend = SecretsBackend::start(&server).await;
+    let (token, link_token) = (
+        format!("token-{:016x}", fastrand::u64(..)),
+        format!("link-token-{:016x}", fastrand::u64(..)),
+    );
+    backend.put("api_token", &token);
+    backend.put("link_token", &link_token);
+    let host = start_host(&server, Some(TOPIC)).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let events = EventLog::record(&nc, LATTICE).await;
+    put_reference(&client, "api-token", "api_token", BACKEND).await;
+    put_reference(&client, "link-token", "link_token", BACKEND).await;
+
+    // Not mapped yet: the start fails, naming the secret.
+    let config = vec!["SECRET_api-token".to_string()];
+    let ack = client
+        .start_provider(host.host_id(), &reference, "greeter", None, config.clone())
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let failed = events.wait("provider_start_failed", 0).await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("secret `api-token`") && error.contains("unauthorized"),
+        "{error}"
+    );
+
+    // Mapped: it starts with the token in its HostData.
+    let key = trellis_tests::secrets::provider_key("greeter").await;
+    backend.add_mapping(&key, &["api_token", "link_token"]);
+    let ack = client
+        .start_provider(host.host_id(), &reference, "greeter", None, config)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    events.wait("provider_started", 0).await;
+    run_component(&client, host.host_id(), "front", "importer", 1, &[]).await;
+    let link = wasmcloud_control_interface::Link::builder()
+        .source_id("front")
+        .target("greeter")
+        .name("default")
+        .wit_namespace("trellis")
+        .wit_package("example")
+        .interfaces(vec!["greeter".into()])
+        .target_config(vec!["SECRET_link-token".into()])
+        .build()
+        .unwrap();
+    let ack = client.put_link(link).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let reversed = |value: &str| value.chars().rev().collect::<String>();
+    for (probe, value) in [
+        ("secret?api-token", &token),
+        ("secret?default/link-token", &link_token),
+    ] {
+        eventually(&format!("the provider answering {probe}"), || async {
+            (greet(&host, probe).await? == reversed(value)).then_some(())
+        })
+        .await;
+    }
+    assert_not_logged(&[&token, &link_token]);
+    host.stop(None).await.unwrap();
+}

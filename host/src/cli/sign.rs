@@ -2,7 +2,7 @@
 //! prints its public key, the identity secrets backends map secrets to.
 //!
 //! Keys not given are made once and kept, as `wash` keeps its own: the component's module
-//! key in `{keys}/{name}_module.nk` and the issuing account's in `{keys}/trellis_account.nk`,
+//! key in `{keys}/{name}_module.nk` (by its claims name) and the issuing account's in `{keys}/trellis_account.nk`,
 //! so a rebuilt component signed again keeps its identity (and the secrets mapped to it).
 
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
     )?;
     let subject = key(
         args.subject,
-        &keys.join(format!("{stem}_module.nk")),
+        &keys.join(format!("{name}_module.nk")),
         KeyPair::new_module,
     )?;
     let bytes = std::fs::read(&args.component)
