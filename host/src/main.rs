@@ -66,6 +66,8 @@ enum Command {
     /// Embed signed claims in a component (as `wash claims sign`), so secrets backends can
     /// tell which component asks; prints its key.
     Sign(cli::sign::SignArgs),
+    /// Make key pairs (e.g. `trellis keys gen curve` for a secrets backend's XKeys).
+    Keys(cli::keys::KeysArgs),
     /// Print the shell completion script, e.g. `source <(trellis completions bash)`.
     Completions {
         #[arg(value_enum)]
@@ -215,7 +217,8 @@ async fn run(cli: Cli) -> ExitCode {
         | Command::New(_)
         | Command::Ctl(_)
         | Command::Push(_)
-        | Command::Sign(_) => "warn",
+        | Command::Sign(_)
+        | Command::Keys(_) => "warn",
         _ => "info",
     };
     cli::logs::init(cli.log_format, level);
@@ -232,6 +235,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Ctl(args) => ("ctl", cli::ctl::run(args).await.map_err(Into::into)),
         Command::Push(args) => ("push", cli::push::run(args).await),
         Command::Sign(args) => ("sign", cli::sign::run(args)),
+        Command::Keys(args) => ("keys", cli::keys::run(args)),
         Command::Completions { shell } => {
             cli::completions(shell, Cli::command());
             return ExitCode::SUCCESS;

@@ -54,7 +54,7 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
     )?;
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("reading {}", args.component.display()))?;
-    let signed = sign_component(&bytes, &name, &issuer, &subject)?;
+    let signed = without_stderr(|| sign_component(&bytes, &name, &issuer, &subject))?;
     let output = args
         .output
         .unwrap_or_else(|| args.component.with_file_name(format!("{stem}_s.wasm")));
@@ -66,6 +66,28 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
     );
     println!("{}", subject.public_key());
     Ok(())
+}
+
+/// Runs `f` with standard error pointed at /dev/null: wascap 0.16.2's `embed_claims` prints
+/// three debugging lines there ("BEFORE STRIP!", …) that would read as this command's own.
+fn without_stderr<T>(f: impl FnOnce() -> T) -> T {
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return f();
+    };
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: plain descriptor calls on descriptors this function owns or that stay open (2);
+    // nothing else writes to standard error while `trellis sign` signs.
+    let saved = unsafe { libc::dup(2) };
+    if saved < 0 {
+        return f();
+    }
+    unsafe { libc::dup2(null.as_raw_fd(), 2) };
+    let result = f();
+    unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+    }
+    result
 }
 
 /// The key from `seed`, else the one kept in `path`, else a new one kept there.
