@@ -8,14 +8,15 @@ use std::sync::{Arc, RwLock};
 use serde_json::json;
 use tokio::sync::watch;
 use trellis_runtime::{
-    ComponentSource, Host as _, LoadedComponent, StartError, Workload, WorkloadComponent,
+    ComponentSource, Host as _, HostInterface, LoadedComponent, StartError, Workload,
+    WorkloadComponent,
 };
 
 use crate::limits::{ComponentLimits, LimitError};
 use crate::oci::{ArtifactKind, OciError};
 use crate::reconcile::derive::{self, ComponentPlan};
 use crate::rpc::ExportServer;
-use crate::secrets::{self, Entity, SecretError, SecretMap};
+use crate::secrets::{self, Entity, ResolvedSecrets, SecretError, SecretMap};
 use crate::state::HostState;
 use trellis_deployer::wire::{
     Annotations, ComponentDescription, ScaleComponentCommand, UpdateComponentCommand,
@@ -99,6 +100,11 @@ pub struct RunningComponent {
 }
 
 impl RunningComponent {
+    /// The code it runs.
+    pub fn code(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Its config's limits overridden by its command's; `None` when neither sets any (or the
     /// config's cannot be applied: the host's then stay in force).
     pub fn effective_limits(&self) -> Option<ComponentLimits> {
@@ -480,6 +486,7 @@ async fn start(
     component.budget = budget(state, &plan, limits.as_ref())?;
     // Granted before the first call can arrive; a start that fails takes them back.
     let secrets = fetch_secrets(state, id, &bytes, &config, &annotations).await?;
+    let host_interfaces = plugin_interfaces(state, id, &bytes, &annotations, &plan).await?;
     state.plugins.secrets.grant(id, secrets);
     let started = state
         .runtime
@@ -488,7 +495,7 @@ async fn start(
             name: id.into(),
             annotations: annotations.clone(),
             components: vec![component],
-            host_interfaces: plan.plugins.host_interfaces(),
+            host_interfaces,
             ..Default::default()
         })
         .await;
@@ -576,12 +583,44 @@ async fn fetch_secrets(
         return Ok(SecretMap::new());
     }
     let jwt = secrets::component_jwt(bytes);
-    let entity = Entity {
+    let entity = component_entity(id, &jwt, annotations);
+    Ok(state.secrets.fetch(config, &state.config, &entity).await?)
+}
+
+/// What the built-in plugins are bound with for `plan`: the secrets its links to built-ins
+/// name are fetched on behalf of the component `bytes` make (a built-in runs for it).
+pub async fn plugin_interfaces(
+    state: &HostState,
+    id: &str,
+    bytes: &[u8],
+    annotations: &Annotations,
+    plan: &ComponentPlan,
+) -> Result<Vec<HostInterface>, ComponentError> {
+    let names = plan.plugins.secret_names();
+    let resolved = match names.is_empty() {
+        true => ResolvedSecrets::new(),
+        false => {
+            let jwt = secrets::component_jwt(bytes);
+            let entity = component_entity(id, &jwt, annotations);
+            state
+                .secrets
+                .resolve(&names, &state.config, &entity)
+                .await?
+        }
+    };
+    Ok(plan.plugins.host_interfaces(&resolved)?)
+}
+
+fn component_entity<'a>(
+    id: &str,
+    jwt: &'a Result<Option<String>, String>,
+    annotations: &'a Annotations,
+) -> Entity<'a> {
+    Entity {
         describe: format!("component `{id}`"),
         jwt: jwt.as_ref().map(Option::as_deref).map_err(Clone::clone),
         application: annotations.get(secrets::APPSPEC).map(String::as_str),
-    };
-    Ok(state.secrets.fetch(config, &state.config, &entity).await?)
+    }
 }
 
 async fn scaled(

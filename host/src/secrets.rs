@@ -37,6 +37,9 @@ pub const APPSPEC: &str = "wasmcloud.dev/appspec";
 /// How long one backend request may take.
 const BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Secret reference → the secret's name and value.
+pub type ResolvedSecrets = std::collections::BTreeMap<String, (String, SecretValue)>;
+
 /// Whether a config name is a secret reference.
 pub fn is_secret(name: &str) -> bool {
     name.starts_with(SECRET_PREFIX)
@@ -66,6 +69,8 @@ pub enum SecretError {
         entity: String,
         reason: String,
     },
+    #[error("secret `{secret}` holds bytes, and {interface}'s config takes text")]
+    NotText { secret: String, interface: String },
     #[error("secret `{secret}` (key `{key}`, backend `{backend}`): {reason}")]
     Backend {
         secret: String,
@@ -119,17 +124,31 @@ impl Secrets {
         config: &ConfigStore,
         entity: &Entity<'_>,
     ) -> Result<SecretMap, SecretError> {
+        Ok(self
+            .resolve(names, config, entity)
+            .await?
+            .into_values()
+            .collect())
+    }
+
+    /// Like [`Self::fetch`], by reference: reference → the secret's name and value.
+    pub async fn resolve(
+        &self,
+        names: &[String],
+        config: &ConfigStore,
+        entity: &Entity<'_>,
+    ) -> Result<ResolvedSecrets, SecretError> {
         let mut references = Vec::new();
         for name in names.iter().filter(|name| is_secret(name)) {
-            references.push(reference(name, config)?);
+            references.push((name.clone(), reference(name, config)?));
         }
-        let mut secrets = SecretMap::new();
-        for reference in references {
+        let mut resolved = ResolvedSecrets::new();
+        for (reference_name, reference) in references {
             let name = reference.name.clone();
             let value = self.fetch_one(reference, entity).await?;
-            secrets.insert(name, value);
+            resolved.insert(reference_name, (name, value));
         }
-        Ok(secrets)
+        Ok(resolved)
     }
 
     async fn fetch_one(

@@ -155,6 +155,9 @@ pub struct JwtServer {
     pub creds_file: std::path::PathBuf,
     /// The same credentials, for `ConnectOptions::with_credentials`.
     pub creds: String,
+    /// The user's JWT and nkey seed apart.
+    pub user_jwt: String,
+    pub user_seed: String,
     _dir: TempDir,
 }
 
@@ -206,6 +209,8 @@ impl JwtServer {
             server,
             creds_file,
             creds,
+            user_jwt,
+            user_seed: user.seed().expect("user seed"),
             _dir: dir,
         }
     }

@@ -385,3 +385,101 @@ async fn a_provider_gets_its_secrets_at_start_and_with_each_new_link() {
     assert_not_logged(&[&token, &link_token]);
     host.stop(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_in_signs_in_with_credentials_from_its_links_secrets() {
+    captured_logs();
+    let server = NatsServer::start();
+    // The bucket lives on a server of its own that admits only its JWT user.
+    let remote = trellis_tests::nats::JwtServer::start();
+    let backend = SecretsBackend::start(&server).await;
+    backend.put("kv_jwt", &remote.user_jwt);
+    backend.put("kv_seed", &remote.user_seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (signed, key) = trellis_tests::secrets::signed_component("kv", dir.path());
+    backend.add_mapping(&key, &["kv_jwt", "kv_seed"]);
+    let host = start_host(&server, Some(TOPIC)).await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let events = EventLog::record(&nc, LATTICE).await;
+    let remote_url = remote.server.url();
+    trellis_tests::lattice::put_config(
+        &client,
+        "kv-remote",
+        &[("cluster_uri", &remote_url), ("bucket", "remote")],
+    )
+    .await;
+    put_reference(&client, "client_jwt", "kv_jwt", BACKEND).await;
+    put_reference(&client, "client_seed", "kv_seed", BACKEND).await;
+    let ack = client
+        .start_provider(
+            host.host_id(),
+            "trellis+builtin://keyvalue?backend=nats",
+            "kv",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    // Running before its link: the secrets are fetched when the link re-binds the plugin.
+    let signed = format!("file://{}", signed.display());
+    let (outcome, error) = start(&client, &events, &host, "counter", &signed, &[]).await;
+    assert_eq!(outcome, "component_scaled", "{error}");
+    let link = wasmcloud_control_interface::Link::builder()
+        .source_id("counter")
+        .target("kv")
+        .name("default")
+        .wit_namespace("wasi")
+        .wit_package("keyvalue")
+        .interfaces(vec!["store".into(), "atomics".into()])
+        .target_config(vec![
+            "kv-remote".into(),
+            "SECRET_client_jwt".into(),
+            "SECRET_client_seed".into(),
+        ])
+        .build()
+        .unwrap();
+    let ack = client.put_link(link).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+
+    let increment = || async {
+        let args = [
+            Val::String("remote".into()),
+            Val::String("hits".into()),
+            Val::U64(1),
+        ];
+        let out = host
+            .runtime()
+            .invoke(
+                "counter",
+                "trellis:providers/kv-probe@0.1.0",
+                "increment",
+                &args,
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        match out.as_slice() {
+            [Val::Result(Ok(Some(value)))] => Ok(format!("{value:?}")),
+            other => Err(format!("{other:?}")),
+        }
+    };
+    let first = eventually("the linked bucket", || async { increment().await.ok() }).await;
+    assert_eq!(first, "U64(1)");
+    assert_eq!(increment().await, Ok("U64(2)".to_string()));
+
+    // The count is on the remote server, read there with the same user's credentials.
+    let user = async_nats::ConnectOptions::with_credentials(&remote.creds)
+        .unwrap()
+        .connect(&remote_url)
+        .await
+        .unwrap();
+    let bucket = async_nats::jetstream::new(user)
+        .get_key_value("remote")
+        .await
+        .unwrap();
+    let hits = bucket.get("hits").await.unwrap().expect("the counter");
+    assert_eq!(&hits[..], b"2");
+    assert_not_logged(&[&remote.user_seed]);
+    host.stop(None).await.unwrap();
+}

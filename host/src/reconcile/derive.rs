@@ -13,15 +13,19 @@
 //!   `provider.start`, then the component side's named config, then the provider side's
 //!   (`target_config` of a component → provider link, `source_config` of a provider → component
 //!   link), merged in order, for each linked interface. So an http-server provider's link to a
-//!   component carries the `address` (and `path`, `host`) the server routes by.
+//!   component carries the `address` (and `path`, `host`) the server routes by. Secret
+//!   references among those names are kept apart; their values join the map, under each
+//!   secret's name, when the plugin is bound (fetched on behalf of the component).
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use trellis_providers::http_server::RemoteRoute;
 use trellis_runtime::HostInterface;
 
 use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
 use crate::limits::{ComponentLimits, LimitError, is_limit_key};
+use crate::secrets::{ResolvedSecrets, SecretError, SecretValue};
 use trellis_deployer::wire::{DEFAULT_LINK_NAME, Link};
 
 /// The interfaces the named config is served under.
@@ -64,14 +68,18 @@ pub enum LinkRoute {
     Lattice(String),
 }
 
-/// Interface (`ns:pkg/iface`) → the config of the plugin serving it.
+/// Interface (`ns:pkg/iface`) → the config of the plugin serving it, and the secret references
+/// its link names, whose values join that config when the plugin is bound.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PluginConfig(BTreeMap<String, ConfigMap>);
+pub struct PluginConfig {
+    maps: BTreeMap<String, ConfigMap>,
+    secrets: BTreeMap<String, Vec<String>>,
+}
 
 impl PluginConfig {
     /// The merged named config (what `wasi:config` serves).
     pub fn named(&self) -> ConfigMap {
-        self.0
+        self.maps
             .get(CONFIG_INTERFACES[0])
             .cloned()
             .unwrap_or_default()
@@ -80,22 +88,52 @@ impl PluginConfig {
     /// Whether `other` differs only in the named config.
     pub fn same_links(&self, other: &PluginConfig) -> bool {
         let links = |c: &PluginConfig| {
-            c.0.iter()
+            c.maps
+                .iter()
                 .filter(|(i, _)| !CONFIG_INTERFACES.contains(&i.as_str()))
                 .map(|(i, m)| (i.clone(), m.clone()))
                 .collect::<Vec<_>>()
         };
-        links(self) == links(other)
+        links(self) == links(other) && self.secrets == other.secrets
     }
 
-    pub fn host_interfaces(&self) -> Vec<HostInterface> {
-        self.0
-            .iter()
-            .map(|(interface, config)| HostInterface {
+    /// Every secret reference the links to built-ins name.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.secrets.values().flatten().cloned().collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// What the plugins are bound with: each interface's config, with the values of its link's
+    /// secrets (`resolved`: reference → the secret's name and value) added under their names.
+    pub fn host_interfaces(
+        &self,
+        resolved: &ResolvedSecrets,
+    ) -> Result<Vec<HostInterface>, SecretError> {
+        let mut interfaces = Vec::new();
+        for (interface, config) in &self.maps {
+            let mut config = config.clone();
+            for reference in self.secrets.get(interface).into_iter().flatten() {
+                let Some((name, value)) = resolved.get(reference) else {
+                    continue;
+                };
+                match value {
+                    SecretValue::String(text) => config.insert(name.clone(), text.clone()),
+                    SecretValue::Bytes(_) => {
+                        return Err(SecretError::NotText {
+                            secret: name.clone(),
+                            interface: interface.clone(),
+                        });
+                    }
+                };
+            }
+            interfaces.push(HostInterface {
                 interface: interface.clone(),
-                config: config.clone(),
-            })
-            .collect()
+                config,
+            });
+        }
+        Ok(interfaces)
     }
 }
 
@@ -119,6 +157,7 @@ pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> C
         .iter()
         .map(|i| (i.to_string(), named.clone()))
         .collect();
+    let mut secrets = BTreeMap::new();
     let mut links = BTreeMap::new();
     for link in by_name(view.links()) {
         if link.source_id == id && link.name == DEFAULT_LINK_NAME {
@@ -142,15 +181,23 @@ pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> C
             continue;
         };
         let map = link_config(view, &provider, component_side, provider_side);
+        let references = link_secrets(&provider, component_side, provider_side);
         for interface in &link.interfaces {
-            plugins
-                .entry(link.interface_name(interface))
-                .or_insert_with(|| map.clone());
+            let interface = link.interface_name(interface);
+            if let Entry::Vacant(slot) = plugins.entry(interface.clone()) {
+                slot.insert(map.clone());
+                if !references.is_empty() {
+                    secrets.insert(interface, references.clone());
+                }
+            }
         }
     }
     ComponentPlan {
         links,
-        plugins: PluginConfig(plugins),
+        plugins: PluginConfig {
+            maps: plugins,
+            secrets,
+        },
         limits,
     }
 }
@@ -179,6 +226,22 @@ pub fn link_config(
     map.extend(merged(view, component_side));
     map.extend(merged(view, provider_side));
     map
+}
+
+/// The secret references a link between a component and built-in `provider` names, in the
+/// order [`link_config`] merges config: their values become plugin config (the credentials a
+/// built-in needs, say), fetched on behalf of the component.
+fn link_secrets(
+    provider: &BuiltinProvider,
+    component_side: &[String],
+    provider_side: &[String],
+) -> Vec<String> {
+    [&provider.config[..], component_side, provider_side]
+        .into_iter()
+        .flatten()
+        .filter(|name| crate::secrets::is_secret(name))
+        .cloned()
+        .collect()
 }
 
 /// The HTTP server's remote routes: one for each link, whatever its name (wasmCloud wants
@@ -332,10 +395,13 @@ mod tests {
         };
         let plan = component_plan(&state, "counter", &["mine".into()]);
         let expected = map(&[("backend", "nats"), ("bucket", "b"), ("x", "2")]);
-        assert_eq!(plan.plugins.0["wasi:keyvalue/store"], expected);
-        assert_eq!(plan.plugins.0["wasi:keyvalue/atomics"], expected);
+        assert_eq!(plan.plugins.maps["wasi:keyvalue/store"], expected);
+        assert_eq!(plan.plugins.maps["wasi:keyvalue/atomics"], expected);
         assert_eq!(plan.plugins.named(), map(&[("greeting", "hi")]));
-        assert_eq!(plan.plugins.0["wasi:config/runtime"], plan.plugins.named());
+        assert_eq!(
+            plan.plugins.maps["wasi:config/runtime"],
+            plan.plugins.named()
+        );
     }
 
     #[test]
@@ -389,7 +455,7 @@ mod tests {
             ..State::default()
         };
         let plan = component_plan(&state, "counter", &[]);
-        assert_eq!(plan.plugins.0["wasi:keyvalue/store"]["bucket"], "named");
+        assert_eq!(plan.plugins.maps["wasi:keyvalue/store"]["bucket"], "named");
         // Named links configure plugins but never route calls: that is the default link's.
         assert_eq!(
             plan.links.keys().collect::<Vec<_>>(),
@@ -400,7 +466,7 @@ mod tests {
             LinkRoute::Lattice("elsewhere".into())
         );
         let web = component_plan(&state, "web", &[]);
-        assert_eq!(web.plugins.0["wasi:keyvalue/store"]["bucket"], "default");
+        assert_eq!(web.plugins.maps["wasi:keyvalue/store"]["bucket"], "default");
     }
 
     #[test]
@@ -430,8 +496,54 @@ mod tests {
         // The component side of that link gets the same config, for its local route.
         let plan = component_plan(&state, "web", &[]);
         assert_eq!(
-            plan.plugins.0["wasi:http/incoming-handler"],
+            plan.plugins.maps["wasi:http/incoming-handler"],
             routes[0].config
         );
+    }
+
+    #[test]
+    fn secret_references_stay_out_of_config_and_join_it_by_name_when_resolved() {
+        let mut kv = link("counter", "kv", "wasi:keyvalue", &["store"]);
+        kv.target_config = vec!["remote".into(), "SECRET_app-seed".into()];
+        let state = State {
+            links: vec![kv],
+            config: BTreeMap::from([
+                ("remote".into(), map(&[("cluster_uri", "nats://x")])),
+                ("SECRET_app-seed".into(), map(&[("name", "client_seed")])),
+                ("SECRET_app-own".into(), map(&[("name", "own")])),
+            ]),
+            providers: BTreeMap::from([("kv".into(), provider("keyvalue?backend=nats", &[]))]),
+            here: BTreeSet::new(),
+        };
+        let plan = component_plan(&state, "counter", &["SECRET_app-own".into()]);
+        assert!(plan.plugins.named().is_empty(), "a reference is not config");
+        assert_eq!(plan.plugins.secret_names(), ["SECRET_app-seed"]);
+        let store = &plan.plugins.maps["wasi:keyvalue/store"];
+        assert_eq!(
+            store,
+            &map(&[("backend", "nats"), ("cluster_uri", "nats://x")])
+        );
+
+        let resolved = ResolvedSecrets::from([(
+            "SECRET_app-seed".to_string(),
+            (
+                "client_seed".to_string(),
+                SecretValue::String("SUSEED".into()),
+            ),
+        )]);
+        let bound = plan.plugins.host_interfaces(&resolved).unwrap();
+        let store = bound
+            .iter()
+            .find(|i| i.interface == "wasi:keyvalue/store")
+            .unwrap();
+        assert_eq!(store.config["client_seed"], "SUSEED");
+        let bytes = ResolvedSecrets::from([(
+            "SECRET_app-seed".to_string(),
+            ("client_seed".to_string(), SecretValue::Bytes(vec![1])),
+        )]);
+        assert!(matches!(
+            plan.plugins.host_interfaces(&bytes),
+            Err(SecretError::NotText { .. })
+        ));
     }
 }

@@ -73,8 +73,23 @@ async fn apply(state: &HostState) {
                     }
                 } else {
                     let workload = format!("{NAMESPACE}/{id}");
-                    let interfaces = desired.plugins.host_interfaces();
-                    match state.runtime.rebind(&workload, &interfaces).await {
+                    let code = current.code();
+                    let interfaces = crate::components::plugin_interfaces(
+                        state,
+                        &id,
+                        code,
+                        &current.annotations,
+                        &desired,
+                    );
+                    let rebound = match interfaces.await {
+                        Ok(interfaces) => state
+                            .runtime
+                            .rebind(&workload, &interfaces)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(error) => Err(error.to_string()),
+                    };
+                    match rebound {
                         Ok(()) => {
                             tracing::info!(component = %id, "plugins re-bound with new link config")
                         }

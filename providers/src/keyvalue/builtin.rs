@@ -5,6 +5,8 @@
 //! |---|---|---|
 //! | `backend` | `memory` or `nats` (JetStream KV) | `memory` |
 //! | `bucket` | the bucket the component may open | `default` |
+//! | `cluster_uri` | `nats`: the NATS server holding the bucket | the host's own connection |
+//! | `client_jwt`, `client_seed` | `nats`: a user JWT and its nkey seed for `cluster_uri` (as wasmCloud's keyvalue-nats provider names them; typically secrets) | none |
 //!
 //! `open(identifier)` succeeds for the configured bucket's name, `default`, or the empty string,
 //! and fails with `no-such-store` for anything else. Counters (`atomics.increment`) are stored
@@ -12,7 +14,8 @@
 //!
 //! The in-memory backend keeps one map per bucket name for as long as the plugin lives (shared by
 //! the components that name the same bucket); the NATS backend uses a JetStream KV bucket, created
-//! on first bind if missing, so its data outlives the host.
+//! on first bind if missing, so its data outlives the host. One connection is kept per distinct
+//! `cluster_uri` and credentials, shared by the components that name them.
 //!
 //! The same buckets are reachable without a component invocation through
 //! [`BuiltinKeyvalue::access`] (the lattice host serves `wrpc:keyvalue` with it), with the same
@@ -38,6 +41,14 @@ pub enum KvConfigError {
     NoNats,
     #[error("opening JetStream KV bucket `{bucket}`: {message}")]
     Bucket { bucket: String, message: String },
+    #[error("`client_jwt` and `client_seed` go together: give both or neither")]
+    HalfCredentials,
+    #[error("`client_jwt` and `client_seed` are credentials for `cluster_uri`, which is not set")]
+    CredentialsWithoutServer,
+    #[error("`client_seed` is not a user nkey seed: {0}")]
+    BadSeed(String),
+    #[error("connecting to the keyvalue NATS server {uri}: {message}")]
+    Connect { uri: String, message: String },
 }
 
 /// One bucket, as a backend serves it.
@@ -216,9 +227,18 @@ impl KeyvalueStore for KvAccess {
     }
 }
 
+/// Where a `nats` bucket lives when its config names a server: the server and the credentials.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RemoteServer {
+    uri: String,
+    credentials: Option<(String, String)>,
+}
+
 /// The built-in buckets.
 pub struct BuiltinKeyvalue {
     jetstream: Option<async_nats::jetstream::Context>,
+    /// Connections to the servers configs name, by server and credentials.
+    remote: tokio::sync::Mutex<BTreeMap<RemoteServer, async_nats::jetstream::Context>>,
     memory: Mutex<BTreeMap<String, Arc<memory::MemoryBucket>>>,
     bindings: Bound<KvAccess>,
 }
@@ -228,6 +248,7 @@ impl BuiltinKeyvalue {
     pub fn memory_only() -> Self {
         Self {
             jetstream: None,
+            remote: tokio::sync::Mutex::default(),
             memory: Mutex::default(),
             bindings: Bound::default(),
         }
@@ -241,7 +262,12 @@ impl BuiltinKeyvalue {
         }
     }
 
-    async fn backend(&self, kind: &str, bucket: &str) -> Result<Backend, KvConfigError> {
+    async fn backend(
+        &self,
+        kind: &str,
+        bucket: &str,
+        server: Option<RemoteServer>,
+    ) -> Result<Backend, KvConfigError> {
         match kind {
             "memory" => {
                 let mut memory = self.memory.lock().unwrap();
@@ -250,13 +276,50 @@ impl BuiltinKeyvalue {
                 ))
             }
             "nats" => {
-                let jetstream = self.jetstream.as_ref().ok_or(KvConfigError::NoNats)?;
+                let jetstream = match server {
+                    Some(server) => self.remote_jetstream(server).await?,
+                    None => self.jetstream.clone().ok_or(KvConfigError::NoNats)?,
+                };
                 Ok(Backend::Nats(Arc::new(
-                    nats::NatsBucket::open(jetstream, bucket).await?,
+                    nats::NatsBucket::open(&jetstream, bucket).await?,
                 )))
             }
             other => Err(KvConfigError::UnknownBackend(other.to_string())),
         }
+    }
+
+    /// JetStream on `server`, connecting on first use.
+    async fn remote_jetstream(
+        &self,
+        server: RemoteServer,
+    ) -> Result<async_nats::jetstream::Context, KvConfigError> {
+        let mut remote = self.remote.lock().await;
+        if let Some(jetstream) = remote.get(&server) {
+            return Ok(jetstream.clone());
+        }
+        let options = match &server.credentials {
+            Some((jwt, seed)) => {
+                let key = nkeys::KeyPair::from_seed(seed)
+                    .map_err(|e| KvConfigError::BadSeed(e.to_string()))?;
+                let key = Arc::new(key);
+                async_nats::ConnectOptions::with_jwt(jwt.clone(), move |nonce| {
+                    let key = key.clone();
+                    async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+                })
+            }
+            None => async_nats::ConnectOptions::new(),
+        };
+        let client =
+            options
+                .connect(server.uri.as_str())
+                .await
+                .map_err(|e| KvConfigError::Connect {
+                    uri: server.uri.clone(),
+                    message: e.to_string(),
+                })?;
+        let jetstream = async_nats::jetstream::new(client);
+        remote.insert(server, jetstream.clone());
+        Ok(jetstream)
     }
 
     /// What a caller with plugin config `config` (keys as in the module docs) may open.
@@ -266,9 +329,22 @@ impl BuiltinKeyvalue {
     ) -> Result<KvAccess, KvConfigError> {
         let kind = config.get("backend").map_or("memory", String::as_str);
         let bucket = config.get("bucket").map_or("default", String::as_str);
+        let credentials = match (config.get("client_jwt"), config.get("client_seed")) {
+            (Some(jwt), Some(seed)) => Some((jwt.clone(), seed.clone())),
+            (None, None) => None,
+            _ => return Err(KvConfigError::HalfCredentials),
+        };
+        let server = match (config.get("cluster_uri"), credentials) {
+            (Some(uri), credentials) => Some(RemoteServer {
+                uri: uri.clone(),
+                credentials,
+            }),
+            (None, Some(_)) => return Err(KvConfigError::CredentialsWithoutServer),
+            (None, None) => None,
+        };
         Ok(KvAccess {
             bucket: bucket.to_string(),
-            backend: self.backend(kind, bucket).await?,
+            backend: self.backend(kind, bucket, server).await?,
         })
     }
 }
