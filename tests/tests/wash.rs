@@ -2,7 +2,8 @@
 //! `nats-server`: start a provider from a `file://` archive and a component, put config and a
 //! link, check the inventory, deploy and undeploy an application, stop what it started. Each
 //! wash command must succeed as it does against a wasmCloud 1.x host (wash waits for the events
-//! it expects and fails, after its timeout, when they do not match).
+//! it expects and fails, after its timeout, when they do not match). And a component signed by
+//! `wash claims sign` reads its secret from the real secrets backend.
 //!
 //! Opt-in: wash takes about 25 minutes to build on 2 cores, longer than CI allows. Install it
 //! once with `bash tests/wash/install.sh` (into `tests/wash/bin`), or point `TRELLIS_WASH` at a
@@ -179,4 +180,92 @@ async fn wash_drives_a_trellis_host() {
 
     deployer.stop().await;
     host.stop(Some(Duration::from_secs(2))).await.unwrap();
+}
+
+/// A component signed by `wash claims sign` (wash's own keys) reads the secret its key is
+/// mapped to in the real secrets backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wash_signed_component_reads_its_secret() {
+    let Some(binary) = wash_binary() else {
+        eprintln!("wash is not installed: run `bash tests/wash/install.sh` to run this test");
+        return;
+    };
+    use trellis_runtime::Val;
+    use trellis_tests::secrets::{BACKEND, SECRET_PROBE, SecretsBackend, TOPIC};
+    let unsigned = trellis_tests::component_path("secret_reader");
+    let dir = tempfile::tempdir().unwrap();
+    let signed = dir.path().join("reader_s.wasm");
+    let output = Command::new(&binary)
+        .args([
+            "claims", "sign", "--name", "reader", "--rev", "1", "--ver", "0.1.0",
+        ])
+        .arg("--directory")
+        .arg(dir.path().join("keys"))
+        .arg("--destination")
+        .arg(&signed)
+        .arg(&unsigned)
+        .env("WASH_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", dir.path())
+        .output()
+        .expect("running wash");
+    assert!(output.status.success(), "{output:?}");
+    let jwt = trellis_host::secrets::component_jwt(&std::fs::read(&signed).unwrap())
+        .expect("claims matching the code")
+        .expect("claims");
+    let key = wascap::jwt::Claims::<wascap::jwt::Component>::decode(&jwt)
+        .unwrap()
+        .subject;
+
+    let server = NatsServer::start();
+    let backend = SecretsBackend::start(&server).await;
+    let password = format!("password-{:016x}", fastrand::u64(..));
+    backend.put("db_password", &password);
+    backend.add_mapping(&key, &["db_password"]);
+    let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        secrets_topic: Some(TOPIC.into()),
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting the host");
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
+    let reference = std::collections::HashMap::from([
+        ("name".to_string(), "db-password".to_string()),
+        ("type".into(), "secret.wasmcloud.dev/v1alpha1".into()),
+        ("backend".into(), BACKEND.into()),
+        ("key".into(), "db_password".into()),
+        (
+            "policy".into(),
+            r#"{"type":"properties.secret.wasmcloud.dev/v1alpha1","properties":{}}"#.into(),
+        ),
+    ]);
+    let ack = client
+        .put_config("SECRET_db-password", reference)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let image = format!("file://{}", signed.display());
+    let config = vec!["SECRET_db-password".to_string()];
+    let ack = client
+        .scale_component(host.host_id(), &image, "reader", 1, None, config, false)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let revealed = eventually("the wash-signed reader revealing its secret", || async {
+        let key = [Val::String("db-password".into())];
+        let out = host
+            .runtime()
+            .invoke("reader", SECRET_PROBE, "reveal", &key, None)
+            .await
+            .ok()?;
+        match out.as_slice() {
+            [Val::Result(Ok(Some(value)))] => Some(format!("{value:?}")),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(revealed, format!("String({password:?})"));
+    host.stop(None).await.unwrap();
 }
