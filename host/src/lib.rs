@@ -16,6 +16,7 @@ mod http_bridge;
 mod identity;
 mod inventory;
 mod limits;
+pub mod metrics;
 pub mod oci;
 mod provider;
 mod reconcile;
@@ -49,6 +50,7 @@ use crate::builtins::{Plugins, Providers};
 use crate::components::Components;
 use crate::events::Events;
 use crate::identity::Identity;
+use crate::metrics::HostMetrics;
 use crate::oci::{Oci, OciSettings};
 use crate::provider::ExternalProviders;
 use crate::secrets::Secrets;
@@ -86,6 +88,8 @@ pub struct HostConfig {
     pub files: FilePolicy,
     /// What components may use, unless they set lower limits of their own.
     pub limits: HostLimits,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None` opens no port.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The subject prefix of the lattice's secrets backends (wasmCloud's `wasmcloud.secrets`);
     /// `None`: secret references are refused.
     pub secrets_topic: Option<String>,
@@ -111,6 +115,7 @@ impl Default for HostConfig {
             files: FilePolicy::default(),
             limits: HostLimits::default(),
             secrets_topic: None,
+            metrics_addr: None,
         }
     }
 }
@@ -137,6 +142,11 @@ pub enum HostError {
     Runtime(anyhow::Error),
     #[error("{0:#}")]
     Secrets(anyhow::Error),
+    #[error("serving metrics on {addr} (--metrics-addr): {reason}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
 }
 
 /// A running lattice host.
@@ -152,6 +162,8 @@ pub struct LatticeHost {
     ctl: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     reconciler: JoinHandle<()>,
+    metrics_server: Option<JoinHandle<()>>,
+    metrics_addr: Option<std::net::SocketAddr>,
     stop_timeout: Duration,
 }
 
@@ -176,7 +188,8 @@ impl LatticeHost {
         }
         let identity = Identity::new(config.host_seed.as_deref(), config.name)?;
         let host_id = identity.host_id();
-        let nats = connect::connect(&config.nats_url, &config.nats_auth)
+        let metrics = Arc::new(HostMetrics::default());
+        let nats = connect::connect(&config.nats_url, &config.nats_auth, metrics.clone())
             .await
             .map_err(|reason| HostError::Connect {
                 url: config.nats_url.clone(),
@@ -191,6 +204,7 @@ impl LatticeHost {
             &config.lattice,
             links.clone(),
             config.rpc_timeout,
+            metrics.clone(),
         );
         let forwarder = Arc::new(http_bridge::forward::Forwarder {
             lattice: lattice.clone(),
@@ -242,9 +256,23 @@ impl LatticeHost {
             files: config.files,
             limits: config.limits,
             secrets,
+            metrics: metrics.clone(),
             stop: watch::Sender::new(None),
         });
 
+        // Bound before anything is announced: a taken address fails the start.
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(metrics::bind(addr).await.map_err(|e| HostError::Metrics {
+                addr,
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
+        let metrics_server =
+            metrics_listener.map(|listener| tokio::spawn(metrics::serve(state.clone(), listener)));
         let (closing, closing_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let ctl = tokio::spawn({
@@ -279,8 +307,15 @@ impl LatticeHost {
             ctl,
             heartbeat,
             reconciler,
+            metrics_server,
+            metrics_addr,
             stop_timeout: config.stop_timeout,
         })
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     /// The host ID (`N…`).
@@ -314,6 +349,9 @@ impl LatticeHost {
         let budget = deadline.map_or(self.stop_timeout, |d| d.min(self.stop_timeout));
         self.heartbeat.abort();
         self.reconciler.abort();
+        if let Some(server) = &self.metrics_server {
+            server.abort();
+        }
         self.closing.send_replace(true);
         if tokio::time::timeout(budget, self.ctl).await.is_err() {
             tracing::warn!("control interface did not stop within {budget:?}");

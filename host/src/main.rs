@@ -182,6 +182,10 @@ struct HostArgs {
     /// `wasmcloud.secrets`). Without it, components and providers naming secrets do not start.
     #[arg(long, alias = "secrets-topic-prefix", env = "TRELLIS_SECRETS_TOPIC")]
     secrets_topic: Option<String>,
+    /// Serve Prometheus metrics on `GET /metrics` at this address (e.g. 127.0.0.1:9090); off
+    /// by default.
+    #[arg(long, env = "TRELLIS_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -299,6 +303,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             busy_call_cpu_percent: args.busy_call_cpu_percent,
         },
         secrets_topic: args.secrets_topic,
+        metrics_addr: args.metrics_addr,
         ..HostConfig::default()
     };
     // Listen before joining: a SIGTERM right after `host_started` must still stop gracefully.

@@ -4,6 +4,7 @@
 //! Subjects follow wasmCloud: `{lattice}.{target id}.wrpc.0.0.1.{instance}.{function}`, with the
 //! queue group `{lattice}.{target id}` so that one replica in the lattice takes each call.
 
+use crate::metrics::HostMetrics;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub struct Lattice {
     pub timeout: Duration,
     /// One NATS wRPC client per target prefix: each owns an inbox subscription.
     clients: Arc<Mutex<HashMap<String, wrpc_transport_nats::Client>>>,
+    /// Counts the calls components send.
+    metrics: Arc<HostMetrics>,
 }
 
 impl Lattice {
@@ -59,6 +62,7 @@ impl Lattice {
         lattice: &str,
         links: Arc<LinkStore>,
         timeout: Duration,
+        metrics: Arc<HostMetrics>,
     ) -> Self {
         Self {
             nats,
@@ -66,6 +70,7 @@ impl Lattice {
             links,
             timeout,
             clients: Default::default(),
+            metrics,
         }
     }
 
@@ -155,16 +160,21 @@ impl RemoteInvoker for Lattice {
         let lattice = self.clone();
         let (instance, func) = (instance.to_string(), func.to_string());
         Box::pin(async move {
-            let (target, headers) = lattice.route(&call, &instance)?;
-            let client = lattice.client(&target).await?;
-            // No async values cross, so there are no result paths to subscribe.
-            let no_async_results: [[Option<usize>; 0]; 0] = [];
-            let (outgoing, incoming) = client
-                .invoke(Some(headers), &instance, &func, params, no_async_results)
-                .await?;
-            let outgoing: RemoteOutgoing = Box::new(outgoing);
-            let incoming: RemoteIncoming = Box::new(incoming);
-            Ok((outgoing, incoming))
+            let sent = async {
+                let (target, headers) = lattice.route(&call, &instance)?;
+                let client = lattice.client(&target).await?;
+                // No async values cross, so there are no result paths to subscribe.
+                let no_async_results: [[Option<usize>; 0]; 0] = [];
+                let (outgoing, incoming) = client
+                    .invoke(Some(headers), &instance, &func, params, no_async_results)
+                    .await?;
+                let outgoing: RemoteOutgoing = Box::new(outgoing);
+                let incoming: RemoteIncoming = Box::new(incoming);
+                anyhow::Ok((outgoing, incoming))
+            };
+            let sent = sent.await;
+            lattice.metrics.wrpc_sent(sent.is_ok());
+            sent
         })
     }
 

@@ -14,6 +14,7 @@ use crate::events::Events;
 use crate::files::FilePolicy;
 use crate::identity::Identity;
 use crate::limits::HostLimits;
+use crate::metrics::HostMetrics;
 use crate::oci::Oci;
 use crate::provider::ExternalProviders;
 use crate::rpc::Lattice;
@@ -55,6 +56,8 @@ pub struct HostState {
     /// Resolves `SECRET_…` references through the lattice's secrets backends.
     pub secrets: Secrets,
     pub events: Events,
+    /// Host-wide counters for `/metrics` and `trellis.stats`.
+    pub metrics: Arc<HostMetrics>,
     pub stop: watch::Sender<Option<StopRequest>>,
 }
 

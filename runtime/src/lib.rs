@@ -24,6 +24,7 @@ mod resolve;
 mod running;
 mod runtime;
 mod service;
+mod stats;
 mod wasi;
 mod workload;
 
@@ -42,6 +43,7 @@ pub use remote::{
 };
 pub use running::{ComponentHandle, InstanceStore};
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use stats::{CallStats, DURATION_BOUNDS, FailureKind};
 pub use wasi::{Volume, VolumeKind, VolumeMount, WasiGrants};
 pub use workload::{
     ComponentState, HostInterface, Workload, WorkloadComponent, WorkloadService, WorkloadState,

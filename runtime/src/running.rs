@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::BytesMut;
@@ -22,6 +22,7 @@ use crate::error::InvokeError;
 use crate::linking::ImportRoute;
 use crate::plugin::Plugin;
 use crate::remote::{RemoteCall, RemoteCtx, RemoteInvoker, value};
+use crate::stats::{CallRecorder, CallStats};
 use crate::wasi::{self, ResolvedMount, WasiGrants};
 use crate::workload::WorkloadComponent;
 
@@ -68,6 +69,8 @@ pub(crate) struct RunningComponent {
     invocations: AtomicU64,
     /// Invocations stopped by their budget.
     limit_hits: AtomicU64,
+    /// How calls ended and how long they took.
+    calls: CallRecorder,
 }
 
 /// A cloneable handle for invoking a running component (given to plugins and embedders).
@@ -96,8 +99,13 @@ impl ComponentHandle {
         &self,
         overrides: Option<&Budget>,
     ) -> Result<(InstanceStore, tokio::sync::SemaphorePermit<'_>), InvokeError> {
+        let started = Instant::now();
         let budget = self.0.budget_with(overrides);
-        let permit = self.0.acquire(&budget).await?;
+        let permit = self.0.acquire(&budget).await;
+        if let Err(error) = &permit {
+            self.0.calls.failed(started.elapsed(), error);
+        }
+        let permit = permit?;
         let linked = self.0.current();
         let store = self
             .0
@@ -107,6 +115,7 @@ impl ComponentHandle {
             store,
             linked,
             budget,
+            started,
         };
         Ok((instance, permit))
     }
@@ -124,8 +133,14 @@ impl ComponentHandle {
         if !Arc::ptr_eq(&instance.linked, &self.0.current()) {
             return Ok(None);
         }
+        instance.started = Instant::now();
         let budget = self.0.budget_with(overrides);
-        let permit = self.0.acquire(&budget).await?;
+        let permit = self.0.acquire(&budget).await;
+        if let Err(error) = &permit {
+            let waited = instance.started.elapsed();
+            self.0.calls.failed(waited, error);
+        }
+        let permit = permit?;
         instance.budget = budget;
         instance.store.data_mut().extensions = self
             .0
@@ -137,7 +152,8 @@ impl ComponentHandle {
 
     /// Runs `call` (instantiation and calls on `instance`'s store) under the budget the store
     /// was made with: its wall time also bounds time parked in host functions, and a failure
-    /// comes back classified as [`Self::invoke`]'s do (a budget stop counted and logged).
+    /// comes back classified as [`Self::invoke`]'s do (a budget stop counted and logged). The
+    /// call is counted in [`Self::stats`], timed from when the instance was readied.
     pub async fn call<T>(
         &self,
         instance: &mut InstanceStore,
@@ -148,10 +164,31 @@ impl ComponentHandle {
             .0
             .run_with_deadline(call(&mut instance.store), &budget)
             .await;
-        outcome.map_err(|error| {
+        let outcome = outcome.map_err(|error| {
             self.0
                 .invoke_error(error, &instance.store, &budget, &instance.linked)
-        })
+        });
+        self.0.calls.record(instance.started.elapsed(), &outcome);
+        outcome
+    }
+
+    /// How its calls ended and took since it started, and its instances in use now.
+    pub fn stats(&self) -> CallStats {
+        let (ok, failed, duration_buckets, duration_total) = self.0.calls.snapshot();
+        let max_instances = self.0.max_instances;
+        let free = self
+            .0
+            .permits
+            .available_permits()
+            .min(max_instances as usize) as u32;
+        CallStats {
+            ok,
+            failed,
+            duration_buckets,
+            duration_total,
+            in_use: max_instances - free,
+            max_instances,
+        }
     }
 
     /// What a call spends at most when its caller sets no limit of its own.
@@ -180,6 +217,8 @@ pub struct InstanceStore {
     pub store: Store<InvocationCtx>,
     linked: Arc<Linked>,
     budget: Budget,
+    /// When the current call began waiting for its instance.
+    started: Instant,
 }
 
 impl InstanceStore {
@@ -249,6 +288,26 @@ impl ComponentHandle {
     /// `caller_deadline` is how long the caller waits: the call stops then, not later, so no
     /// work is done for a caller that has given up.
     pub async fn serve_invocation<I, O>(
+        &self,
+        instance: &str,
+        function: &str,
+        caller_deadline: Option<Duration>,
+        rx: I,
+        tx: O,
+    ) -> Result<(), InvokeError>
+    where
+        I: AsyncRead + Send + Unpin,
+        O: AsyncWrite + Send + Unpin,
+    {
+        let started = Instant::now();
+        let outcome = self
+            .serve_timed(instance, function, caller_deadline, rx, tx)
+            .await;
+        self.0.calls.record(started.elapsed(), &outcome);
+        outcome
+    }
+
+    async fn serve_timed<I, O>(
         &self,
         instance: &str,
         function: &str,
@@ -346,6 +405,7 @@ impl RunningComponent {
             remote,
             invocations: AtomicU64::new(0),
             limit_hits: AtomicU64::new(0),
+            calls: CallRecorder::default(),
         }
     }
 
@@ -418,6 +478,21 @@ impl RunningComponent {
     }
 
     pub async fn invoke(
+        &self,
+        instance: &str,
+        function: &str,
+        params: &[Val],
+        overrides: Option<&Budget>,
+    ) -> Result<Vec<Val>, InvokeError> {
+        let started = Instant::now();
+        let outcome = self
+            .invoke_timed(instance, function, params, overrides)
+            .await;
+        self.calls.record(started.elapsed(), &outcome);
+        outcome
+    }
+
+    async fn invoke_timed(
         &self,
         instance: &str,
         function: &str,

@@ -172,10 +172,16 @@ pub async fn serve(
 
 /// Handles one request and renders the reply body (`None`: stay silent).
 async fn respond(state: &Arc<HostState>, subject: &str, payload: &[u8]) -> Option<Bytes> {
-    let outcome = match subjects::parse(subject, &state.lattice, &state.host_id) {
-        Some(operation) => dispatch(state, &operation, payload).await,
-        None => Err(CtlError::UnsupportedSubject(subject.to_string())),
+    let (name, outcome) = match subjects::parse(subject, &state.lattice, &state.host_id) {
+        Some(operation) => (operation.name(), dispatch(state, &operation, payload).await),
+        None => (
+            "unsupported",
+            Err(CtlError::UnsupportedSubject(subject.to_string())),
+        ),
     };
+    if !matches!(outcome, Ok(Reply::Silent)) {
+        state.metrics.ctl_request(name, outcome.is_ok());
+    }
     let envelope = match outcome {
         Ok(Reply::Silent) => return None,
         Ok(Reply::Done { message, response }) => CtlResponse {
@@ -209,6 +215,7 @@ async fn dispatch(
     use Operation::*;
     match operation {
         HostPing => host::ping(state),
+        TrellisStats => Reply::with(crate::metrics::host_stats(state).await),
         HostGet => host::get(state),
         HostStop => host::stop(state, operation, payload),
         LabelPut => host::label_put(state, operation, payload).await,

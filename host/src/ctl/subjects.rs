@@ -26,6 +26,7 @@ pub fn subscriptions(lattice: &str, host_id: &str) -> Vec<Subscription> {
     };
     vec![
         plain(format!("{p}.host.ping")),
+        plain(format!("{p}.trellis.stats")),
         plain(format!("{p}.host.*.{host_id}")),
         plain(format!("{p}.label.*.{host_id}")),
         plain(format!("{p}.component.*.{host_id}")),
@@ -61,6 +62,8 @@ pub enum Operation<'a> {
     ConfigPut(&'a str),
     ConfigGet(&'a str),
     ConfigDel(&'a str),
+    /// Trellis's extension: every host answers with its components' call statistics.
+    TrellisStats,
 }
 
 impl Operation<'_> {
@@ -68,6 +71,7 @@ impl Operation<'_> {
     pub fn name(&self) -> &'static str {
         match self {
             Self::HostPing => "host.ping",
+            Self::TrellisStats => "trellis.stats",
             Self::HostGet => "host.get",
             Self::HostStop => "host.stop",
             Self::LabelPut => "label.put",
@@ -106,6 +110,7 @@ pub fn parse<'a>(subject: &'a str, lattice: &str, host_id: &str) -> Option<Opera
     use Operation::*;
     Some(match (area, verb, target) {
         ("host", "ping", None) => HostPing,
+        ("trellis", "stats", None) => TrellisStats,
         ("host", "get", _) if addressed => HostGet,
         ("host", "stop", _) if addressed => HostStop,
         ("label", "put", _) if addressed => LabelPut,

@@ -453,6 +453,7 @@ impl Supervisor {
     }
 
     async fn restarted(&self, instance_id: &str, restarts: u32, reason: &str) {
+        self.state.metrics.provider_restarted(&self.id);
         let data = json!({
             "host_id": self.state.host_id,
             "provider_id": self.id,

@@ -29,6 +29,16 @@ pub(super) enum CtlCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// A live view of the lattice: per host and component, calls/s, p50/p99, errors,
+    /// instances in use and budget stops, refreshed every interval (Ctrl-C ends it); off a
+    /// terminal, or with `-o json`, one sample over one interval.
+    Top {
+        /// How long each sample lasts, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show what a host runs: components, providers, labels.
     Inventory {
         host_id: String,
@@ -286,6 +296,7 @@ fn parse_package(raw: &str) -> Result<(String, String), String> {
 pub(super) fn common(command: &CtlCommand) -> &Common {
     match command {
         CtlCommand::Hosts { common }
+        | CtlCommand::Top { common, .. }
         | CtlCommand::Claims { common }
         | CtlCommand::Inventory { common, .. }
         | CtlCommand::Scale { common, .. }

@@ -11,6 +11,7 @@
 //! - [`client`]: the connection, the errors, and how an acknowledgement or JSON is printed.
 //! - [`host`], [`components`], [`providers`], [`lattice`]: one function per command, grouped
 //!   as the host's control-interface server groups its operations.
+//! - [`top`]: `ctl top`, the live view, from every host's `trellis.stats`.
 //! - [`call`]: `ctl call`, a wRPC call of a component's export, with [`values`] reading and
 //!   printing its arguments and results.
 
@@ -21,6 +22,7 @@ mod components;
 mod host;
 mod lattice;
 mod providers;
+mod top;
 mod values;
 
 pub use args::CtlArgs;
@@ -34,6 +36,9 @@ pub async fn run(args: CtlArgs) -> Result<(), CtlError> {
     let ctl = Ctl::connect(common(&args.command)).await?;
     match args.command {
         CtlCommand::Hosts { .. } => host::hosts(&ctl).await,
+        CtlCommand::Top { interval_ms, .. } => {
+            top::top(&ctl, std::time::Duration::from_millis(interval_ms.max(100))).await
+        }
         CtlCommand::Inventory { host_id, .. } => host::inventory(&ctl, &host_id).await,
         CtlCommand::Scale {
             host_id,

@@ -1,0 +1,329 @@
+//! What this host has done, for operators: per component, its calls (how they ended, how long
+//! they took, instances in use); per host, control requests, wRPC calls sent, NATS disconnects
+//! and provider restarts.
+//!
+//! Read two ways, both off by default and costing nothing until read (the counters are
+//! relaxed atomics the call path bumps anyway):
+//! - `/metrics` in the Prometheus text format on `--metrics-addr` ([`serve`]);
+//! - the extension subject `wasmbus.ctl.v1.{lattice}.trellis.stats`, which every host answers
+//!   with [`HostStats`] as JSON (`trellis ctl top` reads it).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `trellis_component_calls_total` | counter | `component`, `outcome` (`ok`, `trap`, `budget`, `busy`, `call`) |
+//! | `trellis_component_call_duration_seconds` | histogram | `component` |
+//! | `trellis_component_instances_in_use` | gauge | `component` |
+//! | `trellis_component_instances_max` | gauge | `component` |
+//! | `trellis_ctl_requests_total` | counter | `operation` (e.g. `component.scale`), `outcome` (`ok`, `error`) |
+//! | `trellis_wrpc_calls_sent_total` | counter | `outcome` (`sent`, `error`) |
+//! | `trellis_nats_disconnects_total` | counter | |
+//! | `trellis_provider_restarts_total` | counter | `provider` |
+//! | `trellis_host_info` | gauge (1) | `host_id`, `name`, `version` |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use trellis_runtime::{DURATION_BOUNDS, FailureKind};
+
+use crate::state::HostState;
+
+/// The host-wide counters (components keep their own, in the runtime).
+#[derive(Default)]
+pub struct HostMetrics {
+    /// (operation, succeeded) → requests.
+    ctl: Mutex<BTreeMap<(&'static str, bool), u64>>,
+    wrpc_sent: AtomicU64,
+    wrpc_send_errors: AtomicU64,
+    nats_disconnects: AtomicU64,
+    provider_restarts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl HostMetrics {
+    pub fn ctl_request(&self, operation: &'static str, succeeded: bool) {
+        *self
+            .ctl
+            .lock()
+            .unwrap()
+            .entry((operation, succeeded))
+            .or_default() += 1;
+    }
+
+    pub fn wrpc_sent(&self, succeeded: bool) {
+        match succeeded {
+            true => &self.wrpc_sent,
+            false => &self.wrpc_send_errors,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn nats_disconnected(&self) {
+        self.nats_disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn provider_restarted(&self, provider: &str) {
+        *self
+            .provider_restarts
+            .lock()
+            .unwrap()
+            .entry(provider.to_string())
+            .or_default() += 1;
+    }
+}
+
+/// One component's calls since it started, as `trellis.stats` reports them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentStats {
+    pub id: String,
+    pub ok: u64,
+    /// Failed calls by why (`trap`, `budget`, `busy`, `call`).
+    pub failed: BTreeMap<String, u64>,
+    /// Upper bounds (seconds) of the duration buckets; a last bucket counts the rest.
+    pub duration_bounds: Vec<f64>,
+    /// Calls per bucket (not cumulative).
+    pub duration_buckets: Vec<u64>,
+    pub duration_total_seconds: f64,
+    pub in_use: u32,
+    pub max_instances: u32,
+}
+
+impl ComponentStats {
+    pub fn calls(&self) -> u64 {
+        self.ok + self.failed.values().sum::<u64>()
+    }
+}
+
+/// What `wasmbus.ctl.v1.{lattice}.trellis.stats` answers: this host and its components.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostStats {
+    pub host_id: String,
+    pub friendly_name: String,
+    pub components: Vec<ComponentStats>,
+}
+
+/// The components running here, with their call statistics now.
+pub async fn host_stats(state: &HostState) -> HostStats {
+    let mut components = Vec::new();
+    for (id, _) in state.components.running() {
+        let Some(handle) = state.runtime.component(&id).await else {
+            continue;
+        };
+        let stats = handle.stats();
+        components.push(ComponentStats {
+            id,
+            ok: stats.ok,
+            failed: stats
+                .failed
+                .iter()
+                .map(|(kind, n)| (kind.name().to_string(), *n))
+                .collect(),
+            duration_bounds: DURATION_BOUNDS.to_vec(),
+            duration_buckets: stats.duration_buckets,
+            duration_total_seconds: stats.duration_total.as_secs_f64(),
+            in_use: stats.in_use,
+            max_instances: stats.max_instances,
+        });
+    }
+    HostStats {
+        host_id: state.host_id.clone(),
+        friendly_name: state.identity.friendly_name.clone(),
+        components,
+    }
+}
+
+/// Everything in the Prometheus text format (version 0.0.4).
+pub async fn render(state: &HostState) -> String {
+    let stats = host_stats(state).await;
+    let metrics = &state.metrics;
+    let mut out = String::new();
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(
+        &mut out,
+        "trellis_host_info",
+        "gauge",
+        "The host: its ID, friendly name and version.",
+    );
+    let _ = writeln!(
+        out,
+        "trellis_host_info{{host_id=\"{}\",name=\"{}\",version=\"{}\"}} 1",
+        escape(&stats.host_id),
+        escape(&stats.friendly_name),
+        state.identity.version
+    );
+    family(
+        &mut out,
+        "trellis_component_calls_total",
+        "counter",
+        "Calls a component ended, by outcome.",
+    );
+    for component in &stats.components {
+        let id = escape(&component.id);
+        let _ = writeln!(
+            out,
+            "trellis_component_calls_total{{component=\"{id}\",outcome=\"ok\"}} {}",
+            component.ok
+        );
+        for kind in FailureKind::ALL {
+            let n = component.failed.get(kind.name()).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "trellis_component_calls_total{{component=\"{id}\",outcome=\"{}\"}} {n}",
+                kind.name()
+            );
+        }
+    }
+    family(
+        &mut out,
+        "trellis_component_call_duration_seconds",
+        "histogram",
+        "How long a component's calls took, from waiting for an instance to the end.",
+    );
+    for component in &stats.components {
+        let id = escape(&component.id);
+        let mut cumulative = 0;
+        for (bound, n) in component
+            .duration_bounds
+            .iter()
+            .zip(&component.duration_buckets)
+        {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "trellis_component_call_duration_seconds_bucket{{component=\"{id}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count: u64 = component.duration_buckets.iter().sum();
+        let _ = writeln!(
+            out,
+            "trellis_component_call_duration_seconds_bucket{{component=\"{id}\",le=\"+Inf\"}} {count}\n\
+             trellis_component_call_duration_seconds_sum{{component=\"{id}\"}} {}\n\
+             trellis_component_call_duration_seconds_count{{component=\"{id}\"}} {count}",
+            component.duration_total_seconds
+        );
+    }
+    for (name, help, value) in [
+        (
+            "trellis_component_instances_in_use",
+            "Instances of a component running calls now.",
+            (|c: &ComponentStats| c.in_use) as fn(&ComponentStats) -> u32,
+        ),
+        (
+            "trellis_component_instances_max",
+            "The most instances of a component that may run calls at once.",
+            |c: &ComponentStats| c.max_instances,
+        ),
+    ] {
+        family(&mut out, name, "gauge", help);
+        for component in &stats.components {
+            let _ = writeln!(
+                out,
+                "{name}{{component=\"{}\"}} {}",
+                escape(&component.id),
+                value(component)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "trellis_ctl_requests_total",
+        "counter",
+        "Control interface requests this host answered, by operation and outcome.",
+    );
+    for ((operation, succeeded), n) in metrics.ctl.lock().unwrap().iter() {
+        let outcome = if *succeeded { "ok" } else { "error" };
+        let _ = writeln!(
+            out,
+            "trellis_ctl_requests_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "trellis_wrpc_calls_sent_total",
+        "counter",
+        "wRPC calls components made to the lattice: sent, or failed before they were sent.",
+    );
+    let _ = writeln!(
+        out,
+        "trellis_wrpc_calls_sent_total{{outcome=\"sent\"}} {}\n\
+         trellis_wrpc_calls_sent_total{{outcome=\"error\"}} {}",
+        metrics.wrpc_sent.load(Ordering::Relaxed),
+        metrics.wrpc_send_errors.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "trellis_nats_disconnects_total",
+        "counter",
+        "Times the host's NATS connection was lost (it reconnects).",
+    );
+    let _ = writeln!(
+        out,
+        "trellis_nats_disconnects_total {}",
+        metrics.nats_disconnects.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "trellis_provider_restarts_total",
+        "counter",
+        "Restarts of an external provider after it exited or stopped answering.",
+    );
+    for (provider, n) in metrics.provider_restarts.lock().unwrap().iter() {
+        let _ = writeln!(
+            out,
+            "trellis_provider_restarts_total{{provider=\"{}\"}} {n}",
+            escape(provider)
+        );
+    }
+    out
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `GET /metrics` on `addr` until the task is aborted; anything else is 404.
+pub async fn serve(state: Arc<HostState>, listener: tokio::net::TcpListener) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                let state = state.clone();
+                async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        hyper::Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(render(&state).await)))
+                    } else {
+                        hyper::Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"not found: try /metrics\n")))
+                    };
+                    response
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+/// Binds `addr` for [`serve`], so that a taken address fails the host's start.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

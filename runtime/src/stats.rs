@@ -1,0 +1,135 @@
+//! What a component's calls did since it started: how many ended well, how many failed and
+//! why, and how long they took (a histogram). Recorded with relaxed atomics on the call path,
+//! so keeping them costs a few uncontended adds per call; read as a [`CallStats`] snapshot by
+//! whoever exports them (the lattice host's `/metrics` and `ctl top`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::error::InvokeError;
+
+/// Upper bounds (seconds) of the duration buckets, as Prometheus client libraries default
+/// them, with finer steps below 5 ms where component calls mostly end.
+pub const DURATION_BOUNDS: [f64; 14] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Why a call failed, as metrics count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailureKind {
+    /// The guest (or a component linked into it) trapped.
+    Trap,
+    /// Its budget stopped it (wall time, fuel, memory).
+    Budget,
+    /// Every instance stayed busy.
+    Busy,
+    /// The call itself was wrong or could not be made (no such export, bad arguments, …).
+    Call,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 4] = [Self::Trap, Self::Budget, Self::Busy, Self::Call];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Trap => "trap",
+            Self::Budget => "budget",
+            Self::Busy => "busy",
+            Self::Call => "call",
+        }
+    }
+
+    fn of(error: &InvokeError) -> Self {
+        match error {
+            InvokeError::Trap { .. } | InvokeError::LinkedTrap { .. } => Self::Trap,
+            InvokeError::Budget { .. } => Self::Budget,
+            InvokeError::Busy { .. } => Self::Busy,
+            InvokeError::NotFound(_)
+            | InvokeError::NoSuchExport { .. }
+            | InvokeError::BadCall { .. } => Self::Call,
+        }
+    }
+}
+
+/// The live counters of one component.
+#[derive(Default)]
+pub(crate) struct CallRecorder {
+    ok: AtomicU64,
+    failed: [AtomicU64; FailureKind::ALL.len()],
+    /// Calls per duration bucket (not cumulative); the last counts those above every bound.
+    buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
+    nanos: AtomicU64,
+}
+
+impl CallRecorder {
+    /// Counts one call that ended after `took` with `outcome`.
+    pub fn record<T>(&self, took: Duration, outcome: &Result<T, InvokeError>) {
+        match outcome {
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                self.took(took);
+            }
+            Err(error) => self.failed(took, error),
+        }
+    }
+
+    /// Counts one call that failed with `error` after `took`.
+    pub fn failed(&self, took: Duration, error: &InvokeError) {
+        self.failed[FailureKind::of(error) as usize].fetch_add(1, Ordering::Relaxed);
+        self.took(took);
+    }
+
+    fn took(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = DURATION_BOUNDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BOUNDS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.nanos.fetch_add(
+            took.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn snapshot(&self) -> (u64, Vec<(FailureKind, u64)>, Vec<u64>, Duration) {
+        let failed = FailureKind::ALL
+            .iter()
+            .map(|kind| (*kind, self.failed[*kind as usize].load(Ordering::Relaxed)))
+            .collect();
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total = Duration::from_nanos(self.nanos.load(Ordering::Relaxed));
+        (self.ok.load(Ordering::Relaxed), failed, buckets, total)
+    }
+}
+
+/// A snapshot of one component's calls since it started.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallStats {
+    /// Calls that ended well.
+    pub ok: u64,
+    /// Failed calls by why.
+    pub failed: Vec<(FailureKind, u64)>,
+    /// Calls per [`DURATION_BOUNDS`] bucket (not cumulative), then those above every bound.
+    pub duration_buckets: Vec<u64>,
+    /// The summed duration of every call.
+    pub duration_total: Duration,
+    /// Instances running calls now, and the most it may run at once.
+    pub in_use: u32,
+    pub max_instances: u32,
+}
+
+impl CallStats {
+    /// Every call that ended.
+    pub fn calls(&self) -> u64 {
+        self.ok + self.errors()
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.failed.iter().map(|(_, n)| n).sum()
+    }
+}
