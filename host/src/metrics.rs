@@ -296,6 +296,8 @@ pub async fn serve(state: Arc<HostState>, listener: tokio::net::TcpListener) {
     use hyper::body::Bytes;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: try again shortly rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         let state = state.clone();
@@ -303,7 +305,7 @@ pub async fn serve(state: Arc<HostState>, listener: tokio::net::TcpListener) {
             let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
                 let state = state.clone();
                 async move {
-                    let response = if request.uri().path() == "/metrics" {
+                    if request.uri().path() == "/metrics" {
                         hyper::Response::builder()
                             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
                             .body(Full::new(Bytes::from(render(&state).await)))
@@ -311,8 +313,7 @@ pub async fn serve(state: Arc<HostState>, listener: tokio::net::TcpListener) {
                         hyper::Response::builder()
                             .status(404)
                             .body(Full::new(Bytes::from_static(b"not found: try /metrics\n")))
-                    };
-                    response
+                    }
                 }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
