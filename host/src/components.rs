@@ -344,7 +344,8 @@ async fn update_locked(
         let running = state.runtime.component(id).await;
         if running.is_some_and(|running| running.exports() == code.exports) {
             // New code may be signed by someone else: its secrets are asked for again.
-            let secrets = fetch_secrets(state, id, &bytes, &current.config, &annotations).await?;
+            let identity = SecretsIdentity::new(id, &bytes, &annotations);
+            let secrets = identity.fetch(state, &current.config).await?;
             state
                 .runtime
                 .update(id, ComponentSource::Bytes(bytes.clone()))
@@ -485,8 +486,9 @@ async fn start(
     let plan = derive::component_plan(state, id, &config);
     component.budget = budget(state, &plan, limits.as_ref())?;
     // Granted before the first call can arrive; a start that fails takes them back.
-    let secrets = fetch_secrets(state, id, &bytes, &config, &annotations).await?;
-    let host_interfaces = plugin_interfaces(state, id, &bytes, &annotations, &plan).await?;
+    let identity = SecretsIdentity::new(id, &bytes, &annotations);
+    let secrets = identity.fetch(state, &config).await?;
+    let host_interfaces = identity.plugin_interfaces(state, &plan).await?;
     state.plugins.secrets.grant(id, secrets);
     let started = state
         .runtime
@@ -570,56 +572,68 @@ async fn stop_workload(state: &HostState, id: &str) {
     state.components.set(id, None);
 }
 
-/// The secrets `config` names, asked of their backends for the component `bytes` make (its
-/// embedded claims say who asks).
-async fn fetch_secrets(
-    state: &HostState,
-    id: &str,
-    bytes: &[u8],
-    config: &[String],
-    annotations: &Annotations,
-) -> Result<SecretMap, ComponentError> {
-    if !config.iter().any(|name| secrets::is_secret(name)) {
-        return Ok(SecretMap::new());
-    }
-    let jwt = secrets::component_jwt(bytes);
-    let entity = component_entity(id, &jwt, annotations);
-    Ok(state.secrets.fetch(config, &state.config, &entity).await?)
-}
-
-/// What the built-in plugins are bound with for `plan`: the secrets its links to built-ins
-/// name are fetched on behalf of the component `bytes` make (a built-in runs for it).
-pub async fn plugin_interfaces(
-    state: &HostState,
-    id: &str,
-    bytes: &[u8],
-    annotations: &Annotations,
-    plan: &ComponentPlan,
-) -> Result<Vec<HostInterface>, ComponentError> {
-    let names = plan.plugins.secret_names();
-    let resolved = match names.is_empty() {
-        true => ResolvedSecrets::new(),
-        false => {
-            let jwt = secrets::component_jwt(bytes);
-            let entity = component_entity(id, &jwt, annotations);
-            state
-                .secrets
-                .resolve(&names, &state.config, &entity)
-                .await?
-        }
-    };
-    Ok(plan.plugins.host_interfaces(&resolved)?)
-}
-
-fn component_entity<'a>(
-    id: &str,
-    jwt: &'a Result<Option<String>, String>,
+/// Who a component is to secrets backends: the claims embedded in its code, read the first
+/// time a secret is asked for (reading them hashes the whole component, so once per start).
+pub struct SecretsIdentity<'a> {
+    id: &'a str,
+    bytes: &'a [u8],
     annotations: &'a Annotations,
-) -> Entity<'a> {
-    Entity {
-        describe: format!("component `{id}`"),
-        jwt: jwt.as_ref().map(Option::as_deref).map_err(Clone::clone),
-        application: annotations.get(secrets::APPSPEC).map(String::as_str),
+    jwt: std::sync::OnceLock<Result<Option<String>, String>>,
+}
+
+impl<'a> SecretsIdentity<'a> {
+    pub fn new(id: &'a str, bytes: &'a [u8], annotations: &'a Annotations) -> Self {
+        Self {
+            id,
+            bytes,
+            annotations,
+            jwt: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn entity(&self) -> Entity<'_> {
+        let jwt = self.jwt.get_or_init(|| secrets::component_jwt(self.bytes));
+        Entity {
+            describe: format!("component `{}`", self.id),
+            jwt: jwt.as_ref().map(Option::as_deref).map_err(Clone::clone),
+            application: self.annotations.get(secrets::APPSPEC).map(String::as_str),
+        }
+    }
+
+    /// The secrets `config` names, asked of their backends.
+    async fn fetch(
+        &self,
+        state: &HostState,
+        config: &[String],
+    ) -> Result<SecretMap, ComponentError> {
+        if !config.iter().any(|name| secrets::is_secret(name)) {
+            return Ok(SecretMap::new());
+        }
+        Ok(state
+            .secrets
+            .fetch(config, &state.config, &self.entity())
+            .await?)
+    }
+
+    /// What the built-in plugins are bound with for `plan`: the secrets its links to built-ins
+    /// name are fetched on behalf of the component (a built-in runs for it).
+    pub async fn plugin_interfaces(
+        &self,
+        state: &HostState,
+        plan: &ComponentPlan,
+    ) -> Result<Vec<HostInterface>, ComponentError> {
+        let names = plan.plugins.secret_names();
+        let resolved = match names.is_empty() {
+            true => ResolvedSecrets::new(),
+            false => {
+                let entity = self.entity();
+                state
+                    .secrets
+                    .resolve(&names, &state.config, &entity)
+                    .await?
+            }
+        };
+        Ok(plan.plugins.host_interfaces(&resolved)?)
     }
 }
 

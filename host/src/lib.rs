@@ -261,13 +261,16 @@ impl LatticeHost {
         });
 
         // Bound before anything is announced: a taken address fails the start.
-        let metrics_listener = match config.metrics_addr {
-            Some(addr) => Some(metrics::bind(addr).await.map_err(|e| HostError::Metrics {
-                addr,
-                reason: e.to_string(),
-            })?),
-            None => None,
-        };
+        let metrics_listener =
+            match config.metrics_addr {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    HostError::Metrics {
+                        addr,
+                        reason: e.to_string(),
+                    }
+                })?),
+                None => None,
+            };
         let metrics_addr = metrics_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());

@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -322,9 +321,4 @@ pub async fn serve(state: Arc<HostState>, listener: tokio::net::TcpListener) {
                 .await;
         });
     }
-}
-
-/// Binds `addr` for [`serve`], so that a taken address fails the host's start.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }

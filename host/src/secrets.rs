@@ -97,8 +97,8 @@ pub struct Secrets {
     topic: Option<String>,
     /// Self-signed `Host` claims (subject: the host ID), sent with every request.
     host_jwt: String,
-    /// Backend name → its transit XKey (public).
-    server_keys: Mutex<HashMap<String, XKey>>,
+    /// Backend name → its transit XKey (public key text).
+    server_keys: Mutex<HashMap<String, String>>,
 }
 
 impl Secrets {
@@ -204,7 +204,7 @@ impl Secrets {
     async fn server_key(&self, subject: &str, backend: &str) -> Result<XKey, String> {
         let mut keys = self.server_keys.lock().await;
         if let Some(key) = keys.get(backend) {
-            return XKey::from_public_key(&key.public_key()).map_err(|e| e.to_string());
+            return XKey::from_public_key(key).map_err(|e| e.to_string());
         }
         let asked = self
             .nats
@@ -217,9 +217,8 @@ impl Secrets {
             .map_err(|_| "the backend's key is not text".to_string())?;
         let key = XKey::from_public_key(text.trim())
             .map_err(|e| format!("the backend's key `{text}` is not an XKey: {e}"))?;
-        let copy = XKey::from_public_key(&key.public_key()).map_err(|e| e.to_string())?;
-        keys.insert(backend.to_string(), key);
-        Ok(copy)
+        keys.insert(backend.to_string(), text.trim().to_string());
+        Ok(key)
     }
 }
 

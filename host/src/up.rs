@@ -41,7 +41,7 @@ pub struct UpArgs {
 }
 
 /// `$XDG_DATA_HOME/trellis` or `~/.local/share/trellis`, else a directory under the temp dir.
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))

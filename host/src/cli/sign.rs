@@ -124,9 +124,5 @@ fn keep(path: &Path, seed: &str) -> anyhow::Result<()> {
 }
 
 fn default_keys_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("trellis/keys")
+    crate::up::default_data_dir().join("keys")
 }

@@ -73,15 +73,12 @@ async fn apply(state: &HostState) {
                     }
                 } else {
                     let workload = format!("{NAMESPACE}/{id}");
-                    let code = current.code();
-                    let interfaces = crate::components::plugin_interfaces(
-                        state,
+                    let identity = crate::components::SecretsIdentity::new(
                         &id,
-                        code,
+                        current.code(),
                         &current.annotations,
-                        &desired,
                     );
-                    let rebound = match interfaces.await {
+                    let rebound = match identity.plugin_interfaces(state, &desired).await {
                         Ok(interfaces) => state
                             .runtime
                             .rebind(&workload, &interfaces)
