@@ -25,6 +25,7 @@ pub mod secrets;
 pub mod sign;
 mod state;
 mod store;
+pub mod telemetry;
 mod translated;
 pub mod wrpc_http;
 
@@ -56,6 +57,7 @@ use crate::provider::ExternalProviders;
 use crate::secrets::Secrets;
 use crate::state::HostState;
 use crate::store::{ClaimsStore, ConfigStore, LinkStore};
+use crate::telemetry::{Observability, Signal};
 
 /// How a host is configured.
 #[derive(Clone, Debug)]
@@ -93,6 +95,9 @@ pub struct HostConfig {
     /// The subject prefix of the lattice's secrets backends (wasmCloud's `wasmcloud.secrets`);
     /// `None`: secret references are refused.
     pub secrets_topic: Option<String>,
+    /// OTLP export (the process installs the exporters; the host hands the settings to its
+    /// providers and feeds its metrics to the exporter).
+    pub observability: Observability,
 }
 
 impl Default for HostConfig {
@@ -116,6 +121,7 @@ impl Default for HostConfig {
             limits: HostLimits::default(),
             secrets_topic: None,
             metrics_addr: None,
+            observability: Observability::default(),
         }
     }
 }
@@ -162,7 +168,8 @@ pub struct LatticeHost {
     ctl: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     reconciler: JoinHandle<()>,
-    metrics_server: Option<JoinHandle<()>>,
+    /// Serving `/metrics`, feeding the OTLP exporter.
+    metrics_tasks: Vec<JoinHandle<()>>,
     metrics_addr: Option<std::net::SocketAddr>,
     stop_timeout: Duration,
 }
@@ -251,6 +258,7 @@ impl LatticeHost {
                 config.providers,
                 config.rpc_timeout,
                 config.nats_auth.clone(),
+                config.observability.otel_config(),
             ),
             oci: Oci::new(config.oci),
             files: config.files,
@@ -274,8 +282,13 @@ impl LatticeHost {
         let metrics_addr = metrics_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
-        let metrics_server =
-            metrics_listener.map(|listener| tokio::spawn(metrics::serve(state.clone(), listener)));
+        let mut metrics_tasks: Vec<_> = metrics_listener
+            .map(|listener| tokio::spawn(metrics::serve(state.clone(), listener)))
+            .into_iter()
+            .collect();
+        if config.observability.enabled(Signal::Metrics) {
+            metrics_tasks.push(tokio::spawn(metrics::export_otlp(state.clone())));
+        }
         let (closing, closing_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let ctl = tokio::spawn({
@@ -310,7 +323,7 @@ impl LatticeHost {
             ctl,
             heartbeat,
             reconciler,
-            metrics_server,
+            metrics_tasks,
             metrics_addr,
             stop_timeout: config.stop_timeout,
         })
@@ -352,8 +365,8 @@ impl LatticeHost {
         let budget = deadline.map_or(self.stop_timeout, |d| d.min(self.stop_timeout));
         self.heartbeat.abort();
         self.reconciler.abort();
-        if let Some(server) = &self.metrics_server {
-            server.abort();
+        for task in &self.metrics_tasks {
+            task.abort();
         }
         self.closing.send_replace(true);
         if tokio::time::timeout(budget, self.ctl).await.is_err() {

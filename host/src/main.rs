@@ -16,6 +16,7 @@ mod example;
 mod platform;
 mod up;
 use trellis_host::oci::{self, OciSettings};
+use trellis_host::telemetry::Observability;
 use trellis_host::{
     BuiltinAlias, FilePolicy, HostConfig, HostLimits, LatticeHost, NatsAuth, parse_switches,
 };
@@ -186,6 +187,8 @@ struct HostArgs {
     /// by default.
     #[arg(long, env = "TRELLIS_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    observability: trellis_host::telemetry::ObservabilityArgs,
 }
 
 fn parse_label(raw: &str) -> Result<(String, String), String> {
@@ -225,7 +228,32 @@ async fn run(cli: Cli) -> ExitCode {
         | Command::Keys(_) => "warn",
         _ => "info",
     };
-    cli::logs::init(cli.log_format, level);
+    let mut cli = cli;
+    let observability = match &mut cli.command {
+        // The host's key is made here rather than when it starts, so that telemetry names it.
+        Command::Host(args) => {
+            let seed = args.host_seed.get_or_insert_with(|| {
+                nkeys::KeyPair::new_server()
+                    .seed()
+                    .expect("a new key has a seed")
+            });
+            Observability {
+                host_id: nkeys::KeyPair::from_seed(seed)
+                    .ok()
+                    .map(|key| key.public_key()),
+                lattice: Some(args.lattice.clone()),
+                ..Observability::new(args.observability.clone())
+            }
+        }
+        _ => Observability::default(),
+    };
+    let exporters = match cli::logs::init(cli.log_format, level, &observability) {
+        Ok(exporters) => exporters,
+        Err(error) => {
+            eprintln!("trellis: cannot set up logging and telemetry: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (name, outcome) = match cli.command {
         Command::Up(args) => ("up", up::run(args, shutdown_signal()).await),
         Command::Dev(args) => ("dev", dev::run(args, shutdown_signal()).await),
@@ -245,6 +273,7 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    exporters.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -304,6 +333,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         },
         secrets_topic: args.secrets_topic,
         metrics_addr: args.metrics_addr,
+        observability: Observability::new(args.observability),
         ..HostConfig::default()
     };
     // Listen before joining: a SIGTERM right after `host_started` must still stop gracefully.

@@ -134,6 +134,19 @@ pub async fn host_stats(state: &HostState) -> HostStats {
     }
 }
 
+/// Feeds the OTLP exporter (the process's global meter provider) from the same counters,
+/// refreshed each second until aborted.
+pub async fn export_otlp(state: Arc<HostState>) {
+    let latest = Arc::new(Mutex::new(host_stats(&state).await));
+    crate::telemetry::observe_host(&opentelemetry::global::meter("trellis"), latest.clone());
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let stats = host_stats(&state).await;
+        *latest.lock().unwrap() = stats;
+    }
+}
+
 /// Everything in the Prometheus text format (version 0.0.4).
 pub async fn render(state: &HostState) -> String {
     let stats = host_stats(state).await;

@@ -12,10 +12,13 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt as _;
+use tokio::io::AsyncRead;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
+use trellis_providers::trace_context;
 use trellis_runtime::{
-    InterfaceName, RemoteCall, RemoteIncoming, RemoteInvocation, RemoteInvoker, RemoteOutgoing,
-    Runtime,
+    ComponentHandle, InterfaceName, RemoteCall, RemoteIncoming, RemoteInvocation, RemoteInvoker,
+    RemoteOutgoing, Runtime,
 };
 use wrpc_transport::{Invoke as _, Serve as _};
 
@@ -158,10 +161,26 @@ impl RemoteInvoker for Lattice {
         params: Bytes,
     ) -> RemoteInvocation {
         let lattice = self.clone();
+        // The caller's span (its invocation) is current here; the call's span ends when the
+        // results have been read.
+        let span = tracing::info_span!(
+            target: trace_context::TARGET,
+            "wrpc call",
+            otel.name = %format_args!("{instance}/{func}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "wrpc",
+            rpc.service = instance,
+            rpc.method = func,
+            wasmcloud.component.id = &*call.caller,
+            wasmcloud.target.id = tracing::field::Empty,
+        );
         let (instance, func) = (instance.to_string(), func.to_string());
         Box::pin(async move {
             let sent = async {
-                let (target, headers) = lattice.route(&call, &instance)?;
+                let (target, mut headers) = lattice.route(&call, &instance)?;
+                span.record("wasmcloud.target.id", target.as_str());
+                trace_context::inject_nats(&span, &mut headers);
                 let client = lattice.client(&target).await?;
                 // No async values cross, so there are no result paths to subscribe.
                 let no_async_results: [[Option<usize>; 0]; 0] = [];
@@ -169,10 +188,17 @@ impl RemoteInvoker for Lattice {
                     .invoke(Some(headers), &instance, &func, params, no_async_results)
                     .await?;
                 let outgoing: RemoteOutgoing = Box::new(outgoing);
-                let incoming: RemoteIncoming = Box::new(incoming);
+                let incoming: RemoteIncoming = Box::new(SpannedRead {
+                    inner: incoming,
+                    _span: span.clone(),
+                });
                 anyhow::Ok((outgoing, incoming))
             };
             let sent = sent.await;
+            if let Err(error) = &sent {
+                span.record("otel.status_code", "ERROR");
+                tracing::warn!(target: trace_context::TARGET, parent: &span, "{error:#}");
+            }
             lattice.metrics.wrpc_sent(sent.is_ok());
             sent
         })
@@ -232,9 +258,14 @@ impl ExportServer {
                     let (component, instance, function) =
                         (component.clone(), instance.clone(), function.clone());
                     let deadline = caller_deadline(headers.headers.as_ref());
+                    let span = serve_span(&component, &instance, &function, headers.headers.as_ref());
                     // Detached: a call in flight finishes even when serving stops.
                     tokio::spawn(async move {
-                        match component.serve_invocation(&instance, &function, deadline, rx, tx).await {
+                        let served = component.serve_invocation(&instance, &function, deadline, rx, tx).await;
+                        if served.is_err() {
+                            tracing::Span::current().record("otel.status_code", "ERROR");
+                        }
+                        match served {
                             // Logged by the runtime, with the limit.
                             Err(error) if error.budget_exceeded().is_some() => {}
                             Err(error) => {
@@ -242,12 +273,56 @@ impl ExportServer {
                             }
                             Ok(()) => {}
                         }
-                    });
+                    }.instrument(span));
                 }
             });
         }
         crate::http_bridge::serve::serve(&server, &handle, &mut tasks).await?;
         Ok(Self { tasks })
+    }
+}
+
+/// The span of serving one invocation, continuing the caller's trace from the message headers.
+fn serve_span(
+    component: &ComponentHandle,
+    instance: &str,
+    function: &str,
+    headers: Option<&HeaderMap>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: trace_context::TARGET,
+        "wrpc serve",
+        otel.name = %format_args!("{instance}/{function}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "wrpc",
+        rpc.service = instance,
+        rpc.method = function,
+        wasmcloud.component.id = component.id(),
+        wasmcloud.caller.id = tracing::field::Empty,
+    );
+    if !span.is_disabled()
+        && let Some(caller) = headers.and_then(|headers| headers.get("source-id"))
+    {
+        span.record("wasmcloud.caller.id", caller.as_str());
+    }
+    trace_context::continue_from_nats(&span, headers);
+    span
+}
+
+/// A result stream that keeps its call's span open until the results have been read.
+struct SpannedRead<R> {
+    inner: R,
+    _span: tracing::Span,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for SpannedRead<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use http_body_util::BodyExt as _;
 use hyper::{Request, Response};
+use tracing::Instrument as _;
 use trellis_runtime::{BudgetExceeded, ComponentHandle, InstanceStore, InvocationCtx, RemoteCall};
+
+use crate::trace_context;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -124,11 +127,23 @@ struct Hooks {
 impl WasiHttpHooks for Hooks {
     fn send_request(
         &mut self,
-        request: hyper::Request<WasiBody>,
+        mut request: hyper::Request<WasiBody>,
         options: Option<RequestOptions>,
         _outcome: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
-        self.sender.send(self.caller.as_ref(), request, options)
+        // The guest's invocation span is current: the request continues its trace.
+        let span = tracing::info_span!(
+            target: trace_context::TARGET,
+            "http client request",
+            otel.name = %request.method(),
+            otel.kind = "client",
+            http.request.method = %request.method(),
+            server.address = request.uri().host().unwrap_or_default(),
+            url.full = %request.uri(),
+        );
+        trace_context::inject_http(&span, request.headers_mut());
+        let sent = self.sender.send(self.caller.as_ref(), request, options);
+        Box::new(Box::into_pin(sent).instrument(span))
     }
 }
 
@@ -281,37 +296,52 @@ pub async fn handle_request(
     scheme: Scheme,
     request: Request<HyperIncomingBody>,
 ) -> Result<Response<HyperOutgoingBody>, HandleError> {
+    let span = tracing::info_span!(
+        target: trace_context::TARGET,
+        "http request",
+        otel.name = %request.method(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %request.method(),
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        wasmcloud.component.id = handle.id(),
+    );
+    trace_context::continue_from_http(&span, request.headers());
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let call = tokio::spawn(async move {
-        let (mut ready, permit) = ready_instance(&handle, pool.as_deref())
-            .await
-            .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
-        let proxy = &ready.proxy;
-        let handled = handle
-            .call(&mut ready.instance, async |store| {
-                let mut http = view(store.data_mut());
-                let request = http.new_incoming_request(scheme, request)?;
-                let out = http.new_response_outparam(sender)?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut *store, request, out)
-                    .await
-            })
-            .await;
-        // A failed call's instance is dropped, never reused.
-        handled.map_err(|error| match error.budget_exceeded() {
-            Some(exceeded) => HandleError::Limited(exceeded.clone()),
-            None => HandleError::Failed(error.to_string()),
-        })?;
-        drop(permit);
-        ready.served += 1;
-        if let Some(pool) = &pool {
-            pool.give_back(ready);
+    let call = tokio::spawn(
+        async move {
+            let (mut ready, permit) = ready_instance(&handle, pool.as_deref())
+                .await
+                .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
+            let proxy = &ready.proxy;
+            let handled = handle
+                .call(&mut ready.instance, async |store| {
+                    let mut http = view(store.data_mut());
+                    let request = http.new_incoming_request(scheme, request)?;
+                    let out = http.new_response_outparam(sender)?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut *store, request, out)
+                        .await
+                })
+                .await;
+            // A failed call's instance is dropped, never reused.
+            handled.map_err(|error| match error.budget_exceeded() {
+                Some(exceeded) => HandleError::Limited(exceeded.clone()),
+                None => HandleError::Failed(error.to_string()),
+            })?;
+            drop(permit);
+            ready.served += 1;
+            if let Some(pool) = &pool {
+                pool.give_back(ready);
+            }
+            Ok::<_, HandleError>(())
         }
-        Ok::<_, HandleError>(())
-    });
+        .instrument(span.clone()),
+    );
     let guard = CancelOnDrop(Some(call.abort_handle()));
-    match receiver.await {
+    let answered = match receiver.await {
         Ok(Ok(response)) => Ok(response.map(|body| GuardedBody { body, guard }.boxed_unsync())),
         Ok(Err(code)) => Err(HandleError::Answered(code)),
         // The handler ended without answering: it trapped, was stopped or could not start.
@@ -320,7 +350,17 @@ pub async fn handle_request(
             Ok(Err(error)) => error,
             Err(error) => HandleError::Failed(format!("task failed: {error}")),
         }),
+    };
+    match &answered {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
+        Err(error) => {
+            span.record("otel.status_code", "ERROR");
+            tracing::warn!(target: trace_context::TARGET, parent: &span, "{error}");
+        }
     }
+    answered
 }
 
 /// Cancels a request's guest call when dropped, unless the call is done with (disarmed).

@@ -28,6 +28,7 @@ pub mod logging;
 pub mod messaging;
 pub mod nats;
 pub mod secrets;
+pub mod trace_context;
 
 pub use blobstore::BlobstorePlugin;
 pub use config::ConfigPlugin;

@@ -33,10 +33,13 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 use trellis_runtime::{
     Binding, ComponentHandle, Extensions, InterfaceName, InvocationCtx, InvokeError, Plugin,
 };
 use wasmtime::component::{HasData, Linker};
+
+use crate::trace_context;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -196,6 +199,27 @@ impl MessagingPlugin {
     }
 }
 
+/// The trace context of a message the current invocation sends to `subject`, when tracing is
+/// on (a producer span of its own, ended once the message is out); otherwise none, and the
+/// message goes without headers as before.
+fn publish_headers(subject: &str) -> Option<async_nats::HeaderMap> {
+    let span = tracing::info_span!(
+        target: trace_context::TARGET,
+        "message publish",
+        otel.name = %format_args!("send {subject}"),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.destination.name = subject,
+    );
+    if span.is_disabled() {
+        return None;
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    trace_context::inject_nats(&span, &mut headers);
+    Some(headers)
+}
+
 /// Reads one subscription until it ends or its task is aborted, handling each message on a
 /// task of its own.
 async fn deliver(mut subscriber: async_nats::Subscriber, component: ComponentHandle) {
@@ -214,6 +238,17 @@ async fn deliver(mut subscriber: async_nats::Subscriber, component: ComponentHan
 
 /// Runs `handle-message` for one message on a fresh instance; failures are logged.
 async fn handle(component: &ComponentHandle, message: async_nats::Message) {
+    let span = tracing::info_span!(
+        target: trace_context::TARGET,
+        "message delivery",
+        otel.name = %format_args!("process {}", message.subject),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.destination.name = message.subject.as_str(),
+        wasmcloud.component.id = component.id(),
+    );
+    trace_context::continue_from_nats(&span, message.headers.as_ref());
     let message = BrokerMessage {
         subject: message.subject.to_string(),
         body: message.payload.to_vec(),
@@ -233,6 +268,7 @@ async fn handle(component: &ComponentHandle, message: async_nats::Message) {
             .await?;
         anyhow::Ok(handled)
     }
+    .instrument(span)
     .await;
     let (id, subject) = (component.id(), &message.subject);
     match outcome {
@@ -307,9 +343,12 @@ impl consumer::Host for Sender {
             Err(error) => return Ok(Err(error)),
         };
         let timeout = Duration::from_millis(timeout_ms.into());
-        let request = async_nats::Request::new()
+        let mut request = async_nats::Request::new()
             .payload(body.into())
             .timeout(Some(timeout));
+        if let Some(headers) = publish_headers(&subject) {
+            request = request.headers(headers);
+        }
         Ok(match client.send_request(subject.clone(), request).await {
             Ok(reply) => Ok(BrokerMessage {
                 subject: reply.subject.to_string(),
@@ -343,13 +382,23 @@ impl consumer::Host for Sender {
             body,
             reply_to,
         } = msg;
-        let published = match reply_to {
-            Some(reply_to) => {
+        let published = match (reply_to, publish_headers(&subject)) {
+            (Some(reply_to), Some(headers)) => {
+                client
+                    .publish_with_reply_and_headers(subject.clone(), reply_to, headers, body.into())
+                    .await
+            }
+            (Some(reply_to), None) => {
                 client
                     .publish_with_reply(subject.clone(), reply_to, body.into())
                     .await
             }
-            None => client.publish(subject.clone(), body.into()).await,
+            (None, Some(headers)) => {
+                client
+                    .publish_with_headers(subject.clone(), headers, body.into())
+                    .await
+            }
+            (None, None) => client.publish(subject.clone(), body.into()).await,
         };
         if let Err(error) = published {
             return Ok(Err(format!("publishing to `{subject}`: {error}")));

@@ -8,6 +8,7 @@
 pub mod http;
 pub mod lattice;
 pub mod nats;
+pub mod otlp;
 pub mod registry;
 pub mod secrets;
 pub mod wadm;

@@ -3,8 +3,10 @@
 //! `{lattice}.{component}`, wherever in the lattice it runs.
 
 use async_nats::HeaderMap;
+use tracing::Instrument as _;
 use trellis_providers::http::HandleError;
 use trellis_providers::http_server::{RemoteHttpHandler, RemoteRoute};
+use trellis_providers::trace_context;
 
 use super::body;
 use super::convert::{
@@ -23,6 +25,30 @@ pub struct Forwarder {
 #[async_trait::async_trait]
 impl RemoteHttpHandler for Forwarder {
     async fn handle(
+        &self,
+        route: &RemoteRoute,
+        request: http::Request<body::Body>,
+    ) -> Result<http::Response<body::Body>, HandleError> {
+        let span = tracing::info_span!(
+            target: trace_context::TARGET,
+            "http forward",
+            otel.name = %format_args!("{} (forwarded)", request.method()),
+            otel.kind = "client",
+            rpc.system = "wrpc",
+            rpc.service = "wrpc:http/incoming-handler@0.1.0",
+            rpc.method = "handle",
+            wasmcloud.target.id = route.component_id.as_str(),
+        );
+        trace_context::continue_from_http(&span, request.headers());
+        let mut request = request;
+        // The serving host continues the trace from the request's own headers.
+        trace_context::inject_http(&span, request.headers_mut());
+        self.forward(route, request).instrument(span).await
+    }
+}
+
+impl Forwarder {
+    async fn forward(
         &self,
         route: &RemoteRoute,
         request: http::Request<body::Body>,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::credentials::RpcCredentials;
 use crate::secrets::SecretMap;
 use crate::store::ConfigStore;
+use crate::telemetry::OtelConfig;
 use trellis_deployer::wire::{DEFAULT_LINK_NAME, Link};
 
 /// A link as providers see it: configuration names resolved to merged maps.
@@ -123,15 +124,6 @@ pub fn log_level() -> Option<&'static str> {
     }
 }
 
-/// `otel_config`: observability off.
-#[derive(Debug, Serialize)]
-struct OtelConfig {
-    enable_observability: bool,
-    protocol: &'static str,
-    additional_ca_paths: Vec<String>,
-    trace_level: &'static str,
-}
-
 /// The `HostData` of wasmcloud-core 0.21.1, every field.
 #[derive(Debug, Serialize)]
 pub struct HostData {
@@ -174,11 +166,13 @@ pub struct HostDataParts {
     pub credentials: RpcCredentials,
     /// `error`…`trace`; `None` leaves the provider at its own default.
     pub log_level: Option<&'static str>,
+    /// The host's telemetry settings.
+    pub otel_config: OtelConfig,
 }
 
 impl HostData {
     /// A fresh instance ID; `secrets` is an empty map when there are none (the SDK refuses
-    /// `null`); observability off.
+    /// `null`).
     pub fn new(parts: HostDataParts) -> Self {
         Self {
             host_id: parts.host_id,
@@ -199,12 +193,7 @@ impl HostData {
             default_rpc_timeout_ms: Some(parts.rpc_timeout_ms),
             structured_logging: false,
             log_level: parts.log_level.map(String::from),
-            otel_config: OtelConfig {
-                enable_observability: false,
-                protocol: "Http",
-                additional_ca_paths: Vec::new(),
-                trace_level: "info",
-            },
+            otel_config: parts.otel_config,
         }
     }
 
@@ -243,6 +232,7 @@ mod tests {
                 seed: "SUSEED".into(),
             },
             log_level: Some("debug"),
+            otel_config: crate::telemetry::Observability::default().otel_config(),
         });
         let line = data.encode().unwrap();
         assert!(line.ends_with(b"\r\n"));

@@ -31,6 +31,7 @@ pub use archive::ProviderClaims;
 
 use crate::connect::NatsAuth;
 use crate::state::HostState;
+use crate::telemetry::OtelConfig;
 use trellis_deployer::wire::{Annotations, DEFAULT_LINK_NAME};
 
 /// How external providers are checked, restarted and stopped.
@@ -119,6 +120,8 @@ pub struct ExternalProviders {
     host_xkey: nkeys::XKey,
     settings: ProviderSettings,
     rpc_timeout: Duration,
+    /// Handed to providers, so they export telemetry where the host does.
+    otel_config: OtelConfig,
     /// How the host joined NATS; providers are handed the matching credentials.
     auth: NatsAuth,
 }
@@ -129,6 +132,7 @@ impl ExternalProviders {
         settings: ProviderSettings,
         rpc_timeout: Duration,
         auth: NatsAuth,
+        otel_config: OtelConfig,
     ) -> Self {
         Self {
             table: Mutex::default(),
@@ -137,6 +141,7 @@ impl ExternalProviders {
             settings,
             rpc_timeout,
             auth,
+            otel_config,
         }
     }
 

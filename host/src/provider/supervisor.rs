@@ -183,6 +183,7 @@ impl Supervisor {
             rpc_timeout_ms: self.external().rpc_timeout.as_millis() as u64,
             credentials,
             log_level: host_data::log_level(),
+            otel_config: self.external().otel_config.clone(),
         });
         let line = host_data.encode().map_err(|e| e.to_string())?;
         let process = ProviderProcess::spawn(&executable.path, line, &self.id)

@@ -16,8 +16,11 @@ mod nats;
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
 use trellis_runtime::{Binding, Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::trace_context;
 
 pub use builtin::{BuiltinKeyvalue, KvAccess, KvBucket, KvConfigError};
 
@@ -164,6 +167,18 @@ fn view(ctx: &mut InvocationCtx) -> KvView<'_> {
 }
 
 impl KvView<'_> {
+    /// The span of one call on a bucket (exported as a trace; free when tracing is off).
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            target: trace_context::TARGET,
+            "keyvalue",
+            otel.name = %format_args!("wasi:keyvalue {operation}"),
+            otel.kind = "client",
+            db.operation.name = operation,
+            wasmcloud.component.id = &*self.caller.caller,
+        )
+    }
+
     fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<Arc<dyn KeyvalueBucket>> {
         Ok(self.table.get(bucket)?.0.clone())
     }
@@ -194,25 +209,38 @@ impl store::Host for KvView<'_> {
 impl store::HostBucket for KvView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.get(&self.caller, key).await.map_err(guest_error))
+        Ok(bucket
+            .get(&self.caller, key)
+            .instrument(self.span("get"))
+            .await
+            .map_err(guest_error))
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
         Ok(bucket
             .set(&self.caller, key, value)
+            .instrument(self.span("set"))
             .await
             .map_err(guest_error))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.delete(&self.caller, key).await.map_err(guest_error))
+        Ok(bucket
+            .delete(&self.caller, key)
+            .instrument(self.span("delete"))
+            .await
+            .map_err(guest_error))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
         let bucket = self.bucket(&bucket)?;
-        Ok(bucket.exists(&self.caller, key).await.map_err(guest_error))
+        Ok(bucket
+            .exists(&self.caller, key)
+            .instrument(self.span("exists"))
+            .await
+            .map_err(guest_error))
     }
 
     async fn list_keys(
@@ -223,6 +251,7 @@ impl store::HostBucket for KvView<'_> {
         let bucket = self.bucket(&bucket)?;
         Ok(bucket
             .list_keys(&self.caller, cursor)
+            .instrument(self.span("list_keys"))
             .await
             .map(|page| store::KeyResponse {
                 keys: page.keys,
@@ -247,6 +276,7 @@ impl atomics::Host for KvView<'_> {
         let bucket = self.bucket(&bucket)?;
         Ok(bucket
             .increment(&self.caller, key, delta)
+            .instrument(self.span("increment"))
             .await
             .map_err(guest_error))
     }
@@ -261,6 +291,7 @@ impl batch::Host for KvView<'_> {
         let bucket = self.bucket(&bucket)?;
         Ok(bucket
             .get_many(&self.caller, keys)
+            .instrument(self.span("get_many"))
             .await
             .map_err(guest_error))
     }
@@ -273,6 +304,7 @@ impl batch::Host for KvView<'_> {
         let bucket = self.bucket(&bucket)?;
         Ok(bucket
             .set_many(&self.caller, key_values)
+            .instrument(self.span("set_many"))
             .await
             .map_err(guest_error))
     }
@@ -281,6 +313,7 @@ impl batch::Host for KvView<'_> {
         let bucket = self.bucket(&bucket)?;
         Ok(bucket
             .delete_many(&self.caller, keys)
+            .instrument(self.span("delete_many"))
             .await
             .map_err(guest_error))
     }

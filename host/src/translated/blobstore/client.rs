@@ -86,7 +86,9 @@ impl RemoteStore {
         Fut1: Future<Output = anyhow::Result<Result<T, String>>>,
     {
         let lattice = &self.0;
-        let (target, headers) = lattice.route(caller, ROUTE).map_err(|e| e.to_string())?;
+        let (target, mut headers) = lattice.route(caller, ROUTE).map_err(|e| e.to_string())?;
+        // The guest's invocation span is current: the provider continues its trace.
+        trellis_providers::trace_context::inject_nats(&tracing::Span::current(), &mut headers);
         let timeout = lattice.timeout;
         // The bound covers reaching the target, the fallback, and the answer.
         let answer = tokio::time::timeout(timeout, async {

@@ -81,10 +81,12 @@ impl RemoteBucket {
         F: FnOnce(wrpc_transport_nats::Client, Option<HeaderMap>) -> Fut,
         Fut: Future<Output = anyhow::Result<Result<T, remote::store::Error>>>,
     {
-        let (target, headers) = self
+        let (target, mut headers) = self
             .lattice
             .route(caller, interface)
             .map_err(|e| KvError::Backend(e.to_string()))?;
+        // The call's span (the plugin's) continues on the provider.
+        trellis_providers::trace_context::inject_nats(&tracing::Span::current(), &mut headers);
         let timeout = self.lattice.timeout;
         // The bound covers reaching the target as well as its answer.
         let answer = tokio::time::timeout(timeout, async {

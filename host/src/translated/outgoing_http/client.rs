@@ -11,6 +11,7 @@ use std::sync::Arc;
 use trellis_providers::http::{
     HttpState, IoFuture, OutgoingSender, SendFuture, add_outgoing_to_linker, add_types_to_linker,
 };
+use trellis_providers::trace_context;
 use trellis_runtime::{Extensions, InterfaceName, InvocationCtx, Plugin, RemoteCall};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -93,7 +94,9 @@ impl OutgoingSender for LatticeSender {
             });
         let lattice = self.lattice.clone();
         Box::new(async move {
-            let (target, headers) = route.map_err(internal)?;
+            let (target, mut headers) = route.map_err(internal)?;
+            // The HTTP client span of the request (see trellis_providers::http).
+            trace_context::inject_nats(&tracing::Span::current(), &mut headers);
             let (request, options) = request_to_wire(request, options.as_ref());
             let timeout = lattice.timeout;
             let failed = |error: anyhow::Error| {

@@ -22,6 +22,9 @@
 //!
 //! Every received or deleted link and config update is also logged to stderr, which the host
 //! captures into its own logs.
+//!
+//! Telemetry is set up from `HostData.otel_config` as any SDK provider's is
+//! (`initialize_observability!`); each `greet` is a span continuing the caller's trace.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -287,6 +290,24 @@ impl Provider for GreeterProvider {
 
 impl bindings::exports::trellis::example::greeter::Handler<Option<Context>> for GreeterProvider {
     async fn greet(&self, cx: Option<Context>, name: String) -> anyhow::Result<String> {
+        use tracing::Instrument as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let span = tracing::info_span!("greet", otel.kind = "server", greeting.name = %name);
+        if let Some(cx) = &cx {
+            let headers = cx
+                .tracing
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let parent = wasmcloud_provider_sdk::wasmcloud_tracing::context::get_span_context(&headers);
+            let _ = span.set_parent(parent);
+        }
+        self.greet_in_span(cx, name).instrument(span).await
+    }
+}
+
+impl GreeterProvider {
+    async fn greet_in_span(&self, cx: Option<Context>, name: String) -> anyhow::Result<String> {
         let caller = cx.and_then(|cx| cx.component).unwrap_or_default();
         eprintln!("test-provider: greet({name}) from {caller}");
         match name.as_str() {
@@ -335,6 +356,7 @@ fn reveal(value: &SecretValue) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    wasmcloud_provider_sdk::initialize_observability!("trellis-test-greeter", None::<&str>);
     let provider = GreeterProvider::default();
     let shutdown = run_provider(provider.clone(), "trellis-test-greeter")
         .await

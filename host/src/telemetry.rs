@@ -1,0 +1,392 @@
+//! Traces, metrics and logs exported over OTLP, switched and addressed as on wasmCloud 1.x hosts
+//! (`--enable-observability`, `--enable-traces`, …, `--override-*-endpoint`,
+//! `--observability-protocol`), and the same settings handed to providers in
+//! `HostData.otel_config`.
+//!
+//! Everything is off by default. Exports are batched on the Tokio runtime into bounded queues:
+//! an unreachable collector drops what does not fit (the SDK counts and reports the drops) and
+//! never holds up a call.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::Serialize;
+
+use crate::metrics::HostStats;
+
+/// The `service.name` of a host's telemetry unless `OTEL_SERVICE_NAME` says otherwise.
+const SERVICE_NAME: &str = "trellis-host";
+
+/// How OTLP is carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// HTTP with protobuf bodies (port 4318).
+    #[default]
+    Http,
+    /// gRPC (port 4317).
+    Grpc,
+}
+
+/// The command-line switches (names and meanings of wasmCloud 1.x's `wasmcloud` binary).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ObservabilityArgs {
+    /// Export traces, metrics and logs over OTLP.
+    #[arg(long, env = "TRELLIS_OBSERVABILITY_ENABLED", conflicts_with_all = ["enable_traces", "enable_metrics", "enable_logs"])]
+    pub enable_observability: bool,
+    /// Export traces over OTLP (`--enable-traces` or `--enable-traces=true|false`).
+    #[arg(long, env = "TRELLIS_TRACES_ENABLED", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_traces: Option<bool>,
+    /// Export metrics over OTLP.
+    #[arg(long, env = "TRELLIS_METRICS_ENABLED", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_metrics: Option<bool>,
+    /// Export logs over OTLP.
+    #[arg(long, env = "TRELLIS_LOGS_ENABLED", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_logs: Option<bool>,
+    /// The collector for every signal [default: http://127.0.0.1:4318 (http), :4317 (grpc)].
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub override_observability_endpoint: Option<String>,
+    /// The traces endpoint, used as given.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub override_traces_endpoint: Option<String>,
+    /// The metrics endpoint, used as given.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")]
+    pub override_metrics_endpoint: Option<String>,
+    /// The logs endpoint, used as given.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")]
+    pub override_logs_endpoint: Option<String>,
+    #[arg(long, env = "TRELLIS_OBSERVABILITY_PROTOCOL", value_enum, default_value_t = Protocol::Http)]
+    pub observability_protocol: Protocol,
+    /// The least level of spans and logs exported (`RUST_LOG`-style directives also work).
+    #[arg(long, env = "TRELLIS_TRACE_LEVEL", default_value = "info")]
+    pub trace_level: String,
+}
+
+/// One kind of telemetry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Traces => "traces",
+            Self::Metrics => "metrics",
+            Self::Logs => "logs",
+        }
+    }
+}
+
+/// What is exported where, resolved from [`ObservabilityArgs`].
+#[derive(Clone, Debug, Default)]
+pub struct Observability {
+    pub args: ObservabilityArgs,
+    /// The host's ID and lattice, carried by everything exported (resource attributes).
+    pub host_id: Option<String>,
+    pub lattice: Option<String>,
+}
+
+impl Observability {
+    pub fn new(args: ObservabilityArgs) -> Self {
+        Self {
+            args,
+            ..Self::default()
+        }
+    }
+
+    /// Whether `signal` is exported: its own switch, else `--enable-observability`.
+    pub fn enabled(&self, signal: Signal) -> bool {
+        let own = match signal {
+            Signal::Traces => self.args.enable_traces,
+            Signal::Metrics => self.args.enable_metrics,
+            Signal::Logs => self.args.enable_logs,
+        };
+        own.unwrap_or(self.args.enable_observability)
+    }
+
+    /// Where `signal` goes: its own endpoint as given; else the general one (gRPC: its
+    /// scheme and authority; HTTP: with `/v1/{signal}` when it has no path); else the local
+    /// collector's default port.
+    pub fn endpoint(&self, signal: Signal) -> String {
+        let own = match signal {
+            Signal::Traces => &self.args.override_traces_endpoint,
+            Signal::Metrics => &self.args.override_metrics_endpoint,
+            Signal::Logs => &self.args.override_logs_endpoint,
+        };
+        if let Some(own) = own {
+            return own.clone();
+        }
+        let protocol = self.args.observability_protocol;
+        match (&self.args.override_observability_endpoint, protocol) {
+            (Some(general), Protocol::Grpc) => match url::Url::parse(general) {
+                Ok(url) => url.origin().ascii_serialization(),
+                Err(_) => general.clone(),
+            },
+            (Some(general), Protocol::Http) => match url::Url::parse(general) {
+                Ok(mut url) if url.path() == "/" => {
+                    url.set_path(&format!("/v1/{}", signal.path()));
+                    url.to_string()
+                }
+                _ => general.clone(),
+            },
+            (None, Protocol::Grpc) => "http://127.0.0.1:4317".into(),
+            (None, Protocol::Http) => format!("http://127.0.0.1:4318/v1/{}", signal.path()),
+        }
+    }
+
+    /// `HostData.otel_config` (wasmcloud-core 0.21's shape), so an SDK provider exports to the
+    /// same collector as its host.
+    pub fn otel_config(&self) -> OtelConfig {
+        let args = &self.args;
+        OtelConfig {
+            enable_observability: args.enable_observability,
+            enable_traces: args.enable_traces,
+            enable_metrics: args.enable_metrics,
+            enable_logs: args.enable_logs,
+            observability_endpoint: args.override_observability_endpoint.clone(),
+            traces_endpoint: args.override_traces_endpoint.clone(),
+            metrics_endpoint: args.override_metrics_endpoint.clone(),
+            logs_endpoint: args.override_logs_endpoint.clone(),
+            protocol: match args.observability_protocol {
+                Protocol::Http => "Http",
+                Protocol::Grpc => "Grpc",
+            },
+            additional_ca_paths: Vec::new(),
+            trace_level: wasmcloud_level(&args.trace_level),
+        }
+    }
+}
+
+/// wasmCloud's level names (`critical` is its `error`); directives other than a bare level
+/// leave providers at `info`.
+fn wasmcloud_level(level: &str) -> &'static str {
+    match level.trim().to_ascii_lowercase().as_str() {
+        "error" => "error",
+        "warn" => "warn",
+        "debug" => "debug",
+        "trace" => "trace",
+        _ => "info",
+    }
+}
+
+/// `HostData.otel_config`: the optional fields are left out when unset.
+#[derive(Clone, Debug, Serialize)]
+pub struct OtelConfig {
+    enable_observability: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enable_traces: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enable_metrics: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enable_logs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observability_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traces_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logs_endpoint: Option<String>,
+    protocol: &'static str,
+    additional_ca_paths: Vec<String>,
+    trace_level: &'static str,
+}
+
+/// The exporters running; [`Self::shutdown`] flushes what they hold.
+#[derive(Default)]
+pub struct Exporters {
+    pub tracer: Option<SdkTracerProvider>,
+    pub meter: Option<SdkMeterProvider>,
+    pub logger: Option<SdkLoggerProvider>,
+}
+
+impl Exporters {
+    /// Builds the exporters `observability` switches on; must run inside the Tokio runtime.
+    pub fn start(observability: &Observability) -> anyhow::Result<Self> {
+        let resource = self::resource(observability);
+        let protocol = observability.args.observability_protocol;
+        let mut exporters = Self::default();
+        if observability.enabled(Signal::Traces) {
+            let endpoint = observability.endpoint(Signal::Traces);
+            let builder = opentelemetry_otlp::SpanExporter::builder();
+            let exporter = match protocol {
+                Protocol::Grpc => builder.with_tonic().with_endpoint(&endpoint).build(),
+                Protocol::Http => builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint(&endpoint)
+                    .build(),
+            }
+            .with_context(|| format!("the OTLP trace exporter for {endpoint}"))?;
+            let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+                exporter,
+                opentelemetry_sdk::runtime::Tokio,
+            )
+            .build();
+            exporters.tracer = Some(
+                SdkTracerProvider::builder()
+                    .with_span_processor(processor)
+                    .with_resource(resource.clone())
+                    .build(),
+            );
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+        }
+        if observability.enabled(Signal::Metrics) {
+            let endpoint = observability.endpoint(Signal::Metrics);
+            let builder = opentelemetry_otlp::MetricExporter::builder();
+            let exporter = match protocol {
+                Protocol::Grpc => builder.with_tonic().with_endpoint(&endpoint).build(),
+                Protocol::Http => builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint(&endpoint)
+                    .build(),
+            }
+            .with_context(|| format!("the OTLP metric exporter for {endpoint}"))?;
+            let reader = opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader::builder(
+                exporter,
+                opentelemetry_sdk::runtime::Tokio,
+            )
+            .build();
+            exporters.meter = Some(
+                SdkMeterProvider::builder()
+                    .with_reader(reader)
+                    .with_resource(resource.clone())
+                    .build(),
+            );
+        }
+        if observability.enabled(Signal::Logs) {
+            let endpoint = observability.endpoint(Signal::Logs);
+            let builder = opentelemetry_otlp::LogExporter::builder();
+            let exporter = match protocol {
+                Protocol::Grpc => builder.with_tonic().with_endpoint(&endpoint).build(),
+                Protocol::Http => builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint(&endpoint)
+                    .build(),
+            }
+            .with_context(|| format!("the OTLP log exporter for {endpoint}"))?;
+            let processor = opentelemetry_sdk::logs::log_processor_with_async_runtime::BatchLogProcessor::builder(
+                exporter,
+                opentelemetry_sdk::runtime::Tokio,
+            )
+            .build();
+            exporters.logger = Some(
+                SdkLoggerProvider::builder()
+                    .with_log_processor(processor)
+                    .with_resource(resource)
+                    .build(),
+            );
+        }
+        Ok(exporters)
+    }
+
+    /// Sends what the exporters still hold, each bounded in time.
+    pub fn shutdown(&self) {
+        if let Some(tracer) = &self.tracer {
+            let _ = tracer.shutdown_with_timeout(Duration::from_secs(5));
+        }
+        if let Some(meter) = &self.meter {
+            let _ = meter.shutdown_with_timeout(Duration::from_secs(5));
+        }
+        if let Some(logger) = &self.logger {
+            let _ = logger.shutdown_with_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// `service.name` (`OTEL_SERVICE_NAME`, else `trellis-host`), `service.version`, the host
+/// (`service.instance.id`, `wasmcloud.host.id`, `wasmcloud.lattice`) and
+/// `OTEL_RESOURCE_ATTRIBUTES`.
+fn resource(observability: &Observability) -> Resource {
+    let mut builder = Resource::builder()
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if let Some(host_id) = &observability.host_id {
+        builder = builder.with_attributes([
+            KeyValue::new("service.instance.id", host_id.clone()),
+            KeyValue::new("wasmcloud.host.id", host_id.clone()),
+        ]);
+    }
+    if let Some(lattice) = &observability.lattice {
+        builder = builder.with_attribute(KeyValue::new("wasmcloud.lattice", lattice.clone()));
+    }
+    match std::env::var("OTEL_SERVICE_NAME") {
+        Ok(name) if !name.is_empty() => builder.build(),
+        _ => builder.with_service_name(SERVICE_NAME).build(),
+    }
+}
+
+/// The host's metrics as OTLP instruments, read from the same counters `/metrics` serves
+/// (refreshed each second while the host runs; see [`crate::metrics`] for what each counts).
+pub fn observe_host(meter: &Meter, latest: Arc<Mutex<HostStats>>) {
+    let attributes = |host: &HostStats, component: &str| {
+        [
+            KeyValue::new("wasmcloud.host.id", host.host_id.clone()),
+            KeyValue::new("wasmcloud.component.id", component.to_string()),
+        ]
+    };
+    let calls = latest.clone();
+    meter
+        .u64_observable_counter("trellis.component.calls")
+        .with_description("Calls a component ended, by outcome.")
+        .with_callback(move |observer| {
+            let host = calls.lock().unwrap();
+            for component in &host.components {
+                let [host_id, id] = attributes(&host, &component.id);
+                let with_outcome = |outcome: &str| {
+                    [
+                        host_id.clone(),
+                        id.clone(),
+                        KeyValue::new("outcome", outcome.to_string()),
+                    ]
+                };
+                observer.observe(component.ok, &with_outcome("ok"));
+                for (kind, n) in &component.failed {
+                    observer.observe(*n, &with_outcome(kind));
+                }
+            }
+        })
+        .build();
+    let durations = latest.clone();
+    meter
+        .f64_observable_counter("trellis.component.call.duration.sum")
+        .with_unit("s")
+        .with_description("Seconds spent in a component's calls (divide by calls for the mean).")
+        .with_callback(move |observer| {
+            let host = durations.lock().unwrap();
+            for component in &host.components {
+                observer.observe(
+                    component.duration_total_seconds,
+                    &attributes(&host, &component.id),
+                );
+            }
+        })
+        .build();
+    let instances = latest;
+    meter
+        .u64_observable_gauge("trellis.component.instances.in_use")
+        .with_description("A component's instances running calls now.")
+        .with_callback(move |observer| {
+            let host = instances.lock().unwrap();
+            for component in &host.components {
+                observer.observe(
+                    u64::from(component.in_use),
+                    &attributes(&host, &component.id),
+                );
+            }
+        })
+        .build();
+}

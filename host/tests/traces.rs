@@ -1,0 +1,390 @@
+//! One trace across hosts and providers, exported over OTLP/gRPC to a real receiver
+//! (opentelemetry-proto's generated services, `trellis_tests::otlp`). Two `trellis host`
+//! processes and an SDK 0.17 provider (`tests/providers/greeter`) join one lattice:
+//! - an HTTP request carrying its own `traceparent` goes to `front-door` on host one, which
+//!   calls `kv-probe` over wRPC on `kv` on host two, which increments through the built-in
+//!   key-value: one trace, the incoming span continued, parent to child hop by hop;
+//! - a wRPC call with a `traceparent` to the `importer` on host one, whose `greeter` import goes
+//!   to the provider on host two: the provider's span has the same trace ID and its parent is
+//!   the host's call span;
+//! - with the collector unreachable, every call of the same chain still succeeds.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use trellis_tests::http::free_port;
+use trellis_tests::lattice::{
+    ctl_client, eventually, in_inventory, put_config, put_http_server_link, run_component,
+    start_http_server,
+};
+use trellis_tests::nats::NatsServer;
+use trellis_tests::otlp::{OtlpReceiver, ReceivedSpan};
+
+mod common;
+
+const LATTICE: &str = "traced";
+const SPAN_WAIT: Duration = Duration::from_secs(20);
+
+/// A `trellis host` exporting to `endpoint` with `switches`, killed when dropped.
+fn host(
+    server: &NatsServer,
+    name: &str,
+    endpoint: &str,
+    switches: &[&str],
+) -> tokio::process::Child {
+    common::trellis()
+        .args(["host", "--allow-file-load", "--name", name])
+        .args(["--nats-url", &server.url(), "--lattice", LATTICE])
+        .args(["--observability-protocol", "grpc"])
+        .args(["--override-observability-endpoint", endpoint])
+        .args(switches)
+        // Batches go out within 100 ms rather than the default 5 s.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting trellis host")
+}
+
+/// The IDs of the hosts named `names`, once they have all joined.
+async fn host_ids(client: &wasmcloud_control_interface::Client, names: &[&str]) -> Vec<String> {
+    eventually("every host joins", || async {
+        let hosts = client.get_hosts().await.ok()?;
+        names
+            .iter()
+            .map(|name| {
+                hosts
+                    .iter()
+                    .filter_map(|host| host.data())
+                    .find(|host| host.friendly_name() == *name)
+                    .map(|host| host.id().to_string())
+            })
+            .collect()
+    })
+    .await
+}
+
+/// `GET path` with `traceparent`; the status line and body.
+async fn get_traced(port: u16, path: &str, traceparent: &str) -> Option<(String, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\ntraceparent: {traceparent}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+fn link(
+    source: &str,
+    target: &str,
+    namespace: &str,
+    package: &str,
+    interface: &str,
+) -> wasmcloud_control_interface::Link {
+    wasmcloud_control_interface::Link::builder()
+        .source_id(source)
+        .target(target)
+        .name("default")
+        .wit_namespace(namespace)
+        .wit_package(package)
+        .interfaces(vec![interface.into()])
+        .build()
+        .unwrap()
+}
+
+/// The spans of `trace_id`, keyed for the chain checks.
+fn of_trace<'a>(spans: &'a [ReceivedSpan], trace_id: &str) -> Vec<&'a ReceivedSpan> {
+    spans.iter().filter(|s| s.trace_id == trace_id).collect()
+}
+
+/// The span named `name` of `kind` (OTLP's: 2 server, 3 client).
+fn find<'a>(spans: &[&'a ReceivedSpan], name: &str, kind: i32, describe: &str) -> &'a ReceivedSpan {
+    spans
+        .iter()
+        .find(|s| s.name == name && s.kind == kind)
+        .copied()
+        .unwrap_or_else(|| panic!("no `{name}` span of kind {kind} ({describe}) in {spans:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_from_http_across_two_hosts_to_keyvalue() {
+    let server = NatsServer::start();
+    let receiver = OtlpReceiver::start().await;
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
+    let _one = host(
+        &server,
+        "one",
+        &receiver.endpoint(),
+        &["--enable-observability"],
+    );
+    let _two = host(&server, "two", &receiver.endpoint(), &["--enable-traces"]);
+    let ids = host_ids(&client, &["one", "two"]).await;
+    let (one, two) = (&ids[0], &ids[1]);
+
+    run_component(&client, one, "front", "front_door", 4, &[]).await;
+    run_component(&client, two, "kv", "kv", 4, &[]).await;
+    let ack = client
+        .put_link(link("front", "kv", "trellis", "providers", "kv-probe"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let port = free_port();
+    put_config(
+        &client,
+        "front-listen",
+        &[("address", &format!("127.0.0.1:{port}"))],
+    )
+    .await;
+    start_http_server(&client, one).await;
+    put_http_server_link(&client, "front", "default", "front-listen").await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{caller_span}-01");
+    let answer = eventually("front-door answers", || async {
+        get_traced(port, "/count/apple", &traceparent)
+            .await
+            .filter(|(status, _)| status.contains("200"))
+    })
+    .await;
+    assert_eq!(answer.1, "1");
+
+    let spans = receiver
+        .spans_when(SPAN_WAIT, |spans| {
+            spans.iter().filter(|s| s.trace_id == trace_id).count() >= 4
+        })
+        .await;
+    let trace = of_trace(&spans, trace_id);
+    let kv_probe = "trellis:providers/kv-probe@0.1.0/increment";
+    let http = find(&trace, "GET", 2, "host one serving the request");
+    let call = find(&trace, kv_probe, 3, "host one calling kv-probe");
+    let serve = find(&trace, kv_probe, 2, "host two serving kv-probe");
+    let kv = find(
+        &trace,
+        "wasi:keyvalue increment",
+        3,
+        "host two's built-in key-value",
+    );
+
+    // The request's own traceparent is continued, then each hop is the child of the one before.
+    assert_eq!(http.parent_span_id, caller_span);
+    assert_eq!(call.parent_span_id, http.span_id);
+    assert_eq!(serve.parent_span_id, call.span_id);
+    assert_eq!(kv.parent_span_id, serve.span_id);
+    for span in [http, call] {
+        assert_eq!(span.resource["wasmcloud.host.id"], *one, "{span:#?}");
+    }
+    for span in [serve, kv] {
+        assert_eq!(span.resource["wasmcloud.host.id"], *two, "{span:#?}");
+    }
+    for span in [http, call, serve, kv] {
+        assert_eq!(span.service(), "trellis-host");
+        assert_eq!(span.resource["wasmcloud.lattice"], LATTICE);
+    }
+
+    // Kinds and attributes (OTel semantic conventions plus wasmCloud's).
+    assert_eq!((http.kind, call.kind, serve.kind, kv.kind), (2, 3, 2, 3));
+    assert_eq!(http.attribute("http.request.method"), Some("GET"));
+    assert_eq!(http.attribute("url.path"), Some("/count/apple"));
+    assert_eq!(http.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(http.attribute("wasmcloud.component.id"), Some("front"));
+    assert_eq!(call.attribute("rpc.system"), Some("wrpc"));
+    assert_eq!(
+        call.attribute("rpc.service"),
+        Some("trellis:providers/kv-probe@0.1.0")
+    );
+    assert_eq!(call.attribute("rpc.method"), Some("increment"));
+    assert_eq!(call.attribute("wasmcloud.component.id"), Some("front"));
+    assert_eq!(call.attribute("wasmcloud.target.id"), Some("kv"));
+    assert_eq!(serve.attribute("wasmcloud.component.id"), Some("kv"));
+    assert_eq!(serve.attribute("wasmcloud.caller.id"), Some("front"));
+    assert_eq!(kv.attribute("db.operation.name"), Some("increment"));
+    assert_eq!(kv.attribute("wasmcloud.component.id"), Some("kv"));
+
+    // The guest's `wasi:logging` record is an event of its invocation's span, and a log
+    // record of the same trace on host one (which exports logs too).
+    assert!(
+        http.events.iter().any(|e| e == "request for /count/apple"),
+        "{http:#?}"
+    );
+    eventually("the guest's log record", || async {
+        receiver
+            .logs()
+            .iter()
+            .any(|log| log.trace_id == trace_id && log.body == "request for /count/apple")
+            .then_some(())
+    })
+    .await;
+
+    // Every span of the trace has its parent in the trace, except the caller's.
+    let ids: Vec<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
+    for span in &trace {
+        assert!(
+            span.parent_span_id == caller_span || ids.contains(&span.parent_span_id.as_str()),
+            "orphan span {span:#?}"
+        );
+    }
+}
+
+/// Encodes one `string` parameter as wRPC does (LEB128 length, then the bytes).
+fn wrpc_string(s: &str) -> bytes::Bytes {
+    let mut out = Vec::new();
+    let mut n = s.len();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(s.as_bytes());
+    out.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_span_joins_the_callers_trace() {
+    use wrpc_transport::Invoke as _;
+
+    let server = NatsServer::start();
+    let receiver = OtlpReceiver::start().await;
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let _one = host(&server, "one", &receiver.endpoint(), &["--enable-traces"]);
+    let _two = host(&server, "two", &receiver.endpoint(), &["--enable-traces"]);
+    let ids = host_ids(&client, &["one", "two"]).await;
+    let (one, two) = (&ids[0], &ids[1]);
+
+    let archive = trellis_tests::provider_archive("greeter");
+    let ack = client
+        .start_provider(
+            two,
+            &format!("file://{}", archive.display()),
+            "greeter",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    run_component(&client, one, "importer", "importer", 4, &[]).await;
+    let ack = client
+        .put_link(link("importer", "greeter", "trellis", "example", "greeter"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    in_inventory(&client, one, "importer", 4).await;
+
+    // The test is the caller: its span ID is the parent of the host's serving span.
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    drop(nc);
+    let wrpc = wrpc_transport_nats::Client::new(nats, format!("{LATTICE}.importer"), None)
+        .await
+        .unwrap();
+    let answer = eventually("the provider answers through the importer", || async {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            format!("00-{trace_id}-{caller_span}-01").as_str(),
+        );
+        let no_paths: [[Option<usize>; 0]; 0] = [];
+        let (mut outgoing, mut incoming) = wrpc
+            .invoke(
+                Some(headers),
+                "trellis:example/front@0.1.0",
+                "greet",
+                wrpc_string("tracer"),
+                no_paths,
+            )
+            .await
+            .ok()?;
+        outgoing.shutdown().await.ok()?;
+        let mut results = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), incoming.read_to_end(&mut results))
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&results).into_owned();
+        text.contains("provider says hello, tracer").then_some(text)
+    })
+    .await;
+    assert!(answer.ends_with("provider says hello, tracer"), "{answer}");
+
+    let spans = receiver
+        .spans_when(SPAN_WAIT, |spans| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == trace_id && s.name == "greet")
+        })
+        .await;
+    let trace = of_trace(&spans, trace_id);
+    let serve = find(
+        &trace,
+        "trellis:example/front@0.1.0/greet",
+        2,
+        "host one serving the importer",
+    );
+    let call = find(
+        &trace,
+        "trellis:example/greeter@0.1.0/greet",
+        3,
+        "host one calling the provider",
+    );
+    let greet = find(&trace, "greet", 2, "the provider's own span");
+    assert_eq!(serve.parent_span_id, caller_span);
+    assert_eq!(serve.attribute("rpc.method"), Some("greet"));
+    assert_eq!(call.parent_span_id, serve.span_id);
+    assert_eq!(call.attribute("wasmcloud.target.id"), Some("greeter"));
+    assert_eq!(greet.parent_span_id, call.span_id);
+    assert_eq!(greet.service(), "trellis-test-greeter");
+    assert_eq!(serve.resource["wasmcloud.host.id"], *one);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_costs_calls_nothing() {
+    let server = NatsServer::start();
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
+    // Nothing listens there.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let _one = host(&server, "one", &nowhere, &["--enable-observability"]);
+    let _two = host(&server, "two", &nowhere, &["--enable-observability"]);
+    let ids = host_ids(&client, &["one", "two"]).await;
+    run_component(&client, &ids[0], "front", "front_door", 4, &[]).await;
+    run_component(&client, &ids[1], "kv", "kv", 4, &[]).await;
+    let ack = client
+        .put_link(link("front", "kv", "trellis", "providers", "kv-probe"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let port = free_port();
+    put_config(
+        &client,
+        "front-listen",
+        &[("address", &format!("127.0.0.1:{port}"))],
+    )
+    .await;
+    start_http_server(&client, &ids[0]).await;
+    put_http_server_link(&client, "front", "default", "front-listen").await;
+    let traceparent = "00-11111111111111111111111111111111-2222222222222222-01";
+    eventually("front-door answers", || async {
+        get_traced(port, "/count/warmup", traceparent)
+            .await
+            .filter(|(status, _)| status.contains("200"))
+    })
+    .await;
+    for n in 1..=200 {
+        let (status, body) = get_traced(port, "/count/pear", traceparent)
+            .await
+            .expect("an answer");
+        assert!(status.contains("200"), "request {n}: {status} {body}");
+        assert_eq!(body, n.to_string());
+    }
+}

@@ -1,0 +1,234 @@
+//! An OTLP/gRPC receiver for the telemetry tests: opentelemetry-proto's generated trace and
+//! logs services on one loopback port (HTTP/2 by hyper), keeping every span and log record
+//! exported to it, with the `service.name` and host of the process that sent it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use tonic::codegen::Service as _;
+
+/// One span as received.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    /// The sender's resource attributes (`service.name`, `wasmcloud.host.id`, …).
+    pub resource: BTreeMap<String, String>,
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    /// OTLP's `SpanKind`: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    pub kind: i32,
+    pub attributes: BTreeMap<String, String>,
+    /// Event messages (a `tracing` event's message is its event name).
+    pub events: Vec<String>,
+}
+
+impl ReceivedSpan {
+    pub fn service(&self) -> &str {
+        self.resource.get("service.name").map_or("", String::as_str)
+    }
+
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+/// One log record as received.
+#[derive(Clone, Debug)]
+pub struct ReceivedLog {
+    pub resource: BTreeMap<String, String>,
+    pub trace_id: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct Received {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    logs: Mutex<Vec<ReceivedLog>>,
+}
+
+/// A running receiver; stops when dropped.
+pub struct OtlpReceiver {
+    addr: SocketAddr,
+    received: Arc<Received>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the OTLP receiver");
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Received::default());
+        let traces = TraceServiceServer::new(Sink(received.clone()));
+        let logs = LogsServiceServer::new(Sink(received.clone()));
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (traces, logs) = (traces.clone(), logs.clone());
+                let service =
+                    hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                        let answer: Answer = if request.uri().path().contains("collector.logs") {
+                            Box::pin(logs.clone().call(request))
+                        } else {
+                            Box::pin(traces.clone().call(request))
+                        };
+                        answer
+                    });
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `--override-observability-endpoint` with gRPC.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.received.spans.lock().unwrap().clone()
+    }
+
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        self.received.logs.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `limit`) until `done` holds for the spans received so far; returns them.
+    pub async fn spans_when(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let started = Instant::now();
+        loop {
+            let spans = self.spans();
+            if done(&spans) || started.elapsed() > limit {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The answer of either service to one request.
+type Answer = std::pin::Pin<
+    Box<
+        dyn Future<Output = Result<http::Response<tonic::body::Body>, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+
+struct Sink(Arc<Received>);
+
+fn text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|value| value.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attributes(list: &[KeyValue]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.spans.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push(ReceivedSpan {
+                        resource: resource.clone(),
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        name: span.name,
+                        kind: span.kind,
+                        attributes: attributes(&span.attributes),
+                        events: span.events.into_iter().map(|e| e.name).collect(),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut logs = self.0.logs.lock().unwrap();
+        for resource_logs in request.into_inner().resource_logs {
+            let resource = resource_logs
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
+            for scope in resource_logs.scope_logs {
+                for record in scope.log_records {
+                    logs.push(ReceivedLog {
+                        resource: resource.clone(),
+                        trace_id: hex(&record.trace_id),
+                        body: text(record.body.as_ref()),
+                        attributes: attributes(&record.attributes),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
