@@ -245,6 +245,8 @@ async fn run(cli: Cli) -> ExitCode {
                 ..Observability::new(args.observability.clone())
             }
         }
+        Command::Up(args) => args.observability(),
+        Command::Dev(args) => args.observability(),
         _ => Observability::default(),
     };
     let exporters = match cli::logs::init(cli.log_format, level, &observability) {

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 
 use trellis_deployer::client::WadmClient;
 use trellis_deployer::{Deployer, DeployerConfig};
+use trellis_host::telemetry::{Observability, ObservabilityArgs};
 use trellis_host::{EmbeddedNats, FilePolicy, HostConfig, HostError, LatticeHost, NatsAuth};
 
 use crate::cli::progress::Progress;
@@ -33,6 +34,8 @@ pub struct LatticeFlags {
     /// PEM file of CA certificates to trust for `--nats-url`; makes TLS required.
     #[arg(long, env = "TRELLIS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub observability: ObservabilityArgs,
 }
 
 impl LatticeFlags {
@@ -125,6 +128,7 @@ impl Platform {
             nats_auth: auth.clone(),
             lattice: flags.lattice.clone(),
             files,
+            observability: Observability::new(flags.observability.clone()),
             ..HostConfig::default()
         })
         .await

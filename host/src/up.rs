@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::Value;
 use trellis_deployer::client::WadmClient;
+use trellis_host::telemetry::Observability;
 
 use crate::cli::progress::Progress;
 use crate::example;
@@ -38,6 +39,13 @@ pub struct UpArgs {
     /// Where the private nats-server keeps JetStream data (lattice state, key-value buckets).
     #[arg(long, env = "TRELLIS_DATA_DIR")]
     data_dir: Option<PathBuf>,
+}
+
+impl UpArgs {
+    /// The telemetry its host exports.
+    pub fn observability(&self) -> Observability {
+        Observability::new(self.lattice.observability.clone())
+    }
 }
 
 /// `$XDG_DATA_HOME/trellis` or `~/.local/share/trellis`, else a directory under the temp dir.

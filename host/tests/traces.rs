@@ -7,6 +7,7 @@
 //! - a wRPC call with a `traceparent` to the `importer` on host one, whose `greeter` import goes
 //!   to the provider on host two: the provider's span has the same trace ID and its parent is
 //!   the host's call span;
+//! - host one's metrics (`trellis.component.calls`) reach the same receiver;
 //! - with the collector unreachable, every call of the same chain still succeeds.
 
 use std::process::Stdio;
@@ -42,6 +43,7 @@ fn host(
         // Batches go out within 100 ms rather than the default 5 s.
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -218,6 +220,26 @@ async fn one_trace_from_http_across_two_hosts_to_keyvalue() {
             .logs()
             .iter()
             .any(|log| log.trace_id == trace_id && log.body == "request for /count/apple")
+            .then_some(())
+    })
+    .await;
+
+    // Host one's metrics reach the collector too: the component's calls by outcome.
+    eventually("front's calls among host one's OTLP metrics", || async {
+        receiver
+            .points()
+            .iter()
+            .any(|point| {
+                point.metric == "trellis.component.calls"
+                    && point.resource.get("wasmcloud.host.id") == Some(one)
+                    && point
+                        .attributes
+                        .get("wasmcloud.component.id")
+                        .map(String::as_str)
+                        == Some("front")
+                    && point.attributes.get("outcome").map(String::as_str) == Some("ok")
+                    && point.value >= 1.0
+            })
             .then_some(())
     })
     .await;

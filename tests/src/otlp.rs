@@ -1,6 +1,7 @@
-//! An OTLP/gRPC receiver for the telemetry tests: opentelemetry-proto's generated trace and
-//! logs services on one loopback port (HTTP/2 by hyper), keeping every span and log record
-//! exported to it, with the `service.name` and host of the process that sent it.
+//! An OTLP/gRPC receiver for the telemetry tests: opentelemetry-proto's generated trace, logs
+//! and metrics services on one loopback port (HTTP/2 by hyper), keeping every span, log record
+//! and metric point exported to it, with the resource (service, host) of the process that sent
+//! it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +16,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -22,6 +29,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use tonic::codegen::Service as _;
 
 /// One span as received.
@@ -60,10 +68,20 @@ pub struct ReceivedLog {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// One point of a sum or gauge as received.
+#[derive(Clone, Debug)]
+pub struct ReceivedPoint {
+    pub resource: BTreeMap<String, String>,
+    pub metric: String,
+    pub attributes: BTreeMap<String, String>,
+    pub value: f64,
+}
+
 #[derive(Default)]
 struct Received {
     spans: Mutex<Vec<ReceivedSpan>>,
     logs: Mutex<Vec<ReceivedLog>>,
+    points: Mutex<Vec<ReceivedPoint>>,
 }
 
 /// A running receiver; stops when dropped.
@@ -82,13 +100,17 @@ impl OtlpReceiver {
         let received = Arc::new(Received::default());
         let traces = TraceServiceServer::new(Sink(received.clone()));
         let logs = LogsServiceServer::new(Sink(received.clone()));
+        let metrics = MetricsServiceServer::new(Sink(received.clone()));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (traces, logs) = (traces.clone(), logs.clone());
+                let (traces, logs, metrics) = (traces.clone(), logs.clone(), metrics.clone());
                 let service =
                     hyper::service::service_fn(move |request: http::Request<Incoming>| {
-                        let answer: Answer = if request.uri().path().contains("collector.logs") {
+                        let path = request.uri().path();
+                        let answer: Answer = if path.contains("collector.logs") {
                             Box::pin(logs.clone().call(request))
+                        } else if path.contains("collector.metrics") {
+                            Box::pin(metrics.clone().call(request))
                         } else {
                             Box::pin(traces.clone().call(request))
                         };
@@ -119,6 +141,11 @@ impl OtlpReceiver {
 
     pub fn logs(&self) -> Vec<ReceivedLog> {
         self.received.logs.lock().unwrap().clone()
+    }
+
+    /// Every sum and gauge point received, oldest first.
+    pub fn points(&self) -> Vec<ReceivedPoint> {
+        self.received.points.lock().unwrap().clone()
     }
 
     /// Waits (up to `limit`) until `done` holds for the spans received so far; returns them.
@@ -230,5 +257,44 @@ impl LogsService for Sink {
             }
         }
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut points = self.0.points.lock().unwrap();
+        for resource_metrics in request.into_inner().resource_metrics {
+            let resource = resource_metrics
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
+            for scope in resource_metrics.scope_metrics {
+                for metric in scope.metrics {
+                    let data_points = match metric.data {
+                        Some(metric::Data::Sum(sum)) => sum.data_points,
+                        Some(metric::Data::Gauge(gauge)) => gauge.data_points,
+                        _ => continue,
+                    };
+                    for point in data_points {
+                        let value = match point.value {
+                            Some(number_data_point::Value::AsDouble(d)) => d,
+                            Some(number_data_point::Value::AsInt(i)) => i as f64,
+                            None => continue,
+                        };
+                        points.push(ReceivedPoint {
+                            resource: resource.clone(),
+                            metric: metric.name.clone(),
+                            attributes: attributes(&point.attributes),
+                            value,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }

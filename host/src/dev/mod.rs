@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use trellis_host::telemetry::Observability;
 
 use crate::cli::exports::Exports;
 use crate::cli::progress::Progress;
@@ -63,6 +64,13 @@ pub struct DevArgs {
     lattice: LatticeFlags,
     #[command(flatten)]
     files: FileFlags,
+}
+
+impl DevArgs {
+    /// The telemetry its host exports.
+    pub fn observability(&self) -> Observability {
+        Observability::new(self.lattice.observability.clone())
+    }
 }
 
 pub async fn run(
