@@ -218,13 +218,18 @@ impl LatticeHost {
         });
         let plugins = Plugins::new(&config.builtins, &nats, forwarder);
         let fallbacks = translated::fallback_plugins(&config.builtins, &lattice);
+        let mut builder = Runtime::builder();
+        if config.observability.enabled(Signal::Metrics) {
+            builder = builder.call_observer(Arc::new(telemetry::CallDurations::new(
+                &opentelemetry::global::meter("trellis"),
+                &host_id,
+            )));
+        }
         let runtime = plugins
             .all
             .iter()
             .chain(&fallbacks)
-            .fold(Runtime::builder(), |builder, plugin| {
-                builder.plugin(plugin.clone())
-            })
+            .fold(builder, |builder, plugin| builder.plugin(plugin.clone()))
             .remote(Arc::new(lattice.clone()))
             .links(links.clone())
             .in_process_links(config.in_process_links)

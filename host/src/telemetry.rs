@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Meter;
+use opentelemetry::metrics::{Histogram, Meter};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Serialize;
+
+use trellis_runtime::{CallObserver, DURATION_BOUNDS, FailureKind};
 
 use crate::metrics::HostStats;
 
@@ -329,6 +331,46 @@ fn resource(observability: &Observability) -> Resource {
     }
 }
 
+/// Every call's duration into the OTLP histogram `trellis.component.call.duration` (seconds,
+/// the bounds of `/metrics`), by component and outcome.
+pub struct CallDurations {
+    histogram: Histogram<f64>,
+    host_id: KeyValue,
+}
+
+impl CallDurations {
+    pub fn new(meter: &Meter, host_id: &str) -> Self {
+        Self {
+            histogram: meter
+                .f64_histogram("trellis.component.call.duration")
+                .with_unit("s")
+                .with_description(
+                    "How long a component's calls took, from waiting for an instance to the end.",
+                )
+                .with_boundaries(DURATION_BOUNDS.to_vec())
+                .build(),
+            host_id: KeyValue::new("wasmcloud.host.id", host_id.to_string()),
+        }
+    }
+}
+
+impl CallObserver for CallDurations {
+    fn call_ended(&self, component: &Arc<str>, took: Duration, failure: Option<FailureKind>) {
+        let outcome = failure.map_or("ok", FailureKind::name);
+        self.histogram.record(
+            took.as_secs_f64(),
+            &[
+                self.host_id.clone(),
+                KeyValue::new(
+                    "wasmcloud.component.id",
+                    opentelemetry::StringValue::from(component.clone()),
+                ),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+    }
+}
+
 /// The host's metrics as OTLP instruments, read from the same counters `/metrics` serves
 /// (refreshed each second while the host runs; see [`crate::metrics`] for what each counts).
 pub fn observe_host(meter: &Meter, latest: Arc<Mutex<HostStats>>) {
@@ -357,21 +399,6 @@ pub fn observe_host(meter: &Meter, latest: Arc<Mutex<HostStats>>) {
                 for (kind, n) in &component.failed {
                     observer.observe(*n, &with_outcome(kind));
                 }
-            }
-        })
-        .build();
-    let durations = latest.clone();
-    meter
-        .f64_observable_counter("trellis.component.call.duration.sum")
-        .with_unit("s")
-        .with_description("Seconds spent in a component's calls (divide by calls for the mean).")
-        .with_callback(move |observer| {
-            let host = durations.lock().unwrap();
-            for component in &host.components {
-                observer.observe(
-                    component.duration_total_seconds,
-                    &attributes(&host, &component.id),
-                );
             }
         })
         .build();

@@ -224,25 +224,28 @@ async fn one_trace_from_http_across_two_hosts_to_keyvalue() {
     })
     .await;
 
-    // Host one's metrics reach the collector too: the component's calls by outcome.
-    eventually("front's calls among host one's OTLP metrics", || async {
-        receiver
-            .points()
-            .iter()
-            .any(|point| {
-                point.metric == "trellis.component.calls"
-                    && point.resource.get("wasmcloud.host.id") == Some(one)
-                    && point
-                        .attributes
-                        .get("wasmcloud.component.id")
-                        .map(String::as_str)
-                        == Some("front")
-                    && point.attributes.get("outcome").map(String::as_str) == Some("ok")
-                    && point.value >= 1.0
-            })
-            .then_some(())
-    })
-    .await;
+    // Host one's metrics reach the collector too: the component's calls by outcome, counted
+    // and timed.
+    for metric in ["trellis.component.calls", "trellis.component.call.duration"] {
+        eventually(
+            &format!("front's {metric} among host one's OTLP metrics"),
+            || async {
+                receiver
+                    .points()
+                    .iter()
+                    .any(|point| {
+                        let attribute = |key: &str| point.attributes.get(key).map(String::as_str);
+                        point.metric == metric
+                            && point.resource.get("wasmcloud.host.id") == Some(one)
+                            && attribute("wasmcloud.component.id") == Some("front")
+                            && attribute("outcome") == Some("ok")
+                            && point.value >= 1.0
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    }
 
     // Every span of the trace has its parent in the trace, except the caller's.
     let ids: Vec<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();

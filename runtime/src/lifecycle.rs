@@ -196,6 +196,7 @@ pub(crate) async fn start(
             mounts,
             inner.engine.clone(),
             inner.remote.clone(),
+            inner.call_observer.clone(),
         )));
     }
     bind_all(inner, &workload_id, &workload.host_interfaces, &running).await?;

@@ -22,7 +22,7 @@ use crate::error::InvokeError;
 use crate::linking::ImportRoute;
 use crate::plugin::Plugin;
 use crate::remote::{RemoteCall, RemoteCtx, RemoteInvoker, value};
-use crate::stats::{CallRecorder, CallStats};
+use crate::stats::{CallObserver, CallRecorder, CallStats};
 use crate::wasi::{self, ResolvedMount, WasiGrants};
 use crate::workload::WorkloadComponent;
 
@@ -383,7 +383,7 @@ pub(crate) fn mentions_resource(ty: &Type) -> bool {
 
 impl RunningComponent {
     /// `spec` gives the ID, instance limit, budget and grants; `mounts` are its volume mounts
-    /// resolved to paths.
+    /// resolved to paths; `observer` hears of each call it ends.
     pub fn new(
         spec: &WorkloadComponent,
         workload: &str,
@@ -391,9 +391,12 @@ impl RunningComponent {
         mounts: Vec<ResolvedMount>,
         engine: Engine,
         remote: Option<Arc<dyn RemoteInvoker>>,
+        observer: Option<Arc<dyn CallObserver>>,
     ) -> Self {
+        let id: Arc<str> = spec.id.as_str().into();
         Self {
-            id: spec.id.as_str().into(),
+            calls: CallRecorder::new(&id, observer),
+            id,
             workload: workload.to_string(),
             linked: RwLock::new(Arc::new(linked)),
             max_instances: spec.max_instances,
@@ -405,7 +408,6 @@ impl RunningComponent {
             remote,
             invocations: AtomicU64::new(0),
             limit_hits: AtomicU64::new(0),
-            calls: CallRecorder::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::linking::{ImportFallback, ImportRoute, LinkSource, LinkTable};
 use crate::plugin::Plugin;
 use crate::remote::RemoteInvoker;
 use crate::running::{ComponentHandle, RunningComponent};
+use crate::stats::CallObserver;
 use crate::workload::HostInterface;
 
 /// Builds a [`Runtime`]: engine settings, the plugins to switch on, and the import fallback.
@@ -32,6 +33,7 @@ pub struct RuntimeBuilder {
     remote: Option<Arc<dyn RemoteInvoker>>,
     links: Option<Arc<dyn LinkSource>>,
     in_process_links: bool,
+    call_observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl Default for RuntimeBuilder {
@@ -43,6 +45,7 @@ impl Default for RuntimeBuilder {
             remote: None,
             links: None,
             in_process_links: true,
+            call_observer: None,
         }
     }
 }
@@ -85,6 +88,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Tells `observer` of every call any component ends (besides counting it in
+    /// [`crate::ComponentHandle::stats`]).
+    pub fn call_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.call_observer = Some(observer);
+        self
+    }
+
     /// Creates the engine and starts every plugin.
     pub async fn build(self) -> anyhow::Result<Runtime> {
         let engine = Engine::new(self.engine)?;
@@ -105,6 +115,7 @@ impl RuntimeBuilder {
             remote: self.remote,
             links,
             in_process_links: self.in_process_links,
+            call_observer: self.call_observer,
             started: Instant::now(),
             lifecycle: Mutex::default(),
             binding: tokio::sync::Mutex::default(),
@@ -141,6 +152,7 @@ pub(crate) struct Inner {
     pub remote: Option<Arc<dyn RemoteInvoker>>,
     pub links: Links,
     pub in_process_links: bool,
+    pub call_observer: Option<Arc<dyn CallObserver>>,
     pub started: Instant,
     /// Workloads, reservations and the generation that commits check; held only for short,
     /// synchronous plans and commits.

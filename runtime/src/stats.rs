@@ -1,8 +1,10 @@
 //! What a component's calls did since it started: how many ended well, how many failed and
 //! why, and how long they took (a histogram). Recorded with relaxed atomics on the call path,
 //! so keeping them costs a few uncontended adds per call; read as a [`CallStats`] snapshot by
-//! whoever exports them (the lattice host's `/metrics` and `ctl top`).
+//! whoever exports them (the lattice host's `/metrics` and `ctl top`), or seen call by call by
+//! a [`CallObserver`] the embedder installs (the host's OTLP histograms).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -51,23 +53,44 @@ impl FailureKind {
     }
 }
 
+/// Told of every call a component ends, as it is counted: for an embedder that exports calls
+/// one by one (e.g. into an OpenTelemetry histogram). Runs on the call path: keep it cheap.
+pub trait CallObserver: Send + Sync + 'static {
+    /// `component` ended a call after `took`; `failure` says why it failed, if it did.
+    fn call_ended(&self, component: &Arc<str>, took: Duration, failure: Option<FailureKind>);
+}
+
 /// The live counters of one component.
-#[derive(Default)]
 pub(crate) struct CallRecorder {
     ok: AtomicU64,
     failed: [AtomicU64; FailureKind::ALL.len()],
     /// Calls per duration bucket (not cumulative); the last counts those above every bound.
     buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
     nanos: AtomicU64,
+    observer: Option<(Arc<str>, Arc<dyn CallObserver>)>,
 }
 
 impl CallRecorder {
+    /// Counters for `component`, also reported to `observer` when there is one.
+    pub fn new(component: &Arc<str>, observer: Option<Arc<dyn CallObserver>>) -> Self {
+        Self {
+            ok: AtomicU64::default(),
+            failed: Default::default(),
+            buckets: Default::default(),
+            nanos: AtomicU64::default(),
+            observer: observer.map(|observer| (component.clone(), observer)),
+        }
+    }
+
     /// Counts one call that ended after `took` with `outcome`.
     pub fn record<T>(&self, took: Duration, outcome: &Result<T, InvokeError>) {
         match outcome {
             Ok(_) => {
                 self.ok.fetch_add(1, Ordering::Relaxed);
                 self.took(took);
+                if let Some((component, observer)) = &self.observer {
+                    observer.call_ended(component, took, None);
+                }
             }
             Err(error) => self.failed(took, error),
         }
@@ -75,8 +98,12 @@ impl CallRecorder {
 
     /// Counts one call that failed with `error` after `took`.
     pub fn failed(&self, took: Duration, error: &InvokeError) {
-        self.failed[FailureKind::of(error) as usize].fetch_add(1, Ordering::Relaxed);
+        let kind = FailureKind::of(error);
+        self.failed[kind as usize].fetch_add(1, Ordering::Relaxed);
         self.took(took);
+        if let Some((component, observer)) = &self.observer {
+            observer.call_ended(component, took, Some(kind));
+        }
     }
 
     fn took(&self, took: Duration) {

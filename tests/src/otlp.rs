@@ -68,7 +68,7 @@ pub struct ReceivedLog {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// One point of a sum or gauge as received.
+/// One point of a sum or gauge as received (of a histogram: its count).
 #[derive(Clone, Debug)]
 pub struct ReceivedPoint {
     pub resource: BTreeMap<String, String>,
@@ -77,8 +77,14 @@ pub struct ReceivedPoint {
     pub value: f64,
 }
 
+/// How many spans, log records and points the receiver keeps of each; later ones are counted
+/// (benchmarks export millions) but not kept.
+const KEPT: usize = 20_000;
+
 #[derive(Default)]
 struct Received {
+    /// Spans exported to it, kept or not.
+    span_count: std::sync::atomic::AtomicU64,
     spans: Mutex<Vec<ReceivedSpan>>,
     logs: Mutex<Vec<ReceivedLog>>,
     points: Mutex<Vec<ReceivedPoint>>,
@@ -133,6 +139,13 @@ impl OtlpReceiver {
     /// `http://127.0.0.1:PORT`, for `--override-observability-endpoint` with gRPC.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many spans were exported to it.
+    pub fn span_count(&self) -> u64 {
+        self.received
+            .span_count
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
@@ -216,6 +229,12 @@ impl TraceService for Sink {
                 .unwrap_or_default();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
+                    self.0
+                        .span_count
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if spans.len() >= KEPT {
+                        continue;
+                    }
                     spans.push(ReceivedSpan {
                         resource: resource.clone(),
                         trace_id: hex(&span.trace_id),
@@ -247,6 +266,9 @@ impl LogsService for Sink {
                 .unwrap_or_default();
             for scope in resource_logs.scope_logs {
                 for record in scope.log_records {
+                    if logs.len() >= KEPT {
+                        break;
+                    }
                     logs.push(ReceivedLog {
                         resource: resource.clone(),
                         trace_id: hex(&record.trace_id),
@@ -277,9 +299,23 @@ impl MetricsService for Sink {
                     let data_points = match metric.data {
                         Some(metric::Data::Sum(sum)) => sum.data_points,
                         Some(metric::Data::Gauge(gauge)) => gauge.data_points,
+                        Some(metric::Data::Histogram(histogram)) => {
+                            for point in histogram.data_points {
+                                points.push(ReceivedPoint {
+                                    resource: resource.clone(),
+                                    metric: metric.name.clone(),
+                                    attributes: attributes(&point.attributes),
+                                    value: point.count as f64,
+                                });
+                            }
+                            continue;
+                        }
                         _ => continue,
                     };
                     for point in data_points {
+                        if points.len() >= KEPT {
+                            break;
+                        }
                         let value = match point.value {
                             Some(number_data_point::Value::AsDouble(d)) => d,
                             Some(number_data_point::Value::AsInt(i)) => i as f64,

@@ -24,6 +24,8 @@ pub struct Build {
     pub name: String,
     pub binary: PathBuf,
     pub extra_args: Vec<String>,
+    /// Environment variables for its hosts, besides `RUST_LOG=warn`.
+    pub env: Vec<(String, String)>,
 }
 
 /// This checkout's `trellis`, and the baseline build when `TRELLIS_BASELINE` names one (with
@@ -34,6 +36,7 @@ pub fn builds() -> Vec<Build> {
         name: "this build".into(),
         binary: env!("CARGO_BIN_EXE_trellis").into(),
         extra_args: vec!["--allow-file-load".into()],
+        env: Vec::new(),
     }];
     match std::env::var_os("TRELLIS_BASELINE") {
         Some(path) => builds.push(Build {
@@ -44,6 +47,7 @@ pub fn builds() -> Vec<Build> {
                 .split_whitespace()
                 .map(str::to_string)
                 .collect(),
+            env: Vec::new(),
         }),
         None => eprintln!(
             "TRELLIS_BASELINE is not set: measuring this build alone (point it at another \
@@ -79,6 +83,7 @@ pub async fn start_host(
         .args(["--label", &format!("role={role}")])
         .args(build.extra_args.iter())
         .env("RUST_LOG", "warn")
+        .envs(build.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
