@@ -16,6 +16,8 @@
 //! | `trellis_component_instances_max` | gauge | `component` |
 //! | `trellis_ctl_requests_total` | counter | `operation` (e.g. `component.scale`), `outcome` (`ok`, `error`) |
 //! | `trellis_wrpc_calls_sent_total` | counter | `outcome` (`sent`, `error`) |
+//! | `trellis_wrpc_call_duration_seconds` | histogram | |
+//! | `trellis_compile_cache_total` | counter | `outcome` (`hit`, `miss`) |
 //! | `trellis_nats_disconnects_total` | counter | |
 //! | `trellis_provider_restarts_total` | counter | `provider` |
 //! | `trellis_host_info` | gauge (1) | `host_id`, `name`, `version` |
@@ -27,7 +29,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use trellis_runtime::{DURATION_BOUNDS, FailureKind};
+use trellis_runtime::{DURATION_BOUNDS, DurationHistogram, FailureKind};
 
 use crate::state::HostState;
 
@@ -38,6 +40,8 @@ pub struct HostMetrics {
     ctl: Mutex<BTreeMap<(&'static str, bool), u64>>,
     wrpc_sent: AtomicU64,
     wrpc_send_errors: AtomicU64,
+    /// Sent wRPC calls, from the call to the end of their results.
+    wrpc_durations: DurationHistogram,
     nats_disconnects: AtomicU64,
     provider_restarts: Mutex<BTreeMap<String, u64>>,
 }
@@ -58,6 +62,10 @@ impl HostMetrics {
             false => &self.wrpc_send_errors,
         }
         .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn wrpc_call_ended(&self, took: std::time::Duration) {
+        self.wrpc_durations.record(took);
     }
 
     pub fn nats_disconnected(&self) {
@@ -147,6 +155,30 @@ pub async fn export_otlp(state: Arc<HostState>) {
     }
 }
 
+/// The samples of one histogram series: `labels` (`k="v",…` or empty), per-bucket counts
+/// over [`DURATION_BOUNDS`] (not cumulative, then the rest) and the sum.
+fn histogram(out: &mut String, name: &str, labels: &str, buckets: &[u64], sum: f64) {
+    let separator = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (bound, n) in DURATION_BOUNDS.iter().zip(buckets) {
+        cumulative += n;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    let count: u64 = buckets.iter().sum();
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}\n{name}_sum{braces} {sum}\n{name}_count{braces} {count}"
+    );
+}
+
 /// Everything in the Prometheus text format (version 0.0.4).
 pub async fn render(state: &HostState) -> String {
     let stats = host_stats(state).await;
@@ -197,26 +229,12 @@ pub async fn render(state: &HostState) -> String {
         "How long a component's calls took, from waiting for an instance to the end.",
     );
     for component in &stats.components {
-        let id = escape(&component.id);
-        let mut cumulative = 0;
-        for (bound, n) in component
-            .duration_bounds
-            .iter()
-            .zip(&component.duration_buckets)
-        {
-            cumulative += n;
-            let _ = writeln!(
-                out,
-                "trellis_component_call_duration_seconds_bucket{{component=\"{id}\",le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count: u64 = component.duration_buckets.iter().sum();
-        let _ = writeln!(
-            out,
-            "trellis_component_call_duration_seconds_bucket{{component=\"{id}\",le=\"+Inf\"}} {count}\n\
-             trellis_component_call_duration_seconds_sum{{component=\"{id}\"}} {}\n\
-             trellis_component_call_duration_seconds_count{{component=\"{id}\"}} {count}",
-            component.duration_total_seconds
+        histogram(
+            &mut out,
+            "trellis_component_call_duration_seconds",
+            &format!("component=\"{}\"", escape(&component.id)),
+            &component.duration_buckets,
+            component.duration_total_seconds,
         );
     }
     for (name, help, value) in [
@@ -266,6 +284,32 @@ pub async fn render(state: &HostState) -> String {
          trellis_wrpc_calls_sent_total{{outcome=\"error\"}} {}",
         metrics.wrpc_sent.load(Ordering::Relaxed),
         metrics.wrpc_send_errors.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "trellis_wrpc_call_duration_seconds",
+        "histogram",
+        "How long wRPC calls components made took, from sending to the end of the results.",
+    );
+    let (buckets, total) = metrics.wrpc_durations.snapshot();
+    histogram(
+        &mut out,
+        "trellis_wrpc_call_duration_seconds",
+        "",
+        &buckets,
+        total.as_secs_f64(),
+    );
+    let (hits, misses) = state.runtime.engine().compile_cache_hits();
+    family(
+        &mut out,
+        "trellis_compile_cache_total",
+        "counter",
+        "Component compilations, answered from the compiled-component cache (`hit`) or not.",
+    );
+    let _ = writeln!(
+        out,
+        "trellis_compile_cache_total{{outcome=\"hit\"}} {hits}\n\
+         trellis_compile_cache_total{{outcome=\"miss\"}} {misses}"
     );
     family(
         &mut out,

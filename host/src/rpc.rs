@@ -176,6 +176,7 @@ impl RemoteInvoker for Lattice {
             wasmcloud.target.id = tracing::field::Empty,
         );
         let (instance, func) = (instance.to_string(), func.to_string());
+        let started = std::time::Instant::now();
         Box::pin(async move {
             let sent = async {
                 let (target, mut headers) = lattice.route(&call, &instance)?;
@@ -188,9 +189,11 @@ impl RemoteInvoker for Lattice {
                     .invoke(Some(headers), &instance, &func, params, no_async_results)
                     .await?;
                 let outgoing: RemoteOutgoing = Box::new(outgoing);
-                let incoming: RemoteIncoming = Box::new(SpannedRead {
+                let incoming: RemoteIncoming = Box::new(CallResults {
                     inner: incoming,
                     _span: span.clone(),
+                    started,
+                    metrics: lattice.metrics.clone(),
                 });
                 anyhow::Ok((outgoing, incoming))
             };
@@ -310,13 +313,22 @@ fn serve_span(
     span
 }
 
-/// A result stream that keeps its call's span open until the results have been read.
-struct SpannedRead<R> {
+/// A call's result stream: the call's span stays open, and its time runs, until the results
+/// have been read (or the caller gave up on them).
+struct CallResults<R> {
     inner: R,
     _span: tracing::Span,
+    started: std::time::Instant,
+    metrics: Arc<HostMetrics>,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for SpannedRead<R> {
+impl<R> Drop for CallResults<R> {
+    fn drop(&mut self) {
+        self.metrics.wrpc_call_ended(self.started.elapsed());
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CallResults<R> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

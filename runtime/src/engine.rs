@@ -1,6 +1,7 @@
 //! The shared wasmtime engine: configuration, the epoch ticker, and the compiled-component cache.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +69,9 @@ pub struct Engine {
     inner: wasmtime::Engine,
     config: Arc<EngineConfig>,
     compiled: Arc<Mutex<HashMap<[u8; 32], Component>>>,
+    /// Compilations answered from the cache, and those that compiled.
+    cache_hits: Arc<AtomicU64>,
+    cache_misses: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -108,6 +112,8 @@ impl Engine {
             inner,
             config: Arc::new(config),
             compiled: Default::default(),
+            cache_hits: Default::default(),
+            cache_misses: Default::default(),
         })
     }
 
@@ -123,8 +129,10 @@ impl Engine {
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<(Component, [u8; 32])> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(component) = self.compiled.lock().unwrap().get(&digest) {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok((component.clone(), digest));
         }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
         // Compile outside the lock: compilation takes milliseconds to seconds.
         let component = off_the_async_worker(|| Component::new(&self.inner, bytes))?;
         self.compiled
@@ -132,6 +140,14 @@ impl Engine {
             .unwrap()
             .insert(digest, component.clone());
         Ok((component, digest))
+    }
+
+    /// Compilations answered from the cache, and those that had to compile, since it started.
+    pub fn compile_cache_hits(&self) -> (u64, u64) {
+        (
+            self.cache_hits.load(Ordering::Relaxed),
+            self.cache_misses.load(Ordering::Relaxed),
+        )
     }
 
     /// How many distinct components are compiled and cached.

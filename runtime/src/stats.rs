@@ -60,53 +60,17 @@ pub trait CallObserver: Send + Sync + 'static {
     fn call_ended(&self, component: &Arc<str>, took: Duration, failure: Option<FailureKind>);
 }
 
-/// The live counters of one component.
-pub(crate) struct CallRecorder {
-    ok: AtomicU64,
-    failed: [AtomicU64; FailureKind::ALL.len()],
-    /// Calls per duration bucket (not cumulative); the last counts those above every bound.
+/// Durations in [`DURATION_BOUNDS`] buckets, and their sum: relaxed atomics, for any timed
+/// thing (a component's calls here; the host's wRPC calls).
+#[derive(Default)]
+pub struct DurationHistogram {
+    /// Per bucket (not cumulative); the last counts those above every bound.
     buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
     nanos: AtomicU64,
-    observer: Option<(Arc<str>, Arc<dyn CallObserver>)>,
 }
 
-impl CallRecorder {
-    /// Counters for `component`, also reported to `observer` when there is one.
-    pub fn new(component: &Arc<str>, observer: Option<Arc<dyn CallObserver>>) -> Self {
-        Self {
-            ok: AtomicU64::default(),
-            failed: Default::default(),
-            buckets: Default::default(),
-            nanos: AtomicU64::default(),
-            observer: observer.map(|observer| (component.clone(), observer)),
-        }
-    }
-
-    /// Counts one call that ended after `took` with `outcome`.
-    pub fn record<T>(&self, took: Duration, outcome: &Result<T, InvokeError>) {
-        match outcome {
-            Ok(_) => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-                self.took(took);
-                if let Some((component, observer)) = &self.observer {
-                    observer.call_ended(component, took, None);
-                }
-            }
-            Err(error) => self.failed(took, error),
-        }
-    }
-
-    /// Counts one call that failed with `error` after `took`.
-    pub fn failed(&self, took: Duration, error: &InvokeError) {
-        let kind = FailureKind::of(error);
-        self.failed[kind as usize].fetch_add(1, Ordering::Relaxed);
-        self.took(took);
-        if let Some((component, observer)) = &self.observer {
-            observer.call_ended(component, took, Some(kind));
-        }
-    }
-
-    fn took(&self, took: Duration) {
+impl DurationHistogram {
+    pub fn record(&self, took: Duration) {
         let seconds = took.as_secs_f64();
         let bucket = DURATION_BOUNDS
             .iter()
@@ -119,17 +83,69 @@ impl CallRecorder {
         );
     }
 
-    pub fn snapshot(&self) -> (u64, Vec<(FailureKind, u64)>, Vec<u64>, Duration) {
-        let failed = FailureKind::ALL
-            .iter()
-            .map(|kind| (*kind, self.failed[*kind as usize].load(Ordering::Relaxed)))
-            .collect();
+    /// Counts per bucket (not cumulative) and the summed duration.
+    pub fn snapshot(&self) -> (Vec<u64>, Duration) {
         let buckets = self
             .buckets
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
-        let total = Duration::from_nanos(self.nanos.load(Ordering::Relaxed));
+        (
+            buckets,
+            Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// The live counters of one component.
+pub(crate) struct CallRecorder {
+    ok: AtomicU64,
+    failed: [AtomicU64; FailureKind::ALL.len()],
+    durations: DurationHistogram,
+    observer: Option<(Arc<str>, Arc<dyn CallObserver>)>,
+}
+
+impl CallRecorder {
+    /// Counters for `component`, also reported to `observer` when there is one.
+    pub fn new(component: &Arc<str>, observer: Option<Arc<dyn CallObserver>>) -> Self {
+        Self {
+            ok: AtomicU64::default(),
+            failed: Default::default(),
+            durations: DurationHistogram::default(),
+            observer: observer.map(|observer| (component.clone(), observer)),
+        }
+    }
+
+    /// Counts one call that ended after `took` with `outcome`.
+    pub fn record<T>(&self, took: Duration, outcome: &Result<T, InvokeError>) {
+        match outcome {
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                self.durations.record(took);
+                if let Some((component, observer)) = &self.observer {
+                    observer.call_ended(component, took, None);
+                }
+            }
+            Err(error) => self.failed(took, error),
+        }
+    }
+
+    /// Counts one call that failed with `error` after `took`.
+    pub fn failed(&self, took: Duration, error: &InvokeError) {
+        let kind = FailureKind::of(error);
+        self.failed[kind as usize].fetch_add(1, Ordering::Relaxed);
+        self.durations.record(took);
+        if let Some((component, observer)) = &self.observer {
+            observer.call_ended(component, took, Some(kind));
+        }
+    }
+
+    pub fn snapshot(&self) -> (u64, Vec<(FailureKind, u64)>, Vec<u64>, Duration) {
+        let failed = FailureKind::ALL
+            .iter()
+            .map(|kind| (*kind, self.failed[*kind as usize].load(Ordering::Relaxed)))
+            .collect();
+        let (buckets, total) = self.durations.snapshot();
         (self.ok.load(Ordering::Relaxed), failed, buckets, total)
     }
 }

@@ -117,6 +117,19 @@ async fn metrics_count_every_call_by_outcome_and_time_it() {
         series(r#"trellis_ctl_requests_total{operation="component.scale",outcome="ok"}"#) >= 1.0
     );
     assert_eq!(series("trellis_nats_disconnects_total"), 0.0);
+    // No component here sent a wRPC call.
+    assert_eq!(series("trellis_wrpc_call_duration_seconds_count"), 0.0);
+    // The same code again is a compile-cache hit.
+    let misses = series(r#"trellis_compile_cache_total{outcome="miss"}"#);
+    assert!(misses >= 1.0);
+    run_component(&client, host.host_id(), "probe-again", "prober", 1, &[]).await;
+    let (_, text) = get(addr.port(), "/metrics").await.unwrap();
+    let series = |s: &str| sample(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
+    assert!(series(r#"trellis_compile_cache_total{outcome="hit"}"#) >= 1.0);
+    assert_eq!(
+        series(r#"trellis_compile_cache_total{outcome="miss"}"#),
+        misses
+    );
     let (status, _) = get(addr.port(), "/elsewhere").await.unwrap();
     assert!(status.contains("404"), "{status}");
 
