@@ -14,6 +14,8 @@
 //! | `trellis_component_call_duration_seconds` | histogram | `component` |
 //! | `trellis_component_instances_in_use` | gauge | `component` |
 //! | `trellis_component_instances_max` | gauge | `component` |
+//! | `trellis_component_fuel_consumed_total` | counter | `component` |
+//! | `trellis_component_memory_peak_bytes` | gauge | `component` |
 //! | `trellis_ctl_requests_total` | counter | `operation` (e.g. `component.scale`), `outcome` (`ok`, `error`) |
 //! | `trellis_wrpc_calls_sent_total` | counter | `outcome` (`sent`, `error`) |
 //! | `trellis_wrpc_call_duration_seconds` | histogram | |
@@ -96,6 +98,12 @@ pub struct ComponentStats {
     pub duration_total_seconds: f64,
     pub in_use: u32,
     pub max_instances: u32,
+    /// Fuel its calls burned (when the host meters fuel), and the most linear memory one of
+    /// its instances held at the end of a call.
+    #[serde(default)]
+    pub fuel_consumed: u64,
+    #[serde(default)]
+    pub memory_peak_bytes: u64,
 }
 
 impl ComponentStats {
@@ -133,6 +141,8 @@ pub async fn host_stats(state: &HostState) -> HostStats {
             duration_total_seconds: stats.duration_total.as_secs_f64(),
             in_use: stats.in_use,
             max_instances: stats.max_instances,
+            fuel_consumed: stats.fuel_consumed,
+            memory_peak_bytes: stats.memory_peak_bytes,
         });
     }
     HostStats {
@@ -237,19 +247,35 @@ pub async fn render(state: &HostState) -> String {
             component.duration_total_seconds,
         );
     }
-    for (name, help, value) in [
+    type Read = fn(&ComponentStats) -> u64;
+    let per_component: [(&str, &str, &str, Read); 4] = [
         (
             "trellis_component_instances_in_use",
+            "gauge",
             "Instances of a component running calls now.",
-            (|c: &ComponentStats| c.in_use) as fn(&ComponentStats) -> u32,
+            |c| c.in_use.into(),
         ),
         (
             "trellis_component_instances_max",
+            "gauge",
             "The most instances of a component that may run calls at once.",
-            |c: &ComponentStats| c.max_instances,
+            |c| c.max_instances.into(),
         ),
-    ] {
-        family(&mut out, name, "gauge", help);
+        (
+            "trellis_component_fuel_consumed_total",
+            "counter",
+            "Fuel a component's calls burned (0 unless the host meters fuel).",
+            |c| c.fuel_consumed,
+        ),
+        (
+            "trellis_component_memory_peak_bytes",
+            "gauge",
+            "The most linear memory one of a component's instances held at the end of a call.",
+            |c| c.memory_peak_bytes,
+        ),
+    ];
+    for (name, kind, help, value) in per_component {
+        family(&mut out, name, kind, help);
         for component in &stats.components {
             let _ = writeln!(
                 out,

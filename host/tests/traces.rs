@@ -7,6 +7,8 @@
 //! - a wRPC call with a `traceparent` to the `importer` on host one, whose `greeter` import goes
 //!   to the provider on host two: the provider's span has the same trace ID and its parent is
 //!   the host's call span;
+//! - a message with a `traceparent` delivered to a handler continues that trace, and the
+//!   handler's answer carries it on (consumer and producer spans);
 //! - host one's metrics (`trellis.component.calls`) reach the same receiver;
 //! - with the collector unreachable, every call of the same chain still succeeds.
 
@@ -114,6 +116,50 @@ fn find<'a>(spans: &[&'a ReceivedSpan], name: &str, kind: i32, describe: &str) -
         .unwrap_or_else(|| panic!("no `{name}` span of kind {kind} ({describe}) in {spans:#?}"))
 }
 
+/// The length of the longest chain of `trace_id` spans received from a span named `leaf` up
+/// (spans arrive in batches, host by host).
+fn chain_of(spans: &[ReceivedSpan], trace_id: &str, leaf: &str) -> usize {
+    spans
+        .iter()
+        .filter(|s| s.trace_id == trace_id && s.name == leaf)
+        .map(|leaf| {
+            let mut length = 1;
+            let mut child = leaf;
+            while let Some(parent) = spans
+                .iter()
+                .find(|s| s.trace_id == trace_id && s.span_id == child.parent_span_id)
+            {
+                length += 1;
+                child = parent;
+            }
+            length
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The parent of `child`, which must be named `name` and of `kind`. (A test retries a call with
+/// the same `traceparent` until it succeeds, so a trace may hold a failed attempt's spans too:
+/// chains are followed from their last span up.)
+fn parent<'a>(
+    spans: &[&'a ReceivedSpan],
+    child: &ReceivedSpan,
+    name: &str,
+    kind: i32,
+) -> &'a ReceivedSpan {
+    let parent = spans
+        .iter()
+        .find(|s| s.span_id == child.parent_span_id)
+        .copied()
+        .unwrap_or_else(|| panic!("the parent of {child:#?} is not in {spans:#?}"));
+    assert_eq!(
+        (parent.name.as_str(), parent.kind),
+        (name, kind),
+        "{parent:#?}"
+    );
+    parent
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_from_http_across_two_hosts_to_keyvalue() {
     let server = NatsServer::start();
@@ -159,26 +205,23 @@ async fn one_trace_from_http_across_two_hosts_to_keyvalue() {
 
     let spans = receiver
         .spans_when(SPAN_WAIT, |spans| {
-            spans.iter().filter(|s| s.trace_id == trace_id).count() >= 4
+            chain_of(spans, trace_id, "wasi:keyvalue increment") >= 4
         })
         .await;
     let trace = of_trace(&spans, trace_id);
     let kv_probe = "trellis:providers/kv-probe@0.1.0/increment";
-    let http = find(&trace, "GET", 2, "host one serving the request");
-    let call = find(&trace, kv_probe, 3, "host one calling kv-probe");
-    let serve = find(&trace, kv_probe, 2, "host two serving kv-probe");
+    // From the key-value call up, each hop is the child of the one before, and the request's
+    // own traceparent is continued.
     let kv = find(
         &trace,
         "wasi:keyvalue increment",
         3,
         "host two's built-in key-value",
     );
-
-    // The request's own traceparent is continued, then each hop is the child of the one before.
+    let serve = parent(&trace, kv, kv_probe, 2);
+    let call = parent(&trace, serve, kv_probe, 3);
+    let http = parent(&trace, call, "GET", 2);
     assert_eq!(http.parent_span_id, caller_span);
-    assert_eq!(call.parent_span_id, http.span_id);
-    assert_eq!(serve.parent_span_id, call.span_id);
-    assert_eq!(kv.parent_span_id, serve.span_id);
     for span in [http, call] {
         assert_eq!(span.resource["wasmcloud.host.id"], *one, "{span:#?}");
     }
@@ -344,31 +387,15 @@ async fn a_providers_span_joins_the_callers_trace() {
     assert!(answer.ends_with("provider says hello, tracer"), "{answer}");
 
     let spans = receiver
-        .spans_when(SPAN_WAIT, |spans| {
-            spans
-                .iter()
-                .any(|s| s.trace_id == trace_id && s.name == "greet")
-        })
+        .spans_when(SPAN_WAIT, |spans| chain_of(spans, trace_id, "greet") >= 3)
         .await;
     let trace = of_trace(&spans, trace_id);
-    let serve = find(
-        &trace,
-        "trellis:example/front@0.1.0/greet",
-        2,
-        "host one serving the importer",
-    );
-    let call = find(
-        &trace,
-        "trellis:example/greeter@0.1.0/greet",
-        3,
-        "host one calling the provider",
-    );
     let greet = find(&trace, "greet", 2, "the provider's own span");
+    let call = parent(&trace, greet, "trellis:example/greeter@0.1.0/greet", 3);
+    let serve = parent(&trace, call, "trellis:example/front@0.1.0/greet", 2);
     assert_eq!(serve.parent_span_id, caller_span);
     assert_eq!(serve.attribute("rpc.method"), Some("greet"));
-    assert_eq!(call.parent_span_id, serve.span_id);
     assert_eq!(call.attribute("wasmcloud.target.id"), Some("greeter"));
-    assert_eq!(greet.parent_span_id, call.span_id);
     assert_eq!(greet.service(), "trellis-test-greeter");
     assert_eq!(serve.resource["wasmcloud.host.id"], *one);
 }
@@ -412,4 +439,97 @@ async fn an_unreachable_collector_costs_calls_nothing() {
         assert!(status.contains("200"), "request {n}: {status} {body}");
         assert_eq!(body, n.to_string());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_continues_its_senders_trace_and_passes_it_on() {
+    let server = NatsServer::start();
+    let receiver = OtlpReceiver::start().await;
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    let _one = host(&server, "one", &receiver.endpoint(), &["--enable-traces"]);
+    let ids = host_ids(&client, &["one"]).await;
+    let ack = client
+        .start_provider(
+            &ids[0],
+            "wasmcloud+builtin://messaging-nats",
+            "messaging",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    run_component(&client, &ids[0], "messenger", "messenger", 4, &[]).await;
+    put_config(&client, "messenger-subs", &[("subscriptions", "traced.in")]).await;
+    for (source, target, interface, config) in [
+        (
+            "messaging",
+            "messenger",
+            "handler",
+            vec!["messenger-subs".to_string()],
+        ),
+        ("messenger", "messaging", "consumer", vec![]),
+    ] {
+        let link = wasmcloud_control_interface::Link::builder()
+            .source_id(source)
+            .target(target)
+            .name("default")
+            .wit_namespace("wasmcloud")
+            .wit_package("messaging")
+            .interfaces(vec![interface.into()])
+            .source_config(config)
+            .build()
+            .unwrap();
+        let ack = client.put_link(link).await.unwrap();
+        assert!(ack.succeeded(), "{}", ack.message());
+    }
+
+    // The handler answers on the message's reply subject; both messages carry the trace.
+    let trace_id = "5b8efff798038103d269b633813fc60c";
+    let caller_span = "eee19b7ec3c1b174";
+    let reply = eventually("the messenger answers", || async {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            format!("00-{trace_id}-{caller_span}-01").as_str(),
+        );
+        let request = async_nats::Request::new()
+            .headers(headers)
+            .payload("ping".into())
+            .timeout(Some(Duration::from_secs(2)));
+        nats.send_request("traced.in", request).await.ok()
+    })
+    .await;
+    assert_eq!(&reply.payload[..], b"handled traced.in: ping");
+    let answered_on = reply.subject.to_string();
+    let passed_on = reply
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get("traceparent"))
+        .map(|value| value.to_string())
+        .expect("the answer carries a traceparent");
+    assert!(
+        passed_on.starts_with(&format!("00-{trace_id}-")),
+        "{passed_on}"
+    );
+
+    let spans = receiver
+        .spans_when(SPAN_WAIT, |spans| {
+            chain_of(spans, trace_id, &format!("send {answered_on}")) >= 2
+        })
+        .await;
+    let trace = of_trace(&spans, trace_id);
+    // The answer's traceparent names a producer span, child of the delivery's span.
+    let send = trace
+        .iter()
+        .find(|s| s.kind == 4 && passed_on.contains(&s.span_id))
+        .unwrap_or_else(|| panic!("no producer span for {passed_on} in {trace:#?}"));
+    let process = parent(&trace, send, "process traced.in", 5);
+    assert_eq!(process.parent_span_id, caller_span);
+    assert_eq!(process.attribute("messaging.system"), Some("nats"));
+    assert_eq!(
+        process.attribute("wasmcloud.component.id"),
+        Some("messenger")
+    );
 }

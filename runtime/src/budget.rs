@@ -62,12 +62,14 @@ pub struct FuelMeteringOff;
 pub(crate) struct MemoryCeiling {
     limit: Option<usize>,
     pub(crate) hit: Option<BudgetExceeded>,
+    /// Linear memory the instance's memories hold (they never shrink): its peak so far.
+    pub(crate) held: usize,
 }
 
 impl ResourceLimiter for MemoryCeiling {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -80,7 +82,10 @@ impl ResourceLimiter for MemoryCeiling {
                 self.hit = Some(exceeded.clone());
                 Err(wasmtime::Error::new(exceeded))
             }
-            _ => Ok(true),
+            _ => {
+                self.held += desired.saturating_sub(current);
+                Ok(true)
+            }
         }
     }
 
@@ -92,6 +97,20 @@ impl ResourceLimiter for MemoryCeiling {
     ) -> wasmtime::Result<bool> {
         Ok(true)
     }
+}
+
+/// What a call used by its end: the fuel it burned (when the engine meters fuel) and the
+/// linear memory its instance held.
+pub(crate) fn used(
+    store: &Store<InvocationCtx>,
+    budget: &Budget,
+    engine: &EngineConfig,
+) -> (Option<u64>, usize) {
+    let fuel = engine.fuel_metering.then(|| {
+        let given = budget.fuel.unwrap_or(u64::MAX);
+        given.saturating_sub(store.get_fuel().unwrap_or(given))
+    });
+    (fuel, store.data().memory.held)
 }
 
 /// Applies `budget` to a fresh store of `engine`.

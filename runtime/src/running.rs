@@ -164,6 +164,7 @@ impl ComponentHandle {
             .0
             .run_with_deadline(call(&mut instance.store), &budget)
             .await;
+        self.0.used(&instance.store, &budget);
         let outcome = outcome.map_err(|error| {
             self.0
                 .invoke_error(error, &instance.store, &budget, &instance.linked)
@@ -181,6 +182,7 @@ impl ComponentHandle {
             .permits
             .available_permits()
             .min(max_instances as usize) as u32;
+        let (fuel_consumed, memory_peak_bytes) = self.0.calls.usage();
         CallStats {
             ok,
             failed,
@@ -188,6 +190,8 @@ impl ComponentHandle {
             duration_total,
             in_use: max_instances - free,
             max_instances,
+            fuel_consumed,
+            memory_peak_bytes,
         }
     }
 
@@ -353,10 +357,9 @@ impl ComponentHandle {
             sent.await
                 .map_err(|e| wasmtime::format_err!("sending the results: {e}"))
         };
-        component
-            .run_with_deadline(call, &budget)
-            .await
-            .map_err(|error| component.invoke_error(error, &store, &budget, &linked))
+        let outcome = component.run_with_deadline(call, &budget).await;
+        component.used(&store, &budget);
+        outcome.map_err(|error| component.invoke_error(error, &store, &budget, &linked))
     }
 }
 
@@ -514,9 +517,15 @@ impl RunningComponent {
             func.call_async(&mut store, params, &mut results).await?;
             Ok::<_, wasmtime::Error>(results)
         };
-        self.run_with_deadline(call, &budget)
-            .await
-            .map_err(|error| self.invoke_error(error, &store, &budget, &linked))
+        let outcome = self.run_with_deadline(call, &budget).await;
+        self.used(&store, &budget);
+        outcome.map_err(|error| self.invoke_error(error, &store, &budget, &linked))
+    }
+
+    /// Counts what a call on `store` used, at its end.
+    fn used(&self, store: &Store<InvocationCtx>, budget: &Budget) {
+        self.calls
+            .used(budget::used(store, budget, self.engine.config()));
     }
 
     /// Epochs stop guest code; the timeout also stops a call parked in a host function.

@@ -102,6 +102,9 @@ pub(crate) struct CallRecorder {
     ok: AtomicU64,
     failed: [AtomicU64; FailureKind::ALL.len()],
     durations: DurationHistogram,
+    /// Fuel its calls burned (fuel metering on), and the most linear memory one held.
+    fuel: AtomicU64,
+    memory_peak: AtomicU64,
     observer: Option<(Arc<str>, Arc<dyn CallObserver>)>,
 }
 
@@ -112,6 +115,8 @@ impl CallRecorder {
             ok: AtomicU64::default(),
             failed: Default::default(),
             durations: DurationHistogram::default(),
+            fuel: AtomicU64::default(),
+            memory_peak: AtomicU64::default(),
             observer: observer.map(|observer| (component.clone(), observer)),
         }
     }
@@ -140,6 +145,22 @@ impl CallRecorder {
         }
     }
 
+    /// Counts what one call used at its end (see [`crate::budget`]).
+    pub fn used(&self, (fuel, memory): (Option<u64>, usize)) {
+        if let Some(fuel) = fuel {
+            self.fuel.fetch_add(fuel, Ordering::Relaxed);
+        }
+        self.memory_peak.fetch_max(memory as u64, Ordering::Relaxed);
+    }
+
+    /// Fuel burned in all, and the peak linear memory of one call.
+    pub fn usage(&self) -> (u64, u64) {
+        (
+            self.fuel.load(Ordering::Relaxed),
+            self.memory_peak.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn snapshot(&self) -> (u64, Vec<(FailureKind, u64)>, Vec<u64>, Duration) {
         let failed = FailureKind::ALL
             .iter()
@@ -164,6 +185,10 @@ pub struct CallStats {
     /// Instances running calls now, and the most it may run at once.
     pub in_use: u32,
     pub max_instances: u32,
+    /// Fuel its calls burned, when the engine meters fuel (0 otherwise).
+    pub fuel_consumed: u64,
+    /// The most linear memory one of its instances held at the end of a call, in bytes.
+    pub memory_peak_bytes: u64,
 }
 
 impl CallStats {

@@ -117,6 +117,12 @@ async fn metrics_count_every_call_by_outcome_and_time_it() {
         series(r#"trellis_ctl_requests_total{operation="component.scale",outcome="ok"}"#) >= 1.0
     );
     assert_eq!(series("trellis_nats_disconnects_total"), 0.0);
+    // What the calls used: no fuel (not metered here); linear memory, every instance some.
+    assert_eq!(
+        series(&format!("trellis_component_fuel_consumed_total{{{probe}}}")),
+        0.0
+    );
+    assert!(series(&format!("trellis_component_memory_peak_bytes{{{probe}}}")) >= 65536.0);
     // No component here sent a wRPC call.
     assert_eq!(series("trellis_wrpc_call_duration_seconds_count"), 0.0);
     // The same code again is a compile-cache hit.
@@ -136,6 +142,53 @@ async fn metrics_count_every_call_by_outcome_and_time_it() {
     let quiet = start_host(&server, None).await;
     assert_eq!(quiet.metrics_addr(), None);
     quiet.stop(None).await.unwrap();
+    host.stop(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metered_calls_report_the_fuel_and_memory_they_used() {
+    let server = NatsServer::start();
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
+    let host = LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        limits: trellis_host::HostLimits {
+            max_fuel: Some(1 << 40),
+            ..trellis_host::HostLimits::default()
+        },
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting the host");
+    let addr = host.metrics_addr().expect("the metrics endpoint");
+    run_component(&client, host.host_id(), "probe", "prober", 1, &[]).await;
+    let fuel = |text: &str| {
+        sample(
+            text,
+            r#"trellis_component_fuel_consumed_total{component="probe"}"#,
+        )
+    };
+    let memory = |text: &str| {
+        sample(
+            text,
+            r#"trellis_component_memory_peak_bytes{component="probe"}"#,
+        )
+    };
+
+    call(&host, "ok", &[]).await.unwrap();
+    let (_, text) = get(addr.port(), "/metrics").await.unwrap();
+    let (fuel_after_ok, memory_after_ok) = (fuel(&text).unwrap(), memory(&text).unwrap());
+    assert!(fuel_after_ok > 0.0, "{text}");
+    call(&host, "hog", &[Val::U32(8)]).await.unwrap();
+    let (_, text) = get(addr.port(), "/metrics").await.unwrap();
+    // Allocating 8 MiB burns fuel and leaves the instance at least 8 MiB of linear memory.
+    assert!(fuel(&text).unwrap() > fuel_after_ok);
+    assert!(
+        memory(&text).unwrap() >= memory_after_ok + 8.0 * 1024.0 * 1024.0,
+        "{text}"
+    );
     host.stop(None).await.unwrap();
 }
 
