@@ -61,8 +61,17 @@ pub fn init(
     };
     let traces = match &exporters.tracer {
         Some(provider) => Some(
+            // Each span carries the attributes it was given and no more: source locations,
+            // threads, busy/idle times and targets cost allocations on every request. The
+            // OpenTelemetry context is made current on entry only when log records need it for
+            // their trace IDs (every poll of an instrumented future enters its span).
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("trellis"))
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_target(false)
+                .with_context_activation(exporters.logger.is_some())
                 .with_filter(exported()?),
         ),
         None => None,
