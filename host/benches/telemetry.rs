@@ -90,37 +90,16 @@ async fn add(front: &wrpc_transport_nats::Client) -> bool {
     sum == Some((3,))
 }
 
-/// Requests per second `CONCURRENCY` keep-alive connections get from `port` in [`WINDOW`].
-async fn http_rate(port: u16) -> f64 {
+/// Calls per second `CONCURRENCY` tasks, each running `worker` until [`WINDOW`] ends (the
+/// worker counts its own calls), keep up.
+async fn rate<F, Fut>(worker: F) -> f64
+where
+    F: Fn(Instant) -> Fut,
+    Fut: Future<Output = u64> + Send + 'static,
+{
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            tokio::spawn(async move {
-                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .unwrap();
-                let (mut sender, connection) =
-                    hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
-                        hyper_util::rt::TokioIo::new(stream),
-                    )
-                    .await
-                    .unwrap();
-                tokio::spawn(connection);
-                let mut done = 0u64;
-                while started.elapsed() < WINDOW && done < 1_000_000 {
-                    let request = http::Request::builder()
-                        .uri("/hello")
-                        .header(http::header::HOST, "bench")
-                        .body(Empty::new())
-                        .unwrap();
-                    let response = sender.send_request(request).await.unwrap();
-                    assert!(response.status().is_success());
-                    response.into_body().collect().await.unwrap();
-                    done += 1;
-                }
-                done
-            })
-        })
+        .map(|_| tokio::spawn(worker(started)))
         .collect();
     let mut total = 0;
     for task in tasks {
@@ -129,27 +108,40 @@ async fn http_rate(port: u16) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-/// wRPC `front.add` calls per second from `CONCURRENCY` callers in [`WINDOW`].
-async fn wrpc_rate(front: Arc<wrpc_transport_nats::Client>) -> f64 {
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let front = front.clone();
-            tokio::spawn(async move {
-                let mut done = 0u64;
-                while started.elapsed() < WINDOW && done < 1_000_000 {
-                    assert!(add(&front).await, "add failed");
-                    done += 1;
-                }
-                done
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap();
+/// HTTP requests a keep-alive connection to `port` makes until [`WINDOW`] after `started`.
+async fn http_worker(port: u16, started: Instant) -> u64 {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut done = 0u64;
+    while started.elapsed() < WINDOW && done < 1_000_000 {
+        let request = http::Request::builder()
+            .uri("/hello")
+            .header(http::header::HOST, "bench")
+            .body(Empty::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert!(response.status().is_success());
+        response.into_body().collect().await.unwrap();
+        done += 1;
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    done
+}
+
+/// wRPC `front.add` calls one caller makes until [`WINDOW`] after `started`.
+async fn wrpc_worker(front: Arc<wrpc_transport_nats::Client>, started: Instant) -> u64 {
+    let mut done = 0u64;
+    while started.elapsed() < WINDOW && done < 1_000_000 {
+        assert!(add(&front).await, "add failed");
+        done += 1;
+    }
+    done
 }
 
 async fn measure(build: &Build, server: &NatsServer, lattice: &str) -> Sample {
@@ -216,8 +208,8 @@ async fn measure(build: &Build, server: &NatsServer, lattice: &str) -> Sample {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Sample {
-        http_per_second: http_rate(port).await,
-        wrpc_per_second: wrpc_rate(front).await,
+        http_per_second: rate(|started| http_worker(port, started)).await,
+        wrpc_per_second: rate(|started| wrpc_worker(front.clone(), started)).await,
     }
 }
 

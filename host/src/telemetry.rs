@@ -212,6 +212,22 @@ pub struct Exporters {
     pub logger: Option<SdkLoggerProvider>,
 }
 
+/// An OTLP exporter of one signal (`$builder`: its `…Exporter::builder()`) to `$endpoint` over
+/// `$protocol`; the three signals' builders share no trait, hence a macro.
+macro_rules! otlp_exporter {
+    ($builder:expr, $protocol:expr, $endpoint:expr, $what:literal) => {
+        match $protocol {
+            Protocol::Grpc => $builder.with_tonic().with_endpoint($endpoint).build(),
+            Protocol::Http => $builder
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint($endpoint)
+                .build(),
+        }
+        .with_context(|| format!("the OTLP {} exporter for {}", $what, $endpoint))
+    };
+}
+
 impl Exporters {
     /// Builds the exporters `observability` switches on; must run inside the Tokio runtime.
     pub fn start(observability: &Observability) -> anyhow::Result<Self> {
@@ -220,16 +236,12 @@ impl Exporters {
         let mut exporters = Self::default();
         if observability.enabled(Signal::Traces) {
             let endpoint = observability.endpoint(Signal::Traces);
-            let builder = opentelemetry_otlp::SpanExporter::builder();
-            let exporter = match protocol {
-                Protocol::Grpc => builder.with_tonic().with_endpoint(&endpoint).build(),
-                Protocol::Http => builder
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_endpoint(&endpoint)
-                    .build(),
-            }
-            .with_context(|| format!("the OTLP trace exporter for {endpoint}"))?;
+            let exporter = otlp_exporter!(
+                opentelemetry_otlp::SpanExporter::builder(),
+                protocol,
+                &endpoint,
+                "trace"
+            )?;
             let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
                 exporter,
                 opentelemetry_sdk::runtime::Tokio,
@@ -247,16 +259,12 @@ impl Exporters {
         }
         if observability.enabled(Signal::Metrics) {
             let endpoint = observability.endpoint(Signal::Metrics);
-            let builder = opentelemetry_otlp::MetricExporter::builder();
-            let exporter = match protocol {
-                Protocol::Grpc => builder.with_tonic().with_endpoint(&endpoint).build(),
-                Protocol::Http => builder
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_endpoint(&endpoint)
-                    .build(),
-            }
-            .with_context(|| format!("the OTLP metric exporter for {endpoint}"))?;
+            let exporter = otlp_exporter!(
+                opentelemetry_otlp::MetricExporter::builder(),
+                protocol,
+                &endpoint,
+                "metric"
+            )?;
             let reader = opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader::builder(
                 exporter,
                 opentelemetry_sdk::runtime::Tokio,
@@ -271,16 +279,12 @@ impl Exporters {
         }
         if observability.enabled(Signal::Logs) {
             let endpoint = observability.endpoint(Signal::Logs);
-            let builder = opentelemetry_otlp::LogExporter::builder();
-            let exporter = match protocol {
-                Protocol::Grpc => builder.with_tonic().with_endpoint(&endpoint).build(),
-                Protocol::Http => builder
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_endpoint(&endpoint)
-                    .build(),
-            }
-            .with_context(|| format!("the OTLP log exporter for {endpoint}"))?;
+            let exporter = otlp_exporter!(
+                opentelemetry_otlp::LogExporter::builder(),
+                protocol,
+                &endpoint,
+                "log"
+            )?;
             let processor = opentelemetry_sdk::logs::log_processor_with_async_runtime::BatchLogProcessor::builder(
                 exporter,
                 opentelemetry_sdk::runtime::Tokio,

@@ -102,6 +102,28 @@ fn link(
         .unwrap()
 }
 
+/// `front-door` on host `one` behind the built-in HTTP server, linked to `kv` on host `two`;
+/// returns the HTTP port.
+async fn front_door_to_kv(
+    client: &wasmcloud_control_interface::Client,
+    one: &str,
+    two: &str,
+) -> u16 {
+    run_component(client, one, "front", "front_door", 4, &[]).await;
+    run_component(client, two, "kv", "kv", 4, &[]).await;
+    let ack = client
+        .put_link(link("front", "kv", "trellis", "providers", "kv-probe"))
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    put_config(client, "front-listen", &[("address", &address)]).await;
+    start_http_server(client, one).await;
+    put_http_server_link(client, "front", "default", "front-listen").await;
+    port
+}
+
 /// The spans of `trace_id`, keyed for the chain checks.
 fn of_trace<'a>(spans: &'a [ReceivedSpan], trace_id: &str) -> Vec<&'a ReceivedSpan> {
     spans.iter().filter(|s| s.trace_id == trace_id).collect()
@@ -175,22 +197,7 @@ async fn one_trace_from_http_across_two_hosts_to_keyvalue() {
     let ids = host_ids(&client, &["one", "two"]).await;
     let (one, two) = (&ids[0], &ids[1]);
 
-    run_component(&client, one, "front", "front_door", 4, &[]).await;
-    run_component(&client, two, "kv", "kv", 4, &[]).await;
-    let ack = client
-        .put_link(link("front", "kv", "trellis", "providers", "kv-probe"))
-        .await
-        .unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-    let port = free_port();
-    put_config(
-        &client,
-        "front-listen",
-        &[("address", &format!("127.0.0.1:{port}"))],
-    )
-    .await;
-    start_http_server(&client, one).await;
-    put_http_server_link(&client, "front", "default", "front-listen").await;
+    let port = front_door_to_kv(&client, one, two).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
@@ -409,22 +416,7 @@ async fn an_unreachable_collector_costs_calls_nothing() {
     let _one = host(&server, "one", &nowhere, &["--enable-observability"]);
     let _two = host(&server, "two", &nowhere, &["--enable-observability"]);
     let ids = host_ids(&client, &["one", "two"]).await;
-    run_component(&client, &ids[0], "front", "front_door", 4, &[]).await;
-    run_component(&client, &ids[1], "kv", "kv", 4, &[]).await;
-    let ack = client
-        .put_link(link("front", "kv", "trellis", "providers", "kv-probe"))
-        .await
-        .unwrap();
-    assert!(ack.succeeded(), "{}", ack.message());
-    let port = free_port();
-    put_config(
-        &client,
-        "front-listen",
-        &[("address", &format!("127.0.0.1:{port}"))],
-    )
-    .await;
-    start_http_server(&client, &ids[0]).await;
-    put_http_server_link(&client, "front", "default", "front-listen").await;
+    let port = front_door_to_kv(&client, &ids[0], &ids[1]).await;
     let traceparent = "00-11111111111111111111111111111111-2222222222222222-01";
     eventually("front-door answers", || async {
         get_traced(port, "/count/warmup", traceparent)
