@@ -17,11 +17,12 @@
 //! | `trellis_component_fuel_consumed_total` | counter | `component` |
 //! | `trellis_component_memory_peak_bytes` | gauge | `component` |
 //! | `trellis_ctl_requests_total` | counter | `operation` (e.g. `component.scale`), `outcome` (`ok`, `error`) |
-//! | `trellis_wrpc_calls_sent_total` | counter | `outcome` (`sent`, `error`) |
+//! | `trellis_wrpc_calls_total` | counter | `component` (the caller), `outcome` (`ok`, `no_link`, `transport`) |
 //! | `trellis_wrpc_call_duration_seconds` | histogram | |
 //! | `trellis_compile_cache_total` | counter | `outcome` (`hit`, `miss`) |
 //! | `trellis_nats_disconnects_total` | counter | |
 //! | `trellis_provider_restarts_total` | counter | `provider` |
+//! | `trellis_provider_healthy` | gauge (0/1) | `provider` |
 //! | `trellis_host_info` | gauge (1) | `host_id`, `name`, `version` |
 
 use std::collections::BTreeMap;
@@ -40,12 +41,85 @@ use crate::state::HostState;
 pub struct HostMetrics {
     /// (operation, succeeded) → requests.
     ctl: Mutex<BTreeMap<(&'static str, bool), u64>>,
-    wrpc_sent: AtomicU64,
-    wrpc_send_errors: AtomicU64,
+    /// (calling component, outcome) → wRPC calls it made.
+    wrpc_calls: Mutex<BTreeMap<(Arc<str>, WrpcOutcome), u64>>,
     /// Sent wRPC calls, from the call to the end of their results.
     wrpc_durations: DurationHistogram,
     nats_disconnects: AtomicU64,
     provider_restarts: Mutex<BTreeMap<String, u64>>,
+    provider_health: Mutex<BTreeMap<String, bool>>,
+}
+
+/// The host-wide counters at one moment, for the OTLP export.
+#[derive(Clone, Debug, Default)]
+pub struct HostCounters {
+    /// (operation, `ok` | `error`, requests).
+    pub ctl: Vec<(&'static str, &'static str, u64)>,
+    /// (calling component, outcome, calls).
+    pub wrpc_calls: Vec<(Arc<str>, &'static str, u64)>,
+    pub nats_disconnects: u64,
+    pub provider_restarts: Vec<(String, u64)>,
+    pub provider_health: Vec<(String, bool)>,
+    /// Compilations answered from the cache, and not.
+    pub compile_cache: (u64, u64),
+}
+
+impl HostMetrics {
+    pub fn counters(&self, compile_cache: (u64, u64)) -> HostCounters {
+        HostCounters {
+            ctl: self
+                .ctl
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|((operation, ok), n)| (*operation, if *ok { "ok" } else { "error" }, *n))
+                .collect(),
+            wrpc_calls: self
+                .wrpc_calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|((component, outcome), n)| (component.clone(), outcome.name(), *n))
+                .collect(),
+            nats_disconnects: self.nats_disconnects.load(Ordering::Relaxed),
+            provider_restarts: self
+                .provider_restarts
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(provider, n)| (provider.clone(), *n))
+                .collect(),
+            provider_health: self
+                .provider_health
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(provider, healthy)| (provider.clone(), *healthy))
+                .collect(),
+            compile_cache,
+        }
+    }
+}
+
+/// How a wRPC call a component made ended, as far as the lattice is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WrpcOutcome {
+    /// Sent, and its results read (or no longer wanted by the caller).
+    Ok,
+    /// Not sent: the component has no link (or chose no target) for the interface.
+    NoLink,
+    /// NATS or the target failed it: no answer, a broken stream.
+    Transport,
+}
+
+impl WrpcOutcome {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NoLink => "no_link",
+            Self::Transport => "transport",
+        }
+    }
 }
 
 impl HostMetrics {
@@ -58,12 +132,26 @@ impl HostMetrics {
             .or_default() += 1;
     }
 
-    pub fn wrpc_sent(&self, succeeded: bool) {
-        match succeeded {
-            true => &self.wrpc_sent,
-            false => &self.wrpc_send_errors,
+    pub fn wrpc_call(&self, caller: &Arc<str>, outcome: WrpcOutcome) {
+        *self
+            .wrpc_calls
+            .lock()
+            .unwrap()
+            .entry((caller.clone(), outcome))
+            .or_default() += 1;
+    }
+
+    /// `Some(healthy)` as a provider's health checks report it; `None` once it is stopped.
+    pub fn provider_health(&self, provider: &str, healthy: Option<bool>) {
+        let mut health = self.provider_health.lock().unwrap();
+        match healthy {
+            Some(healthy) => {
+                health.insert(provider.to_string(), healthy);
+            }
+            None => {
+                health.remove(provider);
+            }
         }
-        .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn wrpc_call_ended(&self, took: std::time::Duration) {
@@ -155,13 +243,19 @@ pub async fn host_stats(state: &HostState) -> HostStats {
 /// Feeds the OTLP exporter (the process's global meter provider) from the same counters,
 /// refreshed each second until aborted.
 pub async fn export_otlp(state: Arc<HostState>) {
-    let latest = Arc::new(Mutex::new(host_stats(&state).await));
+    let snapshot = async || {
+        let counters = state
+            .metrics
+            .counters(state.runtime.engine().compile_cache_hits());
+        (host_stats(&state).await, counters)
+    };
+    let latest = Arc::new(Mutex::new(snapshot().await));
     crate::telemetry::observe_host(&opentelemetry::global::meter("trellis"), latest.clone());
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        let stats = host_stats(&state).await;
-        *latest.lock().unwrap() = stats;
+        let now = snapshot().await;
+        *latest.lock().unwrap() = now;
     }
 }
 
@@ -300,17 +394,18 @@ pub async fn render(state: &HostState) -> String {
     }
     family(
         &mut out,
-        "trellis_wrpc_calls_sent_total",
+        "trellis_wrpc_calls_total",
         "counter",
-        "wRPC calls components made to the lattice: sent, or failed before they were sent.",
+        "wRPC calls components made to the lattice, by calling component and outcome.",
     );
-    let _ = writeln!(
-        out,
-        "trellis_wrpc_calls_sent_total{{outcome=\"sent\"}} {}\n\
-         trellis_wrpc_calls_sent_total{{outcome=\"error\"}} {}",
-        metrics.wrpc_sent.load(Ordering::Relaxed),
-        metrics.wrpc_send_errors.load(Ordering::Relaxed)
-    );
+    for ((component, outcome), n) in metrics.wrpc_calls.lock().unwrap().iter() {
+        let _ = writeln!(
+            out,
+            "trellis_wrpc_calls_total{{component=\"{}\",outcome=\"{}\"}} {n}",
+            escape(component),
+            outcome.name()
+        );
+    }
     family(
         &mut out,
         "trellis_wrpc_call_duration_seconds",
@@ -354,6 +449,20 @@ pub async fn render(state: &HostState) -> String {
         "counter",
         "Restarts of an external provider after it exited or stopped answering.",
     );
+    family(
+        &mut out,
+        "trellis_provider_healthy",
+        "gauge",
+        "1 while an external provider answers its health checks as healthy, else 0.",
+    );
+    for (provider, healthy) in metrics.provider_health.lock().unwrap().iter() {
+        let _ = writeln!(
+            out,
+            "trellis_provider_healthy{{provider=\"{}\"}} {}",
+            escape(provider),
+            u8::from(*healthy)
+        );
+    }
     for (provider, n) in metrics.provider_restarts.lock().unwrap().iter() {
         let _ = writeln!(
             out,

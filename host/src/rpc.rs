@@ -4,7 +4,7 @@
 //! Subjects follow wasmCloud: `{lattice}.{target id}.wrpc.0.0.1.{instance}.{function}`, with the
 //! queue group `{lattice}.{target id}` so that one replica in the lattice takes each call.
 
-use crate::metrics::HostMetrics;
+use crate::metrics::{HostMetrics, WrpcOutcome};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -178,8 +178,10 @@ impl RemoteInvoker for Lattice {
         let (instance, func) = (instance.to_string(), func.to_string());
         let started = std::time::Instant::now();
         Box::pin(async move {
+            let mut outcome = WrpcOutcome::NoLink;
             let sent = async {
                 let (target, mut headers) = lattice.route(&call, &instance)?;
+                outcome = WrpcOutcome::Transport;
                 span.record("wasmcloud.target.id", target.as_str());
                 trace_context::inject_nats(&span, &mut headers);
                 let client = lattice.client(&target).await?;
@@ -193,6 +195,8 @@ impl RemoteInvoker for Lattice {
                     inner: incoming,
                     _span: span.clone(),
                     started,
+                    caller: call.caller.clone(),
+                    failed: false,
                     metrics: lattice.metrics.clone(),
                 });
                 anyhow::Ok((outgoing, incoming))
@@ -201,8 +205,8 @@ impl RemoteInvoker for Lattice {
             if let Err(error) = &sent {
                 span.record("otel.status_code", "ERROR");
                 tracing::warn!(target: trace_context::TARGET, parent: &span, "{error:#}");
+                lattice.metrics.wrpc_call(&call.caller, outcome);
             }
-            lattice.metrics.wrpc_sent(sent.is_ok());
             sent
         })
     }
@@ -319,12 +323,20 @@ struct CallResults<R> {
     inner: R,
     _span: tracing::Span,
     started: std::time::Instant,
+    caller: Arc<str>,
+    /// Reading the results failed.
+    failed: bool,
     metrics: Arc<HostMetrics>,
 }
 
 impl<R> Drop for CallResults<R> {
     fn drop(&mut self) {
         self.metrics.wrpc_call_ended(self.started.elapsed());
+        let outcome = match self.failed {
+            true => WrpcOutcome::Transport,
+            false => WrpcOutcome::Ok,
+        };
+        self.metrics.wrpc_call(&self.caller, outcome);
     }
 }
 
@@ -334,7 +346,11 @@ impl<R: AsyncRead + Unpin> AsyncRead for CallResults<R> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        let read = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Err(_)) = &read {
+            self.failed = true;
+        }
+        read
     }
 }
 

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use trellis_runtime::{CallObserver, DURATION_BOUNDS, FailureKind};
 
-use crate::metrics::HostStats;
+use crate::metrics::{HostCounters, HostStats};
 
 /// The `service.name` of a host's telemetry unless `OTEL_SERVICE_NAME` says otherwise.
 const SERVICE_NAME: &str = "trellis-host";
@@ -377,47 +377,148 @@ impl CallObserver for CallDurations {
 
 /// The host's metrics as OTLP instruments, read from the same counters `/metrics` serves
 /// (refreshed each second while the host runs; see [`crate::metrics`] for what each counts).
-pub fn observe_host(meter: &Meter, latest: Arc<Mutex<HostStats>>) {
-    let attributes = |host: &HostStats, component: &str| {
-        [
+pub fn observe_host(meter: &Meter, latest: Arc<Mutex<(HostStats, HostCounters)>>) {
+    /// One observable instrument: its kind, name, description and what it reads.
+    macro_rules! observe {
+        ($kind:ident, $name:literal, $help:literal, |$host:ident, $counters:ident, $observer:ident| $read:block) => {{
+            let latest = latest.clone();
+            meter
+                .$kind($name)
+                .with_description($help)
+                .with_callback(move |$observer| {
+                    let snapshot = latest.lock().unwrap();
+                    let ($host, $counters) = &*snapshot;
+                    let _ = ($host, $counters);
+                    $read
+                })
+                .build();
+        }};
+    }
+    let component = |host: &HostStats, id: &str| {
+        vec![
             KeyValue::new("wasmcloud.host.id", host.host_id.clone()),
-            KeyValue::new("wasmcloud.component.id", component.to_string()),
+            KeyValue::new("wasmcloud.component.id", id.to_string()),
         ]
     };
-    let calls = latest.clone();
-    meter
-        .u64_observable_counter("trellis.component.calls")
-        .with_description("Calls a component ended, by outcome.")
-        .with_callback(move |observer| {
-            let host = calls.lock().unwrap();
-            for component in &host.components {
-                let [host_id, id] = attributes(&host, &component.id);
-                let with_outcome = |outcome: &str| {
-                    [
-                        host_id.clone(),
-                        id.clone(),
-                        KeyValue::new("outcome", outcome.to_string()),
-                    ]
-                };
-                observer.observe(component.ok, &with_outcome("ok"));
-                for (kind, n) in &component.failed {
-                    observer.observe(*n, &with_outcome(kind));
+    let host_only =
+        |host: &HostStats| vec![KeyValue::new("wasmcloud.host.id", host.host_id.clone())];
+    let with = |mut attributes: Vec<KeyValue>, key: &'static str, value: String| {
+        attributes.push(KeyValue::new(key, value));
+        attributes
+    };
+    observe!(
+        u64_observable_counter,
+        "trellis.component.calls",
+        "Calls a component ended, by outcome.",
+        |host, counters, observer| {
+            for c in &host.components {
+                observer.observe(c.ok, &with(component(host, &c.id), "outcome", "ok".into()));
+                for (kind, n) in &c.failed {
+                    observer.observe(*n, &with(component(host, &c.id), "outcome", kind.clone()));
                 }
             }
-        })
-        .build();
-    let instances = latest;
-    meter
-        .u64_observable_gauge("trellis.component.instances.in_use")
-        .with_description("A component's instances running calls now.")
-        .with_callback(move |observer| {
-            let host = instances.lock().unwrap();
-            for component in &host.components {
+        }
+    );
+    observe!(
+        u64_observable_gauge,
+        "trellis.component.instances.in_use",
+        "A component's instances running calls now.",
+        |host, counters, observer| {
+            for c in &host.components {
+                observer.observe(u64::from(c.in_use), &component(host, &c.id));
+            }
+        }
+    );
+    observe!(
+        u64_observable_counter,
+        "trellis.component.fuel_consumed",
+        "Fuel a component's calls burned (when the host meters fuel).",
+        |host, counters, observer| {
+            for c in &host.components {
+                observer.observe(c.fuel_consumed, &component(host, &c.id));
+            }
+        }
+    );
+    observe!(
+        u64_observable_gauge,
+        "trellis.component.memory_peak",
+        "The most linear memory (bytes) one of a component's instances held at the end of a call.",
+        |host, counters, observer| {
+            for c in &host.components {
+                observer.observe(c.memory_peak_bytes, &component(host, &c.id));
+            }
+        }
+    );
+    observe!(
+        u64_observable_counter,
+        "trellis.ctl.requests",
+        "Control interface requests this host answered.",
+        |host, counters, observer| {
+            for (operation, outcome, n) in &counters.ctl {
+                let attributes = with(
+                    with(host_only(host), "operation", operation.to_string()),
+                    "outcome",
+                    outcome.to_string(),
+                );
+                observer.observe(*n, &attributes);
+            }
+        }
+    );
+    observe!(
+        u64_observable_counter,
+        "trellis.wrpc.calls",
+        "wRPC calls components made, by caller and outcome.",
+        |host, counters, observer| {
+            for (caller, outcome, n) in &counters.wrpc_calls {
                 observer.observe(
-                    u64::from(component.in_use),
-                    &attributes(&host, &component.id),
+                    *n,
+                    &with(component(host, caller), "outcome", outcome.to_string()),
                 );
             }
-        })
-        .build();
+        }
+    );
+    observe!(
+        u64_observable_counter,
+        "trellis.nats.disconnects",
+        "Times the host's NATS connection was lost.",
+        |host, counters, observer| {
+            observer.observe(counters.nats_disconnects, &host_only(host));
+        }
+    );
+    observe!(
+        u64_observable_counter,
+        "trellis.provider.restarts",
+        "Restarts of an external provider.",
+        |host, counters, observer| {
+            for (provider, n) in &counters.provider_restarts {
+                observer.observe(
+                    *n,
+                    &with(host_only(host), "wasmcloud.provider.id", provider.clone()),
+                );
+            }
+        }
+    );
+    observe!(
+        u64_observable_gauge,
+        "trellis.provider.healthy",
+        "1 while an external provider reports healthy, else 0.",
+        |host, counters, observer| {
+            for (provider, healthy) in &counters.provider_health {
+                observer.observe(
+                    u64::from(*healthy),
+                    &with(host_only(host), "wasmcloud.provider.id", provider.clone()),
+                );
+            }
+        }
+    );
+    observe!(
+        u64_observable_counter,
+        "trellis.compile_cache",
+        "Component compilations, answered from the cache (`hit`) or not.",
+        |host, counters, observer| {
+            let (hits, misses) = counters.compile_cache;
+            observer.observe(hits, &with(host_only(host), "outcome", "hit".into()));
+            observer.observe(misses, &with(host_only(host), "outcome", "miss".into()));
+        }
+    );
 }

@@ -297,6 +297,25 @@ async fn one_trace_from_http_across_two_hosts_to_keyvalue() {
         .await;
     }
 
+    // Host-wide figures too: the control requests that set the lattice up.
+    eventually(
+        "host one's control requests among its OTLP metrics",
+        || async {
+            receiver
+                .points()
+                .iter()
+                .any(|point| {
+                    point.metric == "trellis.ctl.requests"
+                        && point.resource.get("wasmcloud.host.id") == Some(one)
+                        && point.attributes.get("operation").map(String::as_str)
+                            == Some("component.scale")
+                        && point.value >= 1.0
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
     // Every span of the trace has its parent in the trace, except the caller's.
     let ids: Vec<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
     for span in &trace {

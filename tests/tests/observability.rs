@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::Val;
 use trellis_tests::http::{free_port, get};
-use trellis_tests::lattice::{ctl_client, run_component};
+use trellis_tests::lattice::{ctl_client, eventually, run_component};
 use trellis_tests::nats::NatsServer;
 
 const LATTICE: &str = "observed";
@@ -189,6 +189,67 @@ async fn metered_calls_report_the_fuel_and_memory_they_used() {
         memory(&text).unwrap() >= memory_after_ok + 8.0 * 1024.0 * 1024.0,
         "{text}"
     );
+    host.stop(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrpc_outcomes_and_provider_health_are_reported() {
+    let server = NatsServer::start();
+    let (client, _nc) = ctl_client(&server, LATTICE).await;
+    let host = start_host(&server, Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = host.metrics_addr().expect("the metrics endpoint");
+    let metric = |series: &'static str| async move {
+        let (_, text) = get(addr.port(), "/metrics").await.ok()?;
+        sample(&text, series)
+    };
+
+    // The importer's `adder` import has no link: its call is never sent.
+    run_component(&client, host.host_id(), "importer", "importer", 1, &[]).await;
+    let failed = host
+        .runtime()
+        .invoke(
+            "importer",
+            "trellis:example/front@0.1.0",
+            "add",
+            &[Val::U32(1), Val::U32(2)],
+            None,
+        )
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        metric(r#"trellis_wrpc_calls_total{component="importer",outcome="no_link"}"#).await,
+        Some(1.0)
+    );
+
+    // An external provider is healthy once it answers its health checks, and gone once stopped.
+    let archive = trellis_tests::provider_archive("greeter");
+    let ack = client
+        .start_provider(
+            host.host_id(),
+            &format!("file://{}", archive.display()),
+            "greeter",
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("the provider reported healthy", || async {
+        (metric(r#"trellis_provider_healthy{provider="greeter"}"#).await == Some(1.0)).then_some(())
+    })
+    .await;
+    let ack = client
+        .stop_provider(host.host_id(), "greeter")
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("the stopped provider gone from the metrics", || async {
+        metric(r#"trellis_provider_healthy{provider="greeter"}"#)
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
     host.stop(None).await.unwrap();
 }
 

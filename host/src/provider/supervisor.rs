@@ -120,6 +120,8 @@ impl Supervisor {
                         Some(reason) => self.restarted(&instance_id, restarts, reason).await,
                     }
                     let (ended, was_healthy) = self.watch(process).await;
+                    let health = matches!(ended, Ended::Failed(_)).then_some(false);
+                    self.state.metrics.provider_health(&self.id, health);
                     if was_healthy {
                         backoff = settings.restart_backoff;
                     }
@@ -135,6 +137,7 @@ impl Supervisor {
                 _ = self.stop.wait_for(|stop| *stop) => true,
             };
             if stopped {
+                self.state.metrics.provider_health(&self.id, None);
                 return;
             }
             backoff = (backoff * 2).min(settings.restart_backoff_max);
@@ -269,6 +272,7 @@ impl Supervisor {
                         };
                         healthy = now;
                         was_healthy |= now;
+                        self.state.metrics.provider_health(&self.id, Some(now));
                         let data = json!({ "host_id": self.state.host_id, "provider_id": self.id });
                         self.state.events.publish(event, data).await;
                     }
