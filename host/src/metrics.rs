@@ -12,6 +12,8 @@
 //! |---|---|---|
 //! | `trellis_component_calls_total` | counter | `component`, `outcome` (`ok`, `trap`, `budget`, `busy`, `call`) |
 //! | `trellis_component_call_duration_seconds` | histogram | `component` |
+//! | `trellis_interface_calls_total` | counter | `component`, `interface` (exported, unversioned), `outcome` |
+//! | `trellis_interface_call_duration_seconds` | histogram | `component`, `interface` |
 //! | `trellis_component_instances_in_use` | gauge | `component` |
 //! | `trellis_component_instances_max` | gauge | `component` |
 //! | `trellis_component_fuel_consumed_total` | counter | `component` |
@@ -192,6 +194,28 @@ pub struct ComponentStats {
     pub fuel_consumed: u64,
     #[serde(default)]
     pub memory_peak_bytes: u64,
+    /// The same calls by exported interface.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+/// One exported interface's calls (unversioned name; `""` for root functions).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceStats {
+    pub interface: String,
+    pub ok: u64,
+    pub failed: BTreeMap<String, u64>,
+    /// Calls per bucket of the component's `duration_bounds` (not cumulative).
+    pub duration_buckets: Vec<u64>,
+    pub duration_total_seconds: f64,
+}
+
+/// Failed calls by the name of why.
+fn failures(failed: &[(FailureKind, u64)]) -> BTreeMap<String, u64> {
+    failed
+        .iter()
+        .map(|(kind, n)| (kind.name().to_string(), *n))
+        .collect()
 }
 
 impl ComponentStats {
@@ -219,11 +243,7 @@ pub async fn host_stats(state: &HostState) -> HostStats {
         components.push(ComponentStats {
             id,
             ok: stats.ok,
-            failed: stats
-                .failed
-                .iter()
-                .map(|(kind, n)| (kind.name().to_string(), *n))
-                .collect(),
+            failed: failures(&stats.failed),
             duration_bounds: DURATION_BOUNDS.to_vec(),
             duration_buckets: stats.duration_buckets,
             duration_total_seconds: stats.duration_total.as_secs_f64(),
@@ -231,6 +251,17 @@ pub async fn host_stats(state: &HostState) -> HostStats {
             max_instances: stats.max_instances,
             fuel_consumed: stats.fuel_consumed,
             memory_peak_bytes: stats.memory_peak_bytes,
+            interfaces: stats
+                .interfaces
+                .iter()
+                .map(|calls| InterfaceStats {
+                    interface: calls.interface.clone(),
+                    ok: calls.ok,
+                    failed: failures(&calls.failed),
+                    duration_buckets: calls.duration_buckets.clone(),
+                    duration_total_seconds: calls.duration_total.as_secs_f64(),
+                })
+                .collect(),
         });
     }
     HostStats {
@@ -340,6 +371,55 @@ pub async fn render(state: &HostState) -> String {
             &component.duration_buckets,
             component.duration_total_seconds,
         );
+    }
+    family(
+        &mut out,
+        "trellis_interface_calls_total",
+        "counter",
+        "Calls of a component's exported interface it ended, by outcome.",
+    );
+    for component in &stats.components {
+        for calls in &component.interfaces {
+            let labels = format!(
+                "component=\"{}\",interface=\"{}\"",
+                escape(&component.id),
+                escape(&calls.interface)
+            );
+            let _ = writeln!(
+                out,
+                "trellis_interface_calls_total{{{labels},outcome=\"ok\"}} {}",
+                calls.ok
+            );
+            for kind in FailureKind::ALL {
+                let n = calls.failed.get(kind.name()).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "trellis_interface_calls_total{{{labels},outcome=\"{}\"}} {n}",
+                    kind.name()
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
+        "trellis_interface_call_duration_seconds",
+        "histogram",
+        "How long calls of a component's exported interface took.",
+    );
+    for component in &stats.components {
+        for calls in &component.interfaces {
+            histogram(
+                &mut out,
+                "trellis_interface_call_duration_seconds",
+                &format!(
+                    "component=\"{}\",interface=\"{}\"",
+                    escape(&component.id),
+                    escape(&calls.interface)
+                ),
+                &calls.duration_buckets,
+                calls.duration_total_seconds,
+            );
+        }
     }
     type Read = fn(&ComponentStats) -> u64;
     let per_component: [(&str, &str, &str, Read); 4] = [

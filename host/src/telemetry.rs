@@ -359,7 +359,13 @@ impl CallDurations {
 }
 
 impl CallObserver for CallDurations {
-    fn call_ended(&self, component: &Arc<str>, took: Duration, failure: Option<FailureKind>) {
+    fn call_ended(
+        &self,
+        component: &Arc<str>,
+        interface: &str,
+        took: Duration,
+        failure: Option<FailureKind>,
+    ) {
         let outcome = failure.map_or("ok", FailureKind::name);
         self.histogram.record(
             took.as_secs_f64(),
@@ -369,6 +375,7 @@ impl CallObserver for CallDurations {
                     "wasmcloud.component.id",
                     opentelemetry::StringValue::from(component.clone()),
                 ),
+                KeyValue::new("rpc.service", interface.to_string()),
                 KeyValue::new("outcome", outcome),
             ],
         );

@@ -289,6 +289,8 @@ async fn one_trace_from_http_across_two_hosts_to_keyvalue() {
                             && point.resource.get("wasmcloud.host.id") == Some(one)
                             && attribute("wasmcloud.component.id") == Some("front")
                             && attribute("outcome") == Some("ok")
+                            && (metric == "trellis.component.calls"
+                                || attribute("rpc.service") == Some("wasi:http/incoming-handler"))
                             && point.value >= 1.0
                     })
                     .then_some(())

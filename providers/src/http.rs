@@ -270,7 +270,9 @@ async fn ready_instance<'h>(
     {
         return Ok((ready, permit));
     }
-    let (mut instance, permit) = handle.new_instance_store(None).await?;
+    let (mut instance, permit) = handle
+        .new_instance_store("wasi:http/incoming-handler", None)
+        .await?;
     let proxy = ProxyPre::new(instance.pre().clone())?
         .instantiate_async(&mut instance.store)
         .await?;

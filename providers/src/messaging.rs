@@ -255,7 +255,9 @@ async fn handle(component: &ComponentHandle, message: async_nats::Message) {
         reply_to: message.reply.map(|subject| subject.to_string()),
     };
     let outcome = async {
-        let (mut instance, _permit) = component.new_instance_store(None).await?;
+        let (mut instance, _permit) = component
+            .new_instance_store("wasmcloud:messaging/handler", None)
+            .await?;
         let guest = MessagingPre::new(instance.pre().clone())?;
         let handled = component
             .call(&mut instance, async |store| {

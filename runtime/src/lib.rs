@@ -43,7 +43,9 @@ pub use remote::{
 };
 pub use running::{ComponentHandle, InstanceStore};
 pub use runtime::{Runtime, RuntimeBuilder};
-pub use stats::{CallObserver, CallStats, DURATION_BOUNDS, DurationHistogram, FailureKind};
+pub use stats::{
+    CallObserver, CallStats, DURATION_BOUNDS, DurationHistogram, FailureKind, InterfaceCalls,
+};
 pub use wasi::{Volume, VolumeKind, VolumeMount, WasiGrants};
 pub use workload::{
     ComponentState, HostInterface, Workload, WorkloadComponent, WorkloadService, WorkloadState,

@@ -93,17 +93,19 @@ impl ComponentHandle {
         self.0.invoke(instance, function, params, overrides).await
     }
 
-    /// A fresh store and instance-pre for plugins that drive exports with typed bindings. The
-    /// caller must hold the returned permit for as long as the instance is in use.
+    /// A fresh store and instance-pre for plugins that drive exports with typed bindings: the
+    /// calls made on it are calls of the export `interface` (e.g. `wasi:http/incoming-handler`).
+    /// The caller must hold the returned permit for as long as the instance is in use.
     pub async fn new_instance_store(
         &self,
+        interface: &'static str,
         overrides: Option<&Budget>,
     ) -> Result<(InstanceStore, tokio::sync::SemaphorePermit<'_>), InvokeError> {
         let started = Instant::now();
         let budget = self.0.budget_with(overrides);
         let permit = self.0.acquire(&budget).await;
         if let Err(error) = &permit {
-            self.0.calls.failed(started.elapsed(), error);
+            self.0.calls.failed(interface, started.elapsed(), error);
         }
         let permit = permit?;
         let linked = self.0.current();
@@ -116,6 +118,7 @@ impl ComponentHandle {
             linked,
             budget,
             started,
+            interface,
         };
         Ok((instance, permit))
     }
@@ -138,7 +141,7 @@ impl ComponentHandle {
         let permit = self.0.acquire(&budget).await;
         if let Err(error) = &permit {
             let waited = instance.started.elapsed();
-            self.0.calls.failed(waited, error);
+            self.0.calls.failed(instance.interface, waited, error);
         }
         let permit = permit?;
         instance.budget = budget;
@@ -169,7 +172,9 @@ impl ComponentHandle {
             self.0
                 .invoke_error(error, &instance.store, &budget, &instance.linked)
         });
-        self.0.calls.record(instance.started.elapsed(), &outcome);
+        self.0
+            .calls
+            .record(instance.interface, instance.started.elapsed(), &outcome);
         outcome
     }
 
@@ -192,6 +197,7 @@ impl ComponentHandle {
             max_instances,
             fuel_consumed,
             memory_peak_bytes,
+            interfaces: self.0.calls.interfaces(),
         }
     }
 
@@ -223,6 +229,8 @@ pub struct InstanceStore {
     budget: Budget,
     /// When the current call began waiting for its instance.
     started: Instant,
+    /// The export its calls are calls of.
+    interface: &'static str,
 }
 
 impl InstanceStore {
@@ -307,7 +315,7 @@ impl ComponentHandle {
         let outcome = self
             .serve_timed(instance, function, caller_deadline, rx, tx)
             .await;
-        self.0.calls.record(started.elapsed(), &outcome);
+        self.0.calls.record(instance, started.elapsed(), &outcome);
         outcome
     }
 
@@ -397,8 +405,9 @@ impl RunningComponent {
         observer: Option<Arc<dyn CallObserver>>,
     ) -> Self {
         let id: Arc<str> = spec.id.as_str().into();
+        let exported = linked.loaded.exports.iter().map(|(name, _)| name.as_str());
         Self {
-            calls: CallRecorder::new(&id, observer),
+            calls: CallRecorder::new(&id, exported, observer),
             id,
             workload: workload.to_string(),
             linked: RwLock::new(Arc::new(linked)),
@@ -493,7 +502,7 @@ impl RunningComponent {
         let outcome = self
             .invoke_timed(instance, function, params, overrides)
             .await;
-        self.calls.record(started.elapsed(), &outcome);
+        self.calls.record(instance, started.elapsed(), &outcome);
         outcome
     }
 

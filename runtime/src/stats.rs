@@ -4,6 +4,7 @@
 //! whoever exports them (the lattice host's `/metrics` and `ctl top`), or seen call by call by
 //! a [`CallObserver`] the embedder installs (the host's OTLP histograms).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -56,8 +57,15 @@ impl FailureKind {
 /// Told of every call a component ends, as it is counted: for an embedder that exports calls
 /// one by one (e.g. into an OpenTelemetry histogram). Runs on the call path: keep it cheap.
 pub trait CallObserver: Send + Sync + 'static {
-    /// `component` ended a call after `took`; `failure` says why it failed, if it did.
-    fn call_ended(&self, component: &Arc<str>, took: Duration, failure: Option<FailureKind>);
+    /// `component` ended a call of `interface` (unversioned, `""` for a root function) after
+    /// `took`; `failure` says why it failed, if it did.
+    fn call_ended(
+        &self,
+        component: &Arc<str>,
+        interface: &str,
+        took: Duration,
+        failure: Option<FailureKind>,
+    );
 }
 
 /// Durations in [`DURATION_BOUNDS`] buckets, and their sum: relaxed atomics, for any timed
@@ -97,51 +105,91 @@ impl DurationHistogram {
     }
 }
 
-/// The live counters of one component.
-pub(crate) struct CallRecorder {
+/// How calls ended and how long they took.
+#[derive(Default)]
+struct Outcomes {
     ok: AtomicU64,
     failed: [AtomicU64; FailureKind::ALL.len()],
     durations: DurationHistogram,
+}
+
+impl Outcomes {
+    fn record(&self, took: Duration, failure: Option<FailureKind>) {
+        match failure {
+            None => &self.ok,
+            Some(kind) => &self.failed[kind as usize],
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.durations.record(took);
+    }
+
+    fn snapshot(&self) -> (u64, Vec<(FailureKind, u64)>, Vec<u64>, Duration) {
+        let failed = FailureKind::ALL
+            .iter()
+            .map(|kind| (*kind, self.failed[*kind as usize].load(Ordering::Relaxed)))
+            .collect();
+        let (buckets, total) = self.durations.snapshot();
+        (self.ok.load(Ordering::Relaxed), failed, buckets, total)
+    }
+}
+
+/// The live counters of one component: in all, and per exported interface.
+pub(crate) struct CallRecorder {
+    all: Outcomes,
+    /// By unversioned interface name (`""`: root functions), fixed when it starts.
+    interfaces: HashMap<Box<str>, Outcomes>,
     /// Fuel its calls burned (fuel metering on), and the most linear memory one held.
     fuel: AtomicU64,
     memory_peak: AtomicU64,
     observer: Option<(Arc<str>, Arc<dyn CallObserver>)>,
 }
 
+/// `ns:pkg/iface` of `ns:pkg/iface@version`.
+pub(crate) fn unversioned(interface: &str) -> &str {
+    interface
+        .split_once('@')
+        .map_or(interface, |(name, _)| name)
+}
+
 impl CallRecorder {
-    /// Counters for `component`, also reported to `observer` when there is one.
-    pub fn new(component: &Arc<str>, observer: Option<Arc<dyn CallObserver>>) -> Self {
+    /// Counters for `component` and each of its exported `interfaces`, also reported to
+    /// `observer` when there is one.
+    pub fn new<'a>(
+        component: &Arc<str>,
+        interfaces: impl IntoIterator<Item = &'a str>,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> Self {
         Self {
-            ok: AtomicU64::default(),
-            failed: Default::default(),
-            durations: DurationHistogram::default(),
+            all: Outcomes::default(),
+            interfaces: interfaces
+                .into_iter()
+                .map(|name| (unversioned(name).into(), Outcomes::default()))
+                .collect(),
             fuel: AtomicU64::default(),
             memory_peak: AtomicU64::default(),
             observer: observer.map(|observer| (component.clone(), observer)),
         }
     }
 
-    /// Counts one call that ended after `took` with `outcome`.
-    pub fn record<T>(&self, took: Duration, outcome: &Result<T, InvokeError>) {
-        match outcome {
-            Ok(_) => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-                self.durations.record(took);
-                if let Some((component, observer)) = &self.observer {
-                    observer.call_ended(component, took, None);
-                }
-            }
-            Err(error) => self.failed(took, error),
-        }
+    /// Counts one call of `interface` that ended after `took` with `outcome`.
+    pub fn record<T>(&self, interface: &str, took: Duration, outcome: &Result<T, InvokeError>) {
+        let failure = outcome.as_ref().err().map(FailureKind::of);
+        self.count(interface, took, failure);
     }
 
-    /// Counts one call that failed with `error` after `took`.
-    pub fn failed(&self, took: Duration, error: &InvokeError) {
-        let kind = FailureKind::of(error);
-        self.failed[kind as usize].fetch_add(1, Ordering::Relaxed);
-        self.durations.record(took);
+    /// Counts one call of `interface` that failed with `error` after `took`.
+    pub fn failed(&self, interface: &str, took: Duration, error: &InvokeError) {
+        self.count(interface, took, Some(FailureKind::of(error)));
+    }
+
+    fn count(&self, interface: &str, took: Duration, failure: Option<FailureKind>) {
+        let interface = unversioned(interface);
+        self.all.record(took, failure);
+        if let Some(outcomes) = self.interfaces.get(interface) {
+            outcomes.record(took, failure);
+        }
         if let Some((component, observer)) = &self.observer {
-            observer.call_ended(component, took, Some(kind));
+            observer.call_ended(component, interface, took, failure);
         }
     }
 
@@ -162,13 +210,38 @@ impl CallRecorder {
     }
 
     pub fn snapshot(&self) -> (u64, Vec<(FailureKind, u64)>, Vec<u64>, Duration) {
-        let failed = FailureKind::ALL
-            .iter()
-            .map(|kind| (*kind, self.failed[*kind as usize].load(Ordering::Relaxed)))
-            .collect();
-        let (buckets, total) = self.durations.snapshot();
-        (self.ok.load(Ordering::Relaxed), failed, buckets, total)
+        self.all.snapshot()
     }
+
+    /// Each exported interface's calls, by name.
+    pub fn interfaces(&self) -> Vec<InterfaceCalls> {
+        let mut interfaces: Vec<InterfaceCalls> = self
+            .interfaces
+            .iter()
+            .map(|(name, outcomes)| {
+                let (ok, failed, duration_buckets, duration_total) = outcomes.snapshot();
+                InterfaceCalls {
+                    interface: name.to_string(),
+                    ok,
+                    failed,
+                    duration_buckets,
+                    duration_total,
+                }
+            })
+            .collect();
+        interfaces.sort_by(|a, b| a.interface.cmp(&b.interface));
+        interfaces
+    }
+}
+
+/// The calls of one exported interface (unversioned; `""`: root functions).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InterfaceCalls {
+    pub interface: String,
+    pub ok: u64,
+    pub failed: Vec<(FailureKind, u64)>,
+    pub duration_buckets: Vec<u64>,
+    pub duration_total: Duration,
 }
 
 /// A snapshot of one component's calls since it started.
@@ -189,6 +262,8 @@ pub struct CallStats {
     pub fuel_consumed: u64,
     /// The most linear memory one of its instances held at the end of a call, in bytes.
     pub memory_peak_bytes: u64,
+    /// The same calls by exported interface.
+    pub interfaces: Vec<InterfaceCalls>,
 }
 
 impl CallStats {

@@ -117,6 +117,26 @@ async fn metrics_count_every_call_by_outcome_and_time_it() {
         series(r#"trellis_ctl_requests_total{operation="component.scale",outcome="ok"}"#) >= 1.0
     );
     assert_eq!(series("trellis_nats_disconnects_total"), 0.0);
+    // The same calls by exported interface.
+    let interface = r#"component="probe",interface="trellis:example/probe""#;
+    assert_eq!(
+        series(&format!(
+            r#"trellis_interface_calls_total{{{interface},outcome="ok"}}"#
+        )),
+        22.0
+    );
+    assert_eq!(
+        series(&format!(
+            r#"trellis_interface_calls_total{{{interface},outcome="trap"}}"#
+        )),
+        3.0
+    );
+    assert_eq!(
+        series(&format!(
+            "trellis_interface_call_duration_seconds_count{{{interface}}}"
+        )),
+        25.0
+    );
     // What the calls used: no fuel (not metered here); linear memory, every instance some.
     assert_eq!(
         series(&format!("trellis_component_fuel_consumed_total{{{probe}}}")),
