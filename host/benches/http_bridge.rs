@@ -48,7 +48,7 @@ async fn scale(nats: &async_nats::Client, host: &LatticeHost, count: u32) {
     let body = json!({"component_ref": trellis_tests::component_ref("http_server"),
         "component_id": "web", "count": count});
     ctl(nats, format!("component.scale.{}", host.host_id()), body).await;
-    wait(|| async { host.runtime().component("web").await.is_some() == (count > 0) }).await;
+    wait(|| async { host.runtime().component("web").is_some() == (count > 0) }).await;
 }
 
 async fn wait<F: Future<Output = bool>>(mut check: impl FnMut() -> F) {

@@ -43,7 +43,7 @@ async fn scale(nats: &async_nats::Client, host: &LatticeHost, id: &str, guest: &
     );
     let body = json!({"component_ref": trellis_tests::component_ref(guest), "component_id": id, "count": count});
     ctl(nats, subject, body).await;
-    wait(|| async { host.runtime().component(id).await.is_some() == (count > 0) }).await;
+    wait(|| async { host.runtime().component(id).is_some() == (count > 0) }).await;
 }
 
 async fn wait<F: Future<Output = bool>>(mut check: impl FnMut() -> F) {

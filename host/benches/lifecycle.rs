@@ -294,8 +294,8 @@ async fn deployer(server: &NatsServer) {
         wadm.undeploy(&name).await.unwrap();
         let runtime = host.runtime();
         until("nothing left", async || {
-            runtime.component(&format!("{name}-front")).await.is_none()
-                && runtime.component(&format!("{name}-math")).await.is_none()
+            runtime.component(&format!("{name}-front")).is_none()
+                && runtime.component(&format!("{name}-math")).is_none()
         })
         .await;
         undeployed.push(asked.elapsed());
@@ -354,8 +354,7 @@ async fn host_crash(server: &NatsServer, reconcile: Duration, run: usize) -> Dur
     child.wait().await.unwrap();
     let runtime = survivor.runtime();
     until("re-placed", async || {
-        runtime.component("moving-front").await.is_some()
-            && runtime.component("moving-math").await.is_some()
+        runtime.component("moving-front").is_some() && runtime.component("moving-math").is_some()
     })
     .await;
     let elapsed = killed.elapsed();

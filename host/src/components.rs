@@ -341,7 +341,7 @@ async fn update_locked(
         let bytes = read(state, reference).await?;
         let code = precompile(state, reference, bytes.clone()).await?;
         // The same exports: swap the code in place, so serving never pauses.
-        let running = state.runtime.component(id).await;
+        let running = state.runtime.component(id);
         if running.is_some_and(|running| running.exports() == code.exports) {
             // New code may be signed by someone else: its secrets are asked for again.
             let identity = SecretsIdentity::new(id, &bytes, &annotations);
@@ -447,7 +447,7 @@ pub async fn set_budget(
     limits: Option<&ComponentLimits>,
 ) -> Result<(), ComponentError> {
     let budget = budget(state, plan, limits)?;
-    if let Some(handle) = state.runtime.component(id).await {
+    if let Some(handle) = state.runtime.component(id) {
         handle.set_budget(budget).map_err(|_| LimitError::FuelOff)?;
     }
     Ok(())

@@ -168,8 +168,7 @@ pub struct LatticeHost {
     ctl: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     reconciler: JoinHandle<()>,
-    /// Serving `/metrics`, feeding the OTLP exporter.
-    metrics_tasks: Vec<JoinHandle<()>>,
+    metrics_server: Option<JoinHandle<()>>,
     metrics_addr: Option<std::net::SocketAddr>,
     stop_timeout: Duration,
 }
@@ -287,12 +286,13 @@ impl LatticeHost {
         let metrics_addr = metrics_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
-        let mut metrics_tasks: Vec<_> = metrics_listener
-            .map(|listener| tokio::spawn(metrics::serve(state.clone(), listener)))
-            .into_iter()
-            .collect();
+        let metrics_server =
+            metrics_listener.map(|listener| tokio::spawn(metrics::serve(state.clone(), listener)));
         if config.observability.enabled(Signal::Metrics) {
-            metrics_tasks.push(tokio::spawn(metrics::export_otlp(state.clone())));
+            telemetry::observe_host(
+                &opentelemetry::global::meter("trellis"),
+                Arc::downgrade(&state),
+            );
         }
         let (closing, closing_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -328,7 +328,7 @@ impl LatticeHost {
             ctl,
             heartbeat,
             reconciler,
-            metrics_tasks,
+            metrics_server,
             metrics_addr,
             stop_timeout: config.stop_timeout,
         })
@@ -370,8 +370,8 @@ impl LatticeHost {
         let budget = deadline.map_or(self.stop_timeout, |d| d.min(self.stop_timeout));
         self.heartbeat.abort();
         self.reconciler.abort();
-        for task in &self.metrics_tasks {
-            task.abort();
+        if let Some(server) = &self.metrics_server {
+            server.abort();
         }
         self.closing.send_replace(true);
         if tokio::time::timeout(budget, self.ctl).await.is_err() {

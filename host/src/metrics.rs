@@ -52,7 +52,7 @@ pub struct HostMetrics {
     provider_health: Mutex<BTreeMap<String, bool>>,
 }
 
-/// The host-wide counters at one moment, for the OTLP export.
+/// The host-wide counters at one moment, as both exports read them.
 #[derive(Clone, Debug, Default)]
 pub struct HostCounters {
     /// (operation, `ok` | `error`, requests).
@@ -233,10 +233,10 @@ pub struct HostStats {
 }
 
 /// The components running here, with their call statistics now.
-pub async fn host_stats(state: &HostState) -> HostStats {
+pub fn host_stats(state: &HostState) -> HostStats {
     let mut components = Vec::new();
     for (id, _) in state.components.running() {
-        let Some(handle) = state.runtime.component(&id).await else {
+        let Some(handle) = state.runtime.component(&id) else {
             continue;
         };
         let stats = handle.stats();
@@ -271,25 +271,6 @@ pub async fn host_stats(state: &HostState) -> HostStats {
     }
 }
 
-/// Feeds the OTLP exporter (the process's global meter provider) from the same counters,
-/// refreshed each second until aborted.
-pub async fn export_otlp(state: Arc<HostState>) {
-    let snapshot = async || {
-        let counters = state
-            .metrics
-            .counters(state.runtime.engine().compile_cache_hits());
-        (host_stats(&state).await, counters)
-    };
-    let latest = Arc::new(Mutex::new(snapshot().await));
-    crate::telemetry::observe_host(&opentelemetry::global::meter("trellis"), latest.clone());
-    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        ticks.tick().await;
-        let now = snapshot().await;
-        *latest.lock().unwrap() = now;
-    }
-}
-
 /// The samples of one histogram series: `labels` (`k="v",…` or empty), per-bucket counts
 /// over [`DURATION_BOUNDS`] (not cumulative, then the rest) and the sum.
 fn histogram(out: &mut String, name: &str, labels: &str, buckets: &[u64], sum: f64) {
@@ -315,8 +296,8 @@ fn histogram(out: &mut String, name: &str, labels: &str, buckets: &[u64], sum: f
 }
 
 /// Everything in the Prometheus text format (version 0.0.4).
-pub async fn render(state: &HostState) -> String {
-    let stats = host_stats(state).await;
+pub fn render(state: &HostState) -> String {
+    let stats = host_stats(state);
     let metrics = &state.metrics;
     let mut out = String::new();
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
@@ -459,14 +440,14 @@ pub async fn render(state: &HostState) -> String {
             );
         }
     }
+    let counters = metrics.counters(state.runtime.engine().compile_cache_hits());
     family(
         &mut out,
         "trellis_ctl_requests_total",
         "counter",
         "Control interface requests this host answered, by operation and outcome.",
     );
-    for ((operation, succeeded), n) in metrics.ctl.lock().unwrap().iter() {
-        let outcome = if *succeeded { "ok" } else { "error" };
+    for (operation, outcome, n) in &counters.ctl {
         let _ = writeln!(
             out,
             "trellis_ctl_requests_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {n}"
@@ -478,12 +459,11 @@ pub async fn render(state: &HostState) -> String {
         "counter",
         "wRPC calls components made to the lattice, by calling component and outcome.",
     );
-    for ((component, outcome), n) in metrics.wrpc_calls.lock().unwrap().iter() {
+    for (component, outcome, n) in &counters.wrpc_calls {
         let _ = writeln!(
             out,
-            "trellis_wrpc_calls_total{{component=\"{}\",outcome=\"{}\"}} {n}",
+            "trellis_wrpc_calls_total{{component=\"{}\",outcome=\"{outcome}\"}} {n}",
             escape(component),
-            outcome.name()
         );
     }
     family(
@@ -500,7 +480,7 @@ pub async fn render(state: &HostState) -> String {
         &buckets,
         total.as_secs_f64(),
     );
-    let (hits, misses) = state.runtime.engine().compile_cache_hits();
+    let (hits, misses) = counters.compile_cache;
     family(
         &mut out,
         "trellis_compile_cache_total",
@@ -521,7 +501,7 @@ pub async fn render(state: &HostState) -> String {
     let _ = writeln!(
         out,
         "trellis_nats_disconnects_total {}",
-        metrics.nats_disconnects.load(Ordering::Relaxed)
+        counters.nats_disconnects
     );
     family(
         &mut out,
@@ -529,25 +509,25 @@ pub async fn render(state: &HostState) -> String {
         "counter",
         "Restarts of an external provider after it exited or stopped answering.",
     );
+    for (provider, n) in &counters.provider_restarts {
+        let _ = writeln!(
+            out,
+            "trellis_provider_restarts_total{{provider=\"{}\"}} {n}",
+            escape(provider)
+        );
+    }
     family(
         &mut out,
         "trellis_provider_healthy",
         "gauge",
         "1 while an external provider answers its health checks as healthy, else 0.",
     );
-    for (provider, healthy) in metrics.provider_health.lock().unwrap().iter() {
+    for (provider, healthy) in &counters.provider_health {
         let _ = writeln!(
             out,
             "trellis_provider_healthy{{provider=\"{}\"}} {}",
             escape(provider),
             u8::from(*healthy)
-        );
-    }
-    for (provider, n) in metrics.provider_restarts.lock().unwrap().iter() {
-        let _ = writeln!(
-            out,
-            "trellis_provider_restarts_total{{provider=\"{}\"}} {n}",
-            escape(provider)
         );
     }
     out
@@ -579,7 +559,7 @@ pub async fn serve(state: Arc<HostState>, listener: tokio::net::TcpListener) {
                     if request.uri().path() == "/metrics" {
                         hyper::Response::builder()
                             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                            .body(Full::new(Bytes::from(render(&state).await)))
+                            .body(Full::new(Bytes::from(render(&state))))
                     } else {
                         hyper::Response::builder()
                             .status(404)

@@ -237,7 +237,7 @@ impl ExportServer {
         runtime: &Runtime,
         component_id: &str,
     ) -> anyhow::Result<Self> {
-        let Some(handle) = runtime.component(component_id).await else {
+        let Some(handle) = runtime.component(component_id) else {
             anyhow::bail!("component `{component_id}` is not running here");
         };
         let prefix = lattice.prefix(component_id);

@@ -7,7 +7,7 @@
 //! an unreachable collector drops what does not fit (the SDK counts and reports the drops) and
 //! never holds up a call.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,7 +22,8 @@ use serde::Serialize;
 
 use trellis_runtime::{CallObserver, DURATION_BOUNDS, FailureKind};
 
-use crate::metrics::{HostCounters, HostStats};
+use crate::metrics::HostStats;
+use crate::state::HostState;
 
 /// The `service.name` of a host's telemetry unless `OTEL_SERVICE_NAME` says otherwise.
 const SERVICE_NAME: &str = "trellis-host";
@@ -383,19 +384,25 @@ impl CallObserver for CallDurations {
 }
 
 /// The host's metrics as OTLP instruments, read from the same counters `/metrics` serves
-/// (refreshed each second while the host runs; see [`crate::metrics`] for what each counts).
-pub fn observe_host(meter: &Meter, latest: Arc<Mutex<(HostStats, HostCounters)>>) {
+/// whenever the exporter collects (see [`crate::metrics`] for what each counts). Once the host
+/// is gone they report nothing.
+pub fn observe_host(meter: &Meter, state: Weak<HostState>) {
     /// One observable instrument: its kind, name, description and what it reads.
     macro_rules! observe {
         ($kind:ident, $name:literal, $help:literal, |$host:ident, $counters:ident, $observer:ident| $read:block) => {{
-            let latest = latest.clone();
+            let state = state.clone();
             meter
                 .$kind($name)
                 .with_description($help)
                 .with_callback(move |$observer| {
-                    let snapshot = latest.lock().unwrap();
-                    let ($host, $counters) = &*snapshot;
-                    let _ = ($host, $counters);
+                    let Some(state) = state.upgrade() else {
+                        return;
+                    };
+                    let stats = crate::metrics::host_stats(&state);
+                    let counters = state
+                        .metrics
+                        .counters(state.runtime.engine().compile_cache_hits());
+                    let ($host, $counters) = (&stats, &counters);
                     $read
                 })
                 .build();
@@ -417,7 +424,7 @@ pub fn observe_host(meter: &Meter, latest: Arc<Mutex<(HostStats, HostCounters)>>
         u64_observable_counter,
         "trellis.component.calls",
         "Calls a component ended, by outcome.",
-        |host, counters, observer| {
+        |host, _counters, observer| {
             for c in &host.components {
                 observer.observe(c.ok, &with(component(host, &c.id), "outcome", "ok".into()));
                 for (kind, n) in &c.failed {
@@ -430,7 +437,7 @@ pub fn observe_host(meter: &Meter, latest: Arc<Mutex<(HostStats, HostCounters)>>
         u64_observable_gauge,
         "trellis.component.instances.in_use",
         "A component's instances running calls now.",
-        |host, counters, observer| {
+        |host, _counters, observer| {
             for c in &host.components {
                 observer.observe(u64::from(c.in_use), &component(host, &c.id));
             }
@@ -440,7 +447,7 @@ pub fn observe_host(meter: &Meter, latest: Arc<Mutex<(HostStats, HostCounters)>>
         u64_observable_counter,
         "trellis.component.fuel_consumed",
         "Fuel a component's calls burned (when the host meters fuel).",
-        |host, counters, observer| {
+        |host, _counters, observer| {
             for c in &host.components {
                 observer.observe(c.fuel_consumed, &component(host, &c.id));
             }
@@ -450,7 +457,7 @@ pub fn observe_host(meter: &Meter, latest: Arc<Mutex<(HostStats, HostCounters)>>
         u64_observable_gauge,
         "trellis.component.memory_peak",
         "The most linear memory (bytes) one of a component's instances held at the end of a call.",
-        |host, counters, observer| {
+        |host, _counters, observer| {
             for c in &host.components {
                 observer.observe(c.memory_peak_bytes, &component(host, &c.id));
             }

@@ -129,7 +129,7 @@ async fn start_host(server: &NatsServer, zone: &str) -> LatticeHost {
 /// Waits until `host` runs component `id` (or, with `false`, no longer runs it).
 async fn runs(host: &LatticeHost, id: &str, running: bool) {
     let deadline = Instant::now() + WAIT;
-    while host.runtime().component(id).await.is_some() != running {
+    while host.runtime().component(id).is_some() != running {
         assert!(
             Instant::now() < deadline,
             "{id} running on {}: never {running}",

@@ -179,7 +179,7 @@ impl Runtime {
     }
 
     /// A handle on a running component. Holding it keeps calls off every lock the runtime has.
-    pub async fn component(&self, id: &str) -> Option<ComponentHandle> {
+    pub fn component(&self, id: &str) -> Option<ComponentHandle> {
         self.0.running(id).map(ComponentHandle)
     }
 

@@ -314,7 +314,7 @@ async fn http_server_on_one_host_serves_a_component_on_another() {
         connects(port).await.then_some(())
     })
     .await;
-    assert!(front.runtime().component("web").await.is_none());
+    assert!(front.runtime().component("web").is_none());
 
     // Over the lattice: the request reaches `web` on the back host through its wrpc:http subject.
     let traffic = count_wrpc_messages(&nc, LATTICE, "web").await;
@@ -419,11 +419,7 @@ async fn http_client_off_sends_through_another_hosts_http_client_provider() {
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     eventually("the fetcher running", || async {
-        without_client
-            .runtime()
-            .component("fetcher")
-            .await
-            .map(drop)
+        without_client.runtime().component("fetcher").map(drop)
     })
     .await;
     let ack = client

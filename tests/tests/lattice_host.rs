@@ -272,7 +272,7 @@ async fn scale_runs_the_component_then_update_and_scale_to_zero() {
         .await;
     let inventory = client.get_host_inventory(&id).await.unwrap();
     assert!(inventory.data().unwrap().components().is_empty());
-    assert!(host.runtime().component("adder").await.is_none());
+    assert!(host.runtime().component("adder").is_none());
     host.stop(None).await.unwrap();
 }
 
@@ -499,7 +499,7 @@ async fn two_hosts_share_config_and_links_and_answer_only_their_own_subjects() {
     assert_eq!(on_second.data().unwrap().components().len(), 1);
     let on_first = client.get_host_inventory(first.host_id()).await.unwrap();
     assert!(on_first.data().unwrap().components().is_empty());
-    assert!(first.runtime().component("only-second").await.is_none());
+    assert!(first.runtime().component("only-second").is_none());
 
     first.stop(None).await.unwrap();
     second.stop(None).await.unwrap();

@@ -177,12 +177,7 @@ async fn calls_cross_hosts_over_wrpc_and_come_home_in_process() {
             "{function} over wRPC"
         );
     }
-    let served = away
-        .runtime()
-        .component("callee")
-        .await
-        .unwrap()
-        .invocations();
+    let served = away.runtime().component("callee").unwrap().invocations();
     assert!(served >= 9, "the remote host served the calls ({served})");
     eventually("spy saw the calls", || async {
         (traffic.load(Ordering::SeqCst) >= 9).then_some(())
@@ -271,7 +266,7 @@ async fn a_missing_link_fails_fast_and_calls_spread_over_replicas() {
     wait_for_link(&hosts[0]).await;
     let served = |host: &LatticeHost| {
         let runtime = host.runtime().clone();
-        async move { runtime.component("callee").await.unwrap().invocations() }
+        async move { runtime.component("callee").unwrap().invocations() }
     };
     let before = served(&hosts[1]).await + served(&hosts[2]).await;
     for i in 0..40u32 {

@@ -94,7 +94,7 @@ async fn scale_to_zero(client: &Client, host: &LatticeHost, id: &str, reference:
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     eventually(&format!("{id} stopped"), || async {
-        host.runtime().component(id).await.is_none().then_some(())
+        host.runtime().component(id).is_none().then_some(())
     })
     .await;
 }
@@ -298,7 +298,7 @@ async fn pull_failures_are_reported_clearly() {
             error.contains(expected) && error.contains(&reference),
             "{reference}: {error}"
         );
-        assert!(host.runtime().component(id).await.is_none());
+        assert!(host.runtime().component(id).is_none());
     }
 
     // A plain-HTTP registry that was not allowed is spoken to over HTTPS, fails, and the error

@@ -352,7 +352,7 @@ async fn imports_resolve_plugin_then_in_process_then_fallback() {
     );
     assert!(error.to_string().contains("not welcome"), "{error}");
     assert!(
-        with_plugin.component("refused-exporter").await.is_none(),
+        with_plugin.component("refused-exporter").is_none(),
         "a refused start leaves nothing behind"
     );
 

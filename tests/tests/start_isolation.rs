@@ -136,7 +136,7 @@ async fn a_slow_start_does_not_stall_calls_to_other_components() {
     )
     .await;
     let mut during = Vec::new();
-    while away.runtime().component("large").await.is_none() {
+    while away.runtime().component("large").is_none() {
         during.push(timed_call(&home).await);
         assert!(
             started.elapsed() < Duration::from_secs(120),

@@ -215,7 +215,7 @@ async fn dispatch(
     use Operation::*;
     match operation {
         HostPing => host::ping(state),
-        TrellisStats => Reply::with(crate::metrics::host_stats(state).await),
+        TrellisStats => Reply::with(crate::metrics::host_stats(state)),
         HostGet => host::get(state),
         HostStop => host::stop(state, operation, payload),
         LabelPut => host::label_put(state, operation, payload).await,
