@@ -216,7 +216,8 @@ impl LatticeHost {
             lattice: lattice.clone(),
         });
         let plugins = Plugins::new(&config.builtins, &nats, forwarder);
-        let fallbacks = translated::fallback_plugins(&config.builtins, &lattice);
+        let forwarding = translated::forwarding_plugins(&lattice);
+        let providers = Arc::new(Providers::default());
         let mut builder = Runtime::builder();
         if config.observability.enabled(Signal::Metrics) {
             builder = builder.call_observer(Arc::new(telemetry::CallDurations::new(
@@ -227,10 +228,13 @@ impl LatticeHost {
         let runtime = plugins
             .all
             .iter()
-            .chain(&fallbacks)
+            .chain(&forwarding)
             .fold(builder, |builder, plugin| builder.plugin(plugin.clone()))
             .remote(Arc::new(lattice.clone()))
-            .links(links.clone())
+            .links(Arc::new(reconcile::RuntimeLinks {
+                store: links.clone(),
+                providers: providers.clone(),
+            }))
             .in_process_links(config.in_process_links)
             .engine(config.limits.engine_config())
             .build()
@@ -255,7 +259,7 @@ impl LatticeHost {
             config: store_config,
             claims,
             plugins,
-            providers: Providers::default(),
+            providers,
             builtin_aliases: config.builtin_aliases,
             external: ExternalProviders::new(
                 nats.clone(),

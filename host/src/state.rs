@@ -44,7 +44,7 @@ pub struct HostState {
     pub claims: ClaimsStore,
     /// The built-in plugins switched on, and the built-in providers started from them.
     pub plugins: Plugins,
-    pub providers: Providers,
+    pub providers: Arc<Providers>,
     pub builtin_aliases: Vec<BuiltinAlias>,
     /// Provider processes started from `file://` references.
     pub external: ExternalProviders,

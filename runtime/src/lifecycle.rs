@@ -340,7 +340,7 @@ async fn try_link_members(
             (index, inner.plan(&subject(index))?)
         };
         let (id, loaded) = &members[index];
-        let member = resolve::build(inner, id, loaded, plan, &[]).await?;
+        let member = resolve::build(inner, id, loaded, plan).await?;
         built.insert(id.clone(), member.bytes.clone());
         linked[index] = Some(member);
     }
@@ -417,7 +417,10 @@ pub(crate) fn relink<'a>(
 ) -> Pin<Box<dyn Future<Output = Result<(), StartError>> + Send + 'a>> {
     Box::pin(async move {
         let dependents = match swap_linking(inner, id, None).await? {
-            Some((_, dependents)) => dependents,
+            Some((replaced, dependents)) => {
+                bind_if_plugins_changed(inner, id, &replaced).await?;
+                dependents
+            }
             None => return Ok(()),
         };
         for dependent in dependents {
@@ -427,9 +430,9 @@ pub(crate) fn relink<'a>(
     })
 }
 
-/// Resolves `id`'s imports again and swaps the result in: with `code`, for new code (plugins
-/// chosen afresh), else for the code it runs (bound to the plugins it has). Returns the
-/// linking replaced and the components composed with `id`; `None` when `id` does not run here.
+/// Resolves `id`'s imports again and swaps the result in: with `code`, for new code, else for
+/// the code it runs. Returns the linking replaced and the components composed with `id`;
+/// `None` when `id` does not run here. The caller binds the plugins the new linking uses.
 async fn swap_linking(
     inner: &Arc<Inner>,
     id: &str,
@@ -457,12 +460,8 @@ async fn swap_linking(
             })?;
             (component, current, plan, lifecycle.generation)
         };
-        let bound = match code {
-            Some(_) => Vec::new(),
-            None => current.plugins.clone(),
-        };
         let loaded = code.unwrap_or(&current.loaded);
-        let linked = resolve::build(inner, id, loaded, plan, &bound).await?;
+        let linked = resolve::build(inner, id, loaded, plan).await?;
         let mut lifecycle = inner.lifecycle.lock().unwrap();
         if lifecycle.generation != generation {
             continue;
@@ -502,38 +501,7 @@ pub(crate) async fn update(
     let (replaced, dependents) = swap_linking(inner, id, Some(&code))
         .await?
         .ok_or_else(not_running)?;
-    let component = inner.running(id).ok_or_else(not_running)?;
-    let now = component.current();
-    let same_interfaces = |a: &Linked, b: &Linked| {
-        a.loaded.imports == b.loaded.imports
-            && a.loaded.exports == b.loaded.exports
-            && a.plugins.len() == b.plugins.len()
-            && a.plugins
-                .iter()
-                .zip(&b.plugins)
-                .all(|(x, y)| Arc::ptr_eq(x, y))
-    };
-    if !same_interfaces(&replaced, &now) {
-        let _order = inner.binding.lock().await;
-        let host_interfaces = inner
-            .lifecycle
-            .lock()
-            .unwrap()
-            .workloads
-            .get(&component.workload)
-            .map(|w| w.host_interfaces.clone())
-            .unwrap_or_default();
-        let plugins = now.plugins.clone();
-        bind(
-            inner,
-            &component.workload,
-            &host_interfaces,
-            &component,
-            &plugins,
-            true,
-        )
-        .await?;
-    }
+    bind_if_plugins_changed(inner, id, &replaced).await?;
     for dependent in dependents {
         if let Err(error) = relink(inner, &dependent).await {
             tracing::warn!(component = %dependent, "re-linking to updated code: {error}");
@@ -541,6 +509,52 @@ pub(crate) async fn update(
     }
     tracing::info!(component = %id, digest = %code.digest_hex(), "component code swapped in place");
     Ok(())
+}
+
+/// Binds `id` again when its linking (just swapped in for `replaced`) uses other plugins or
+/// other interfaces: a link put, moved or deleted can move an import between a plugin and a
+/// component, and new code can import something else.
+async fn bind_if_plugins_changed(
+    inner: &Arc<Inner>,
+    id: &str,
+    replaced: &Linked,
+) -> Result<(), StartError> {
+    let Some(component) = inner.running(id) else {
+        return Ok(());
+    };
+    let now = component.current();
+    let same_plugins = |a: &Linked, b: &Linked| {
+        a.plugins.len() == b.plugins.len()
+            && a.plugins
+                .iter()
+                .zip(&b.plugins)
+                .all(|(x, y)| Arc::ptr_eq(x, y))
+    };
+    if replaced.loaded.imports == now.loaded.imports
+        && replaced.loaded.exports == now.loaded.exports
+        && same_plugins(replaced, &now)
+    {
+        return Ok(());
+    }
+    let _order = inner.binding.lock().await;
+    let host_interfaces = inner
+        .lifecycle
+        .lock()
+        .unwrap()
+        .workloads
+        .get(&component.workload)
+        .map(|w| w.host_interfaces.clone())
+        .unwrap_or_default();
+    let plugins = now.plugins.clone();
+    bind(
+        inner,
+        &component.workload,
+        &host_interfaces,
+        &component,
+        &plugins,
+        true,
+    )
+    .await
 }
 
 /// Rebinds every component of a running workload with new plugin configuration.

@@ -1,8 +1,9 @@
 //! Import resolution and in-process linking.
 //!
-//! Each import of a component is routed, in order, to the WASI baseline (or the runtime's own
-//! `wasmcloud:bus/lattice`), an enabled plugin, an export of another component on this runtime,
-//! or the embedder's [`ImportFallback`].
+//! Each import of a component is routed to the WASI baseline (or the runtime's own
+//! `wasmcloud:bus/lattice`), else to the target of its explicit link (in-process when that is a
+//! component here), else to an enabled plugin, an export of another component of its workload,
+//! or the embedder's [`ImportFallback`]; `Inner::plugin_for` (resolve.rs) spells it out.
 //!
 //! In-process links are made by *composition*: the exporter is plugged into the importer with
 //! wac-graph and the result is compiled as one component, so calls cross through wasmtime's
@@ -59,6 +60,13 @@ pub trait LinkSource: Send + Sync + 'static {
 
     /// Sources with a link to any of `targets`.
     fn sources_linking_to(&self, targets: &[String]) -> Vec<String>;
+
+    /// Whether `target` is served by this runtime's own plugins (the embedder's built-in
+    /// providers): a link to it leaves the import on the plugin serving the interface, where a
+    /// link to anything else takes the import away from it.
+    fn served_by_plugins(&self, _target: &str) -> bool {
+        false
+    }
 }
 
 /// The runtime's own links, for embedders without a link store: (source component,

@@ -31,6 +31,14 @@ pub trait Plugin: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Whether this plugin stands in for the targets of links rather than serving the
+    /// interfaces itself: it forwards each call to where the component's link for the
+    /// interface goes. Linked imports go to a forwarding plugin, unlinked ones to a serving
+    /// plugin first (see `Inner::plugin_for` for the whole precedence).
+    fn forwards(&self) -> bool {
+        false
+    }
+
     async fn start(&self) -> anyhow::Result<()> {
         Ok(())
     }

@@ -81,16 +81,13 @@ impl Inner {
         })
     }
 
-    /// The component on this runtime that `subject`'s `import` should be composed with, if any:
-    /// the explicit link's target when it runs here, else a member of the same workload. Never
-    /// for a component that chooses its links at run time (`wasmcloud:bus/lattice`).
+    /// The component on this runtime that `subject`'s `import` should be composed with, if any
+    /// (rules 2 and 4 of [`Inner::plugin_for`]'s precedence): the explicit link's target when it
+    /// runs here, else (no link and no plugin) a member of the same workload. Never for a
+    /// component that chooses its links at run time (`wasmcloud:bus/lattice`).
     fn in_process_target(&self, subject: &Subject<'_>, import: &str) -> Option<String> {
         let name = InterfaceName::parse(import)?;
-        if !self.in_process_links
-            || subject.loaded.chooses_links()
-            || wasi::is_baseline(&name)
-            || self.plugin_for(&name, &[]).is_some()
-        {
+        if !self.in_process_links || subject.loaded.chooses_links() || wasi::is_baseline(&name) {
             return None;
         }
         let exports = |c: &LoadedComponent| c.exports_instance(import);
@@ -104,6 +101,9 @@ impl Inner {
                     .any(|(member, c)| *member == target && exports(c));
             return here.then_some(target);
         }
+        if self.plugin_for(subject.id, &name).is_some() {
+            return None;
+        }
         subject
             .members
             .iter()
@@ -111,23 +111,45 @@ impl Inner {
             .map(|(member, _)| member.clone())
     }
 
-    /// The plugin that serves `import`: the first switched-on plugin covering it. With `bound`
-    /// non-empty (a relink), only the plugins the component is already bound to are considered,
-    /// so bindings never change under it.
-    pub fn plugin_for(
-        &self,
-        import: &InterfaceName,
-        bound: &[Arc<dyn Plugin>],
-    ) -> Option<Arc<dyn Plugin>> {
-        let candidates = if bound.is_empty() {
-            &self.plugins[..]
-        } else {
-            bound
+    /// The plugin that takes `component`'s `import`, if any. This and
+    /// [`Inner::in_process_target`] are the whole precedence, for an import that is neither
+    /// WASI baseline nor `wasmcloud:bus/lattice`:
+    /// 1. a `default` link whose target is served by the plugins here (a built-in provider
+    ///    started on this host) → the plugin serving the interface;
+    /// 2. any other `default` link → its target: composed in-process when it is a component
+    ///    running here that exports the interface, else the forwarding plugin for the interface
+    ///    (the lattice stand-in, e.g. `wasi:keyvalue` as `wrpc:keyvalue`), else wRPC;
+    /// 3. no link → the plugin serving the interface, else the forwarding one;
+    /// 4. then a member of the same workload exporting it, in-process;
+    /// 5. then the embedder's fallback, then wRPC (which fails the call for want of a link).
+    ///
+    /// So an explicit link always wins over a built-in, and a built-in over implicit routes. A
+    /// plugin's interfaces move together: a link for one of them (`wasi:keyvalue/store`, say)
+    /// takes its siblings (`atomics`, `batch`) off the serving plugin too, since they share
+    /// resources and per-call state that one plugin must hold.
+    pub fn plugin_for(&self, component: &str, import: &InterfaceName) -> Option<Arc<dyn Plugin>> {
+        let covering = |forwards: bool| {
+            self.plugins
+                .iter()
+                .find(|p| {
+                    p.forwards() == forwards
+                        && p.imports().iter().any(|pattern| pattern.covers(import))
+                })
+                .cloned()
         };
-        candidates
-            .iter()
-            .find(|p| p.imports().iter().any(|pattern| pattern.covers(import)))
-            .cloned()
+        let links = self.links.source();
+        let linked_away = |interface: &InterfaceName| {
+            links
+                .target(component, &interface.unversioned())
+                .is_some_and(|target| !links.served_by_plugins(&target))
+        };
+        if let Some(serving) = covering(false)
+            && !linked_away(import)
+            && !serving.imports().iter().any(linked_away)
+        {
+            return Some(serving);
+        }
+        covering(true)
     }
 }
 
@@ -138,15 +160,9 @@ pub(crate) async fn build(
     id: &str,
     loaded: &LoadedComponent,
     plan: LinkPlan,
-    bound_plugins: &[Arc<dyn Plugin>],
 ) -> Result<Linked, StartError> {
-    let (inner, id, loaded, bound_plugins) = (
-        inner.clone(),
-        id.to_string(),
-        loaded.clone(),
-        bound_plugins.to_vec(),
-    );
-    tokio::task::spawn_blocking(move || link(&inner, &id, &loaded, plan, &bound_plugins))
+    let (inner, id, loaded) = (inner.clone(), id.to_string(), loaded.clone());
+    tokio::task::spawn_blocking(move || link(&inner, &id, &loaded, plan))
         .await
         .map_err(|e| StartError::Invalid(format!("linking task failed: {e}")))?
 }
@@ -156,7 +172,6 @@ fn link(
     id: &str,
     loaded: &LoadedComponent,
     plan: LinkPlan,
-    bound_plugins: &[Arc<dyn Plugin>],
 ) -> Result<Linked, StartError> {
     let engine = &inner.engine;
     let load_error = |source: anyhow::Error| StartError::Load {
@@ -198,7 +213,7 @@ fn link(
                 link_names::add_to_linker(&mut linker, name).map_err(load_error)?;
                 ImportRoute::Bus
             }
-            Some(name) if let Some(plugin) = inner.plugin_for(name, bound_plugins) => {
+            Some(name) if let Some(plugin) = inner.plugin_for(id, name) => {
                 plugin.add_to_linker(&mut linker, name).map_err(|e| {
                     load_error(e.context(format!("plugin `{}` linking `{import}`", plugin.id())))
                 })?;

@@ -64,7 +64,10 @@ pub struct ComponentPlan {
 /// Where a link's target runs, as seen from this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkRoute {
+    /// A component running here.
     Here(String),
+    /// A built-in provider started here: its plugin serves the import.
+    Builtin(String),
     Lattice(String),
 }
 
@@ -163,9 +166,12 @@ pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> C
         if link.source_id == id && link.name == DEFAULT_LINK_NAME {
             for interface in &link.interfaces {
                 let target = link.target.clone();
-                let route = match view.runs_here(&target) {
-                    true => LinkRoute::Here(target),
-                    false => LinkRoute::Lattice(target),
+                let route = if view.runs_here(&target) {
+                    LinkRoute::Here(target)
+                } else if view.builtin_provider(&target).is_some() {
+                    LinkRoute::Builtin(target)
+                } else {
+                    LinkRoute::Lattice(target)
                 };
                 links.insert(link.interface_name(interface), route);
             }

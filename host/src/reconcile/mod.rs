@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use trellis_runtime::{InterfaceName, LinkSource};
 
-use crate::builtins::ConfigMap;
+use crate::builtins::{ConfigMap, Providers};
 use crate::components::NAMESPACE;
 use crate::state::HostState;
 use crate::store::LinkStore;
@@ -127,12 +127,19 @@ impl LatticeView for HostState {
     }
 }
 
-/// The runtime composes a component with the target of its `default` link when that target
-/// runs here: it reads the targets from the lattice's link store directly.
-impl LinkSource for LinkStore {
+/// What the runtime reads of the lattice's links: the target of a component's `default` link
+/// for an interface (composed in-process when it runs here, else called over the lattice) and
+/// whether a target is a built-in provider started here (its links stay on the plugin).
+pub struct RuntimeLinks {
+    pub store: Arc<LinkStore>,
+    pub providers: Arc<Providers>,
+}
+
+impl LinkSource for RuntimeLinks {
     fn target(&self, source: &str, interface: &str) -> Option<String> {
         let interface = InterfaceName::parse(interface)?;
-        self.links_from(source)
+        self.store
+            .links_from(source)
             .into_iter()
             .find(|link| {
                 link.name == DEFAULT_LINK_NAME
@@ -147,6 +154,7 @@ impl LinkSource for LinkStore {
 
     fn sources_linking_to(&self, targets: &[String]) -> Vec<String> {
         let mut sources: Vec<String> = self
+            .store
             .links()
             .into_iter()
             .filter(|link| link.name == DEFAULT_LINK_NAME && targets.contains(&link.target))
@@ -154,5 +162,9 @@ impl LinkSource for LinkStore {
             .collect();
         sources.dedup();
         sources
+    }
+
+    fn served_by_plugins(&self, target: &str) -> bool {
+        self.providers.get(target).is_some()
     }
 }

@@ -2,9 +2,9 @@
 //! forwards over wRPC under a `wrpc:` name, with the resources of the WASI interface turned into
 //! plain values (a key-value bucket travels as its name). Both halves live here:
 //!
-//! - client: when a built-in is switched off, a plugin stands in for it and sends the
-//!   component's calls to the target of its link, as a wasmCloud host sends them to a
-//!   capability provider;
+//! - client: when a component links the interface to something other than a built-in provider
+//!   here (or the built-in is switched off), a forwarding plugin sends the component's calls to
+//!   the target of its link, as a wasmCloud host sends them to a capability provider;
 //! - server: a built-in started as a provider (`provider.start trellis+builtin://…`) serves the
 //!   translated interface under the provider ID, so wasmCloud hosts and other Trellis hosts reach
 //!   it like an external provider.
@@ -19,7 +19,6 @@ pub mod blobstore;
 pub mod keyvalue;
 pub mod outgoing_http;
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 
 use tokio::task::JoinSet;
@@ -33,23 +32,19 @@ use crate::rpc::Lattice;
 use crate::state::HostState;
 use trellis_deployer::wire::DEFAULT_LINK_NAME;
 
-/// The plugins that forward the interfaces of switched-off built-ins to the lattice.
-pub fn fallback_plugins(enabled: &BTreeSet<Builtin>, lattice: &Lattice) -> Vec<Arc<dyn Plugin>> {
-    let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
-    if !enabled.contains(&Builtin::Keyvalue) {
-        let backend = keyvalue::KeyvalueOverLattice::new(lattice.clone());
-        plugins.push(Arc::new(KeyvaluePlugin::with_backend(Arc::new(backend))));
-    }
-    if !enabled.contains(&Builtin::Blobstore) {
-        let backend = blobstore::BlobstoreOverLattice::new(lattice.clone());
-        plugins.push(Arc::new(BlobstorePlugin::with_backend(Arc::new(backend))));
-    }
-    if !enabled.contains(&Builtin::HttpClient) {
-        plugins.push(Arc::new(outgoing_http::OutgoingHttpOverLattice::new(
-            lattice.clone(),
-        )));
-    }
-    plugins
+/// The plugins that forward key-value, blobstore and outgoing HTTP to the lattice: what a
+/// component's imports use when it links them to something other than a built-in provider
+/// here, or when the built-in is switched off.
+pub fn forwarding_plugins(lattice: &Lattice) -> Vec<Arc<dyn Plugin>> {
+    vec![
+        Arc::new(KeyvaluePlugin::with_backend(Arc::new(
+            keyvalue::KeyvalueOverLattice::new(lattice.clone()),
+        ))),
+        Arc::new(BlobstorePlugin::with_backend(Arc::new(
+            blobstore::BlobstoreOverLattice::new(lattice.clone()),
+        ))),
+        Arc::new(outgoing_http::OutgoingHttpOverLattice::new(lattice.clone())),
+    ]
 }
 
 /// A built-in provider's translated interfaces on the lattice; dropping it stops serving

@@ -99,6 +99,12 @@ pub trait BlobstoreBackend: Send + Sync + 'static {
     /// The plugin's name in import routes.
     fn id(&self) -> &str;
 
+    /// Whether it forwards calls to the target of the component's link (see
+    /// [`Plugin::forwards`]) instead of serving them.
+    fn forwards(&self) -> bool {
+        false
+    }
+
     /// A component starts using the backend; an error refuses it.
     async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
         Ok(())
@@ -520,6 +526,10 @@ impl types::HostIncomingValue for BlobView<'_> {
 impl Plugin for BlobstorePlugin {
     fn id(&self) -> &str {
         self.backend.id()
+    }
+
+    fn forwards(&self) -> bool {
+        self.backend.forwards()
     }
 
     fn imports(&self) -> Vec<InterfaceName> {

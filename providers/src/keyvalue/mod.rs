@@ -71,6 +71,12 @@ pub trait KeyvalueBackend: Send + Sync + 'static {
     /// The plugin's name in import routes.
     fn id(&self) -> &str;
 
+    /// Whether it forwards calls to the target of the component's link (see
+    /// [`Plugin::forwards`]) instead of serving them.
+    fn forwards(&self) -> bool {
+        false
+    }
+
     /// A component starts using the backend; an error refuses it.
     async fn bind(&self, _binding: &Binding) -> anyhow::Result<()> {
         Ok(())
@@ -323,6 +329,10 @@ impl batch::Host for KvView<'_> {
 impl Plugin for KeyvaluePlugin {
     fn id(&self) -> &str {
         self.backend.id()
+    }
+
+    fn forwards(&self) -> bool {
+        self.backend.forwards()
     }
 
     fn imports(&self) -> Vec<InterfaceName> {

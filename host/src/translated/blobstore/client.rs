@@ -59,6 +59,10 @@ impl BlobstoreBackend for BlobstoreOverLattice {
         "blobstore-over-lattice"
     }
 
+    fn forwards(&self) -> bool {
+        true
+    }
+
     fn store(&self, _component_id: &str) -> Option<Arc<dyn BlobStore>> {
         Some(Arc::new(RemoteStore(self.lattice.clone())))
     }

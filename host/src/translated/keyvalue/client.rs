@@ -44,6 +44,10 @@ impl KeyvalueBackend for KeyvalueOverLattice {
         "keyvalue-over-lattice"
     }
 
+    fn forwards(&self) -> bool {
+        true
+    }
+
     fn store(&self, _component_id: &str) -> Option<Arc<dyn KeyvalueStore>> {
         Some(Arc::new(RemoteStore(self.lattice.clone())))
     }

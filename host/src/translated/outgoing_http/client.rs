@@ -45,6 +45,10 @@ impl Plugin for OutgoingHttpOverLattice {
         "http-client-over-lattice"
     }
 
+    fn forwards(&self) -> bool {
+        true
+    }
+
     fn imports(&self) -> Vec<InterfaceName> {
         ["wasi:http/outgoing-handler", "wasi:http/types"]
             .iter()

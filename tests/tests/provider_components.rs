@@ -1,0 +1,266 @@
+//! Components as capability providers: a component exporting `wasi:keyvalue` serves the
+//! components linked to it for that interface, in place of the built-in, on a real lattice
+//! driven by the real `wasmcloud-control-interface` client. An explicit link wins over the
+//! built-in; without one the built-in serves as before.
+
+use std::time::Duration;
+
+use trellis_host::{HostConfig, LatticeHost};
+use trellis_runtime::{ImportRoute, Val};
+use trellis_tests::http::{free_port, get};
+use trellis_tests::lattice::{
+    ctl_client, eventually, put_config, put_http_server_link, record_wrpc_subjects, run_component,
+    start_http_server,
+};
+use trellis_tests::nats::NatsServer;
+use wasmcloud_control_interface::{Client, Link};
+
+const LATTICE: &str = "provider-components";
+const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
+const KV_INTERFACES: [&str; 3] = ["store", "atomics", "batch"];
+
+async fn start_host(server: &NatsServer) -> LatticeHost {
+    LatticeHost::start(HostConfig {
+        files: trellis_host::FilePolicy::allow_all(),
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        heartbeat_interval: Duration::from_secs(5),
+        rpc_timeout: Duration::from_secs(2),
+        ..HostConfig::default()
+    })
+    .await
+    .expect("starting the host")
+}
+
+fn link(source: &str, target: &str, namespace: &str, package: &str, interfaces: &[&str]) -> Link {
+    Link::builder()
+        .source_id(source)
+        .target(target)
+        .name("default")
+        .wit_namespace(namespace)
+        .wit_package(package)
+        .interfaces(interfaces.iter().map(|i| i.to_string()).collect())
+        .build()
+        .unwrap()
+}
+
+async fn put_link(client: &Client, link: Link) {
+    let ack = client.put_link(link).await.unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}
+
+async fn delete_link(client: &Client, source: &str, namespace: &str, package: &str) {
+    let ack = client
+        .delete_link(source, "default", namespace, package)
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+}
+
+/// Where each of `id`'s `wasi:keyvalue` imports goes now.
+async fn keyvalue_routes(host: &LatticeHost, id: &str) -> Vec<ImportRoute> {
+    host.runtime()
+        .routes(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(import, _)| import.starts_with("wasi:keyvalue/"))
+        .map(|(_, route)| route)
+        .collect()
+}
+
+async fn wait_for_keyvalue_routes(host: &LatticeHost, id: &str, route: ImportRoute) {
+    eventually(
+        &format!("`{id}`'s key-value to go to {route:?}"),
+        || async {
+            let routes = keyvalue_routes(host, id).await;
+            (routes.len() == KV_INTERFACES.len() && routes.iter().all(|r| *r == route))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn increment(host: &LatticeHost, id: &str, key: &str) -> Result<u64, String> {
+    let out = host
+        .runtime()
+        .invoke(
+            id,
+            KV_PROBE,
+            "increment",
+            &[
+                Val::String("default".into()),
+                Val::String(key.into()),
+                Val::U64(1),
+            ],
+            None,
+        )
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    match &out[0] {
+        Val::Result(Ok(Some(value))) => match &**value {
+            Val::U64(n) => Ok(*n),
+            other => panic!("unexpected {other:?}"),
+        },
+        Val::Result(Err(Some(error))) => Err(format!("{error:?}")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn exercise(host: &LatticeHost, id: &str) -> Vec<String> {
+    let out = host
+        .runtime()
+        .invoke(
+            id,
+            KV_PROBE,
+            "exercise",
+            &[Val::String("default".into())],
+            None,
+        )
+        .await
+        .unwrap();
+    match &out[0] {
+        Val::Result(Ok(Some(list))) => match &**list {
+            Val::List(items) => items
+                .iter()
+                .map(|item| match item {
+                    Val::String(s) => s.clone(),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect(),
+            other => panic!("unexpected {other:?}"),
+        },
+        other => panic!("exercise failed: {other:?}"),
+    }
+}
+
+/// What the unchanged `kv` guest's `exercise` sees from any correct `wasi:keyvalue`.
+const EXERCISED: [&str; 6] = [
+    "get a = Some(Ok(\"one\"))",
+    "exists b = true",
+    "exists b = false",
+    "get b = None",
+    "get-many = c=three,none,d=four",
+    "keys = a,d",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_a_keyvalue_component_wins_over_the_builtin_in_process() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let host = start_host(&server).await;
+    run_component(&client, host.host_id(), "store", "kv_store", 1, &[]).await;
+    run_component(&client, host.host_id(), "counter", "kv", 1, &[]).await;
+
+    // No link: the built-in serves, and its bucket outlives the invocation.
+    wait_for_keyvalue_routes(&host, "counter", ImportRoute::Plugin("keyvalue".into())).await;
+    assert_eq!(increment(&host, "counter", "hits").await, Ok(1));
+    assert_eq!(increment(&host, "counter", "hits").await, Ok(2));
+
+    // A link to the component takes all three interfaces off the built-in, composed in-process.
+    let wrpc = record_wrpc_subjects(&nc, LATTICE, "*").await;
+    put_link(
+        &client,
+        link("counter", "store", "wasi", "keyvalue", &KV_INTERFACES),
+    )
+    .await;
+    wait_for_keyvalue_routes(&host, "counter", ImportRoute::InProcess("store".into())).await;
+    assert_eq!(exercise(&host, "counter").await, EXERCISED);
+    // The provider component keeps its buckets in memory, and each invocation gets a fresh
+    // instance of it: a count starts again at every call (the built-in's would be 3).
+    assert_eq!(increment(&host, "counter", "hits").await, Ok(1));
+    assert_eq!(increment(&host, "counter", "hits").await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        wrpc.lock().unwrap().is_empty(),
+        "in-process: no wRPC message, saw {:?}",
+        wrpc.lock().unwrap()
+    );
+
+    // The link deleted, the built-in serves again, with the count it kept.
+    delete_link(&client, "counter", "wasi", "keyvalue").await;
+    wait_for_keyvalue_routes(&host, "counter", ImportRoute::Plugin("keyvalue".into())).await;
+    assert_eq!(increment(&host, "counter", "hits").await, Ok(3));
+    host.stop(None).await.unwrap();
+}
+
+/// `front` (HTTP) → `counter` (the kv guest, composed in) → `wasi:keyvalue`: the composed
+/// exporter's own imports are linked when the link arrives after both started, first to the
+/// built-in, then, linked on, to a third component composed into the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_composed_after_start_keeps_its_own_imports() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let host = start_host(&server).await;
+    run_component(&client, host.host_id(), "front", "front_door", 1, &[]).await;
+    run_component(&client, host.host_id(), "counter", "kv", 1, &[]).await;
+    run_component(&client, host.host_id(), "store", "kv_store", 1, &[]).await;
+    start_http_server(&client, host.host_id()).await;
+    let port = free_port();
+    put_config(
+        &client,
+        "front-listen",
+        &[("address", &format!("127.0.0.1:{port}"))],
+    )
+    .await;
+    put_http_server_link(&client, "front", "default", "front-listen").await;
+
+    put_link(
+        &client,
+        link("front", "counter", "trellis", "providers", &["kv-probe"]),
+    )
+    .await;
+    eventually("`front` to compose `counter` in", || async {
+        let routes = host.runtime().routes("front").await?;
+        routes
+            .iter()
+            .any(|(import, route)| {
+                import.starts_with(KV_PROBE) && *route == ImportRoute::InProcess("counter".into())
+            })
+            .then_some(())
+    })
+    .await;
+    let wrpc = record_wrpc_subjects(&nc, LATTICE, "*").await;
+    let count = |expected: &'static str| {
+        let expected = expected.to_string();
+        async move {
+            eventually(&format!("GET /count/visits to answer {expected}"), || {
+                let expected = expected.clone();
+                async move {
+                    let (status, body) = get(port, "/count/visits").await.ok()?;
+                    (status.contains("200") && body == expected).then_some(())
+                }
+            })
+            .await
+        }
+    };
+    // The built-in's count persists between requests.
+    count("1").await;
+    count("2").await;
+
+    // Linked on to the provider component: now a three-component composition, whose memory
+    // lasts one request.
+    put_link(
+        &client,
+        link("counter", "store", "wasi", "keyvalue", &KV_INTERFACES),
+    )
+    .await;
+    wait_for_keyvalue_routes(&host, "counter", ImportRoute::InProcess("store".into())).await;
+    for _ in 0..3 {
+        count("1").await;
+    }
+    // Unlinked, the built-in again: a request that reached the old composition while the
+    // chain was re-linked may have counted there too, so at least 3.
+    delete_link(&client, "counter", "wasi", "keyvalue").await;
+    eventually("the built-in's count again", || async {
+        let (_, body) = get(port, "/count/visits").await.ok()?;
+        (body.parse::<u64>().ok()? >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        wrpc.lock().unwrap().is_empty(),
+        "all in-process: no wRPC message, saw {:?}",
+        wrpc.lock().unwrap()
+    );
+    host.stop(None).await.unwrap();
+}
