@@ -229,8 +229,9 @@ pub struct ExportServer {
 
 impl ExportServer {
     /// Subscribes every exported function of `component_id` (functions that pass resources are
-    /// left out, as wasmCloud does), and `wasi:http/incoming-handler` as `wrpc:http` (see
-    /// [`crate::http_bridge`]). Calls run on the component as it was started, through its
+    /// left out, as wasmCloud does), `wasi:http/incoming-handler` as `wrpc:http` (see
+    /// [`crate::http_bridge`]) and `wasi:keyvalue` as `wrpc:keyvalue` (see
+    /// [`crate::translated::keyvalue::component`]). Calls run on the component as it was started, through its
     /// handle: serving one never waits on the runtime's lifecycle.
     pub async fn start(
         lattice: &Lattice,
@@ -285,6 +286,7 @@ impl ExportServer {
             });
         }
         crate::http_bridge::serve::serve(&server, &handle, &mut tasks).await?;
+        crate::translated::keyvalue::component::serve(&server, &handle, &mut tasks).await?;
         Ok(Self { tasks })
     }
 }

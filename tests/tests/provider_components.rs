@@ -3,6 +3,7 @@
 //! driven by the real `wasmcloud-control-interface` client. An explicit link wins over the
 //! built-in; without one the built-in serves as before.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use trellis_host::{HostConfig, LatticeHost};
@@ -10,7 +11,7 @@ use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::{
     ctl_client, eventually, put_config, put_http_server_link, record_wrpc_subjects, run_component,
-    start_http_server,
+    start_http_server, subjects_when_seen,
 };
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
@@ -263,4 +264,99 @@ async fn an_exporter_composed_after_start_keeps_its_own_imports() {
         wrpc.lock().unwrap()
     );
     host.stop(None).await.unwrap();
+}
+
+/// The translated subjects of the functions `exercise` and `increment` call on `target`.
+fn translated_subjects(target: &str) -> BTreeSet<String> {
+    [
+        ("store", "set"),
+        ("store", "get"),
+        ("store", "exists"),
+        ("store", "delete"),
+        ("store", "list-keys"),
+        ("atomics", "increment"),
+        ("batch", "get-many"),
+        ("batch", "set-many"),
+        ("batch", "delete-many"),
+    ]
+    .iter()
+    .map(|(interface, function)| {
+        format!("{LATTICE}.{target}.wrpc.0.0.1.wrpc:keyvalue/{interface}@0.2.0-draft.{function}")
+    })
+    .collect()
+}
+
+/// The provider component on another host is reached as a keyvalue provider is, under the
+/// translated `wrpc:keyvalue` names; when it arrives on the caller's host the calls come home
+/// in-process, and go back to the lattice when it leaves, without restarting the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyvalue_component_on_another_host_serves_over_wrpc_and_moves() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let home = start_host(&server).await;
+    let away = start_host(&server).await;
+    run_component(&client, away.host_id(), "store", "kv_store", 1, &[]).await;
+    run_component(&client, home.host_id(), "counter", "kv", 1, &[]).await;
+    let wrpc = record_wrpc_subjects(&nc, LATTICE, "store").await;
+    put_link(
+        &client,
+        link("counter", "store", "wasi", "keyvalue", &KV_INTERFACES),
+    )
+    .await;
+    wait_for_keyvalue_routes(
+        &home,
+        "counter",
+        ImportRoute::Plugin("keyvalue-over-lattice".into()),
+    )
+    .await;
+    // Over wRPC each operation is a call of its own, on a fresh instance: the memory-backed
+    // component forgets between them, which the translated protocol makes visible.
+    assert_eq!(increment(&home, "counter", "hits").await, Ok(1));
+    let expected = translated_subjects("store");
+    let increment_subject = expected
+        .iter()
+        .find(|s| s.ends_with("increment"))
+        .unwrap()
+        .clone();
+    let seen = subjects_when_seen(&wrpc, &BTreeSet::from([increment_subject])).await;
+    assert!(
+        seen.iter()
+            .any(|s| s.ends_with("atomics@0.2.0-draft.increment")),
+        "{seen:?}"
+    );
+    let exercised = exercise(&home, "counter").await;
+    assert_eq!(exercised[0], "get a = None", "{exercised:?}");
+    let seen = subjects_when_seen(&wrpc, &expected).await;
+    assert_eq!(seen, expected);
+    let served = away.runtime().component("store").unwrap().invocations();
+    assert!(served >= 10, "the far host served the calls ({served})");
+
+    // The provider component arrives on the caller's host: composed in, no NATS.
+    run_component(&client, home.host_id(), "store", "kv_store", 1, &[]).await;
+    wait_for_keyvalue_routes(&home, "counter", ImportRoute::InProcess("store".into())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    wrpc.lock().unwrap().clear();
+    assert_eq!(exercise(&home, "counter").await, EXERCISED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        wrpc.lock().unwrap().is_empty(),
+        "{:?}",
+        wrpc.lock().unwrap()
+    );
+
+    // It leaves again: back to the lattice, the caller never restarted.
+    run_component(&client, home.host_id(), "store", "kv_store", 0, &[]).await;
+    wait_for_keyvalue_routes(
+        &home,
+        "counter",
+        ImportRoute::Plugin("keyvalue-over-lattice".into()),
+    )
+    .await;
+    assert_eq!(increment(&home, "counter", "hits").await, Ok(1));
+    eventually("the call to go over NATS", || async {
+        (!wrpc.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    home.stop(None).await.unwrap();
+    away.stop(None).await.unwrap();
 }

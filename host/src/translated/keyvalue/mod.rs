@@ -7,6 +7,7 @@
 //! headers; the serving side picks the caller's backend from the link between them.
 
 mod client;
+pub mod component;
 mod server;
 
 pub use client::KeyvalueOverLattice;
