@@ -53,6 +53,8 @@ pub enum ComponentError {
     #[error(transparent)]
     Limits(#[from] LimitError),
     #[error(transparent)]
+    Grants(#[from] crate::grants::GrantError),
+    #[error(transparent)]
     Secrets(#[from] SecretError),
     #[error(transparent)]
     Start(#[from] StartError),
@@ -485,6 +487,11 @@ async fn start(
     component.max_instances = max_instances;
     let plan = derive::component_plan(state, id, &config);
     component.budget = budget(state, &plan, limits.as_ref())?;
+    let grants = plan.grants.clone()?;
+    grants.check(&state.volume_roots)?;
+    let (wasi, volumes, mounts) = grants.to_runtime();
+    component.grants = wasi;
+    component.mounts = mounts;
     // Granted before the first call can arrive; a start that fails takes them back.
     let identity = SecretsIdentity::new(id, &bytes, &annotations);
     let secrets = identity.fetch(state, &config).await?;
@@ -498,6 +505,7 @@ async fn start(
             annotations: annotations.clone(),
             components: vec![component],
             host_interfaces,
+            volumes,
             ..Default::default()
         })
         .await;

@@ -12,6 +12,7 @@ mod ctl;
 mod embedded;
 mod events;
 mod files;
+mod grants;
 mod http_bridge;
 mod identity;
 mod inventory;
@@ -88,6 +89,9 @@ pub struct HostConfig {
     pub oci: OciSettings,
     /// Which `file://` components and providers may be loaded (none by default).
     pub files: FilePolicy,
+    /// Host directories components may be given as volumes (their named config's
+    /// `trellis.volume.*` keys), subdirectories included; none by default.
+    pub volume_roots: Vec<std::path::PathBuf>,
     /// What components may use, unless they set lower limits of their own.
     pub limits: HostLimits,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` opens no port.
@@ -118,6 +122,7 @@ impl Default for HostConfig {
             providers: ProviderSettings::default(),
             oci: OciSettings::default(),
             files: FilePolicy::default(),
+            volume_roots: Vec::new(),
             limits: HostLimits::default(),
             secrets_topic: None,
             metrics_addr: None,
@@ -270,6 +275,7 @@ impl LatticeHost {
             ),
             oci: Oci::new(config.oci),
             files: config.files,
+            volume_roots: config.volume_roots,
             limits: config.limits,
             secrets,
             metrics: metrics.clone(),

@@ -158,6 +158,15 @@ struct HostArgs {
         value_delimiter = ','
     )]
     allow_file_roots: Vec<std::path::PathBuf>,
+    /// Let components have host directories under DIR as volumes (`trellis.volume.*` keys in
+    /// their named config; repeatable, or comma-separated). None by default.
+    #[arg(
+        long = "allow-volume-root",
+        env = "TRELLIS_ALLOW_VOLUME_ROOTS",
+        value_name = "DIR",
+        value_delimiter = ','
+    )]
+    allow_volume_roots: Vec<std::path::PathBuf>,
     /// Wall time of one component call, in milliseconds (wasmCloud's flag; components may set
     /// less with `max_execution_time` limits).
     #[arg(long, env = "TRELLIS_MAX_EXECUTION_TIME_MS", default_value_t = 600_000)]
@@ -325,6 +334,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             allow_all: args.allow_file_load,
             roots: args.allow_file_roots,
         },
+        volume_roots: args.allow_volume_roots,
         limits: HostLimits {
             max_execution_time: Duration::from_millis(args.max_execution_time_ms.max(1)),
             max_linear_memory_bytes: args.max_linear_memory_bytes,

@@ -64,11 +64,20 @@ pub struct FileFlags {
         value_delimiter = ','
     )]
     pub allow_file_roots: Vec<PathBuf>,
+    /// Let components have host directories under DIR as volumes (`trellis.volume.*` keys in
+    /// their named config; repeatable, or comma-separated). None by default.
+    #[arg(
+        long = "allow-volume-root",
+        env = "TRELLIS_ALLOW_VOLUME_ROOTS",
+        value_name = "DIR",
+        value_delimiter = ','
+    )]
+    pub allow_volume_roots: Vec<PathBuf>,
 }
 
 impl FileFlags {
     /// The policy: these flags, plus `deployed_from` (where `up` or `dev` deploys images from).
-    pub fn policy(&self, deployed_from: Vec<PathBuf>) -> FilePolicy {
+    fn policy(&self, deployed_from: Vec<PathBuf>) -> FilePolicy {
         FilePolicy {
             allow_all: self.allow_file_load,
             roots: deployed_from
@@ -91,13 +100,15 @@ pub struct Platform {
 
 impl Platform {
     /// Starts what `flags` ask for; the private nats-server keeps JetStream data in `data_dir`;
-    /// the host loads the `file://` references `files` allows. `command` (`up`, `dev`) words the
-    /// hint of a failed connection.
+    /// the host loads the `file://` references `files` allows besides those under
+    /// `deployed_from`, and gives components the volumes `files` allows. `command` (`up`, `dev`)
+    /// words the hint of a failed connection.
     pub async fn start(
         progress: &Progress,
         flags: &LatticeFlags,
         data_dir: &Path,
-        files: FilePolicy,
+        files: &FileFlags,
+        deployed_from: Vec<PathBuf>,
         command: &str,
     ) -> anyhow::Result<Self> {
         // A private server needs no credentials; a joined lattice gets the flags'.
@@ -127,7 +138,8 @@ impl Platform {
             nats_url: nats_url.clone(),
             nats_auth: auth.clone(),
             lattice: flags.lattice.clone(),
-            files,
+            files: files.policy(deployed_from),
+            volume_roots: files.allow_volume_roots.clone(),
             observability: Observability::new(flags.observability.clone()),
             ..HostConfig::default()
         })

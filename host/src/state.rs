@@ -52,6 +52,8 @@ pub struct HostState {
     pub oci: Oci,
     /// Which `file://` references may be loaded.
     pub files: FilePolicy,
+    /// Where host-path volumes may come from.
+    pub volume_roots: Vec<std::path::PathBuf>,
     pub limits: HostLimits,
     /// Resolves `SECRET_…` references through the lattice's secrets backends.
     pub secrets: Secrets,

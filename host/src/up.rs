@@ -81,10 +81,16 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = &'static str>) -> 
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir).join("nats");
     // The host may load files from where `up` deploys from: the directories of the
     // manifest's own `file://` images, and no others.
-    let files = args
-        .files
-        .policy(trellis_deployer::cli::file_image_dirs(&manifest, &base)?);
-    let platform = Platform::start(&progress, &args.lattice, &data_dir, files, "up").await?;
+    let deployed_from = trellis_deployer::cli::file_image_dirs(&manifest, &base)?;
+    let platform = Platform::start(
+        &progress,
+        &args.lattice,
+        &data_dir,
+        &args.files,
+        deployed_from,
+        "up",
+    )
+    .await?;
     let deployed = deploy(&progress, &platform, &manifest, &base).await;
     if let Err(error) = &deployed {
         eprintln!("trellis up: {error:#}");

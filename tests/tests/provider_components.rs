@@ -4,14 +4,15 @@
 //! built-in; without one the built-in serves as before.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::http::{free_port, get};
 use trellis_tests::lattice::{
-    ctl_client, eventually, put_config, put_http_server_link, record_wrpc_subjects, run_component,
-    start_http_server, subjects_when_seen,
+    EventLog, ctl_client, eventually, put_config, put_http_server_link, record_wrpc_subjects,
+    run_component, start_http_server, subjects_when_seen,
 };
 use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
@@ -21,7 +22,12 @@ const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
 const KV_INTERFACES: [&str; 3] = ["store", "atomics", "batch"];
 
 async fn start_host(server: &NatsServer) -> LatticeHost {
+    start_host_with_volumes(server, &[]).await
+}
+
+async fn start_host_with_volumes(server: &NatsServer, roots: &[&Path]) -> LatticeHost {
     LatticeHost::start(HostConfig {
+        volume_roots: roots.iter().map(|root| root.to_path_buf()).collect(),
         files: trellis_host::FilePolicy::allow_all(),
         nats_url: server.url(),
         lattice: LATTICE.into(),
@@ -359,4 +365,183 @@ async fn a_keyvalue_component_on_another_host_serves_over_wrpc_and_moves() {
     .await;
     home.stop(None).await.unwrap();
     away.stop(None).await.unwrap();
+}
+
+const PROBE: &str = "trellis:example/probe@0.1.0";
+
+/// Volumes and environment from named config: a host-path volume under an allowed root makes
+/// the provider component's buckets outlive its instances, on its host and over wRPC; a path
+/// outside the roots, and a malformed key, refuse the start naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_and_env_come_from_named_config_within_the_allowed_roots() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("kv");
+    std::fs::create_dir(&data).unwrap();
+    let home = start_host(&server).await;
+    let away = start_host_with_volumes(&server, &[root.path()]).await;
+    let events = EventLog::record(&nc, LATTICE).await;
+
+    put_config(
+        &client,
+        "store-volume",
+        &[
+            ("trellis.volume.data.path", "/data"),
+            ("trellis.volume.data.host_path", data.to_str().unwrap()),
+        ],
+    )
+    .await;
+    run_component(
+        &client,
+        away.host_id(),
+        "store",
+        "kv_store",
+        1,
+        &["store-volume"],
+    )
+    .await;
+    run_component(&client, home.host_id(), "counter", "kv", 1, &[]).await;
+    put_link(
+        &client,
+        link("counter", "store", "wasi", "keyvalue", &KV_INTERFACES),
+    )
+    .await;
+    wait_for_keyvalue_routes(
+        &home,
+        "counter",
+        ImportRoute::Plugin("keyvalue-over-lattice".into()),
+    )
+    .await;
+    // Over wRPC, each call a fresh instance: the count lives in the volume.
+    for expected in 1..=3 {
+        assert_eq!(increment(&home, "counter", "hits").await, Ok(expected));
+    }
+    // The whole exercise holds together across calls too (the count is in the same bucket).
+    let exercised = exercise(&home, "counter").await;
+    assert_eq!(exercised[..5], EXERCISED[..5]);
+    assert_eq!(exercised[5], "keys = a,d,hits");
+    let bucket = data.join(hex("default"));
+    assert_eq!(
+        std::fs::read_to_string(bucket.join(hex("hits"))).unwrap(),
+        "3"
+    );
+
+    // The same volume on the caller's host would need a root there: `home` allows none.
+    let failures = events.count("component_scale_failed");
+    let ack = client
+        .scale_component(
+            home.host_id(),
+            &trellis_tests::component_ref("kv_store"),
+            "store",
+            1,
+            None,
+            vec!["store-volume".into()],
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    let failed = events.wait("component_scale_failed", failures).await;
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("`trellis.volume.data.host_path`") && error.contains("--allow-volume-root"),
+        "{failed}"
+    );
+    assert!(home.runtime().component("store").is_none());
+
+    // On `away`, a path outside its root is refused the same way, and so is a malformed key.
+    put_config(
+        &client,
+        "outside",
+        &[
+            ("trellis.volume.data.path", "/data"),
+            ("trellis.volume.data.host_path", "/etc"),
+        ],
+    )
+    .await;
+    put_config(&client, "typo", &[("trellis.volume.data.mode", "rw")]).await;
+    for (config, key) in [
+        ("outside", "trellis.volume.data.host_path"),
+        ("typo", "trellis.volume.data.mode"),
+    ] {
+        let failures = events.count("component_scale_failed");
+        let ack = client
+            .scale_component(
+                away.host_id(),
+                &trellis_tests::component_ref("prober"),
+                config,
+                1,
+                None,
+                vec![config.into()],
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(ack.succeeded(), "{}", ack.message());
+        let failed = events.wait("component_scale_failed", failures).await;
+        assert!(
+            failed["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("`{key}`")),
+            "{failed}"
+        );
+    }
+
+    // Environment variables, and an empty dir that the component may write.
+    put_config(
+        &client,
+        "probe-env",
+        &[
+            ("trellis.env.GREETING", "hello"),
+            ("trellis.volume.scratch.path", "/scratch"),
+            ("trellis.volume.scratch.empty_dir", "true"),
+        ],
+    )
+    .await;
+    run_component(
+        &client,
+        home.host_id(),
+        "probe",
+        "prober",
+        1,
+        &["probe-env"],
+    )
+    .await;
+    let probe = |function: &'static str, params: Vec<Val>| {
+        let runtime = home.runtime();
+        async move {
+            runtime
+                .invoke("probe", PROBE, function, &params, None)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        probe("get-env", vec![Val::String("GREETING".into())]).await,
+        [Val::Option(Some(Box::new(Val::String("hello".into()))))]
+    );
+    let written = probe(
+        "write-file",
+        vec![
+            Val::String("/scratch/note".into()),
+            Val::String("kept".into()),
+        ],
+    )
+    .await;
+    assert_eq!(written, [Val::Result(Ok(None))]);
+    assert_eq!(
+        probe("read-file", vec![Val::String("/scratch/note".into())]).await,
+        [Val::Result(Ok(Some(Box::new(Val::String("kept".into())))))]
+    );
+    // Nothing else of the host's files.
+    let outside = probe("read-file", vec![Val::String("/etc/hostname".into())]).await;
+    assert!(matches!(&outside[0], Val::Result(Err(_))), "{outside:?}");
+    home.stop(None).await.unwrap();
+    away.stop(None).await.unwrap();
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
 }

@@ -123,12 +123,12 @@ pub async fn run(
         let cwd = std::env::current_dir().context("finding the current directory")?;
         roots.extend(trellis_deployer::cli::file_image_dirs(manifest, &cwd)?);
     }
-    let files = args.files.policy(roots);
     let platform = Platform::start(
         &progress,
         &args.lattice,
         &session.path().join("nats"),
-        files,
+        &args.files,
+        roots,
         "dev",
     )
     .await?;

@@ -24,6 +24,7 @@ use trellis_providers::http_server::RemoteRoute;
 use trellis_runtime::HostInterface;
 
 use crate::builtins::{Builtin, BuiltinRef, ConfigMap};
+use crate::grants::{ComponentGrants, GrantError, is_grant_key};
 use crate::limits::{ComponentLimits, LimitError, is_limit_key};
 use crate::secrets::{ResolvedSecrets, SecretError, SecretValue};
 use trellis_deployer::wire::{DEFAULT_LINK_NAME, Link};
@@ -59,6 +60,9 @@ pub struct ComponentPlan {
     pub plugins: PluginConfig,
     /// The limits its named config sets (`trellis.limits.*`), or why they cannot be applied.
     pub limits: Result<ComponentLimits, LimitError>,
+    /// The environment and volumes its named config grants (`trellis.env.*`,
+    /// `trellis.volume.*`), or why they cannot be given.
+    pub grants: Result<ComponentGrants, GrantError>,
 }
 
 /// Where a link's target runs, as seen from this host.
@@ -155,7 +159,8 @@ fn merged(view: &impl LatticeView, names: &[String]) -> ConfigMap {
 pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> ComponentPlan {
     let mut named = merged(view, config);
     let limits = ComponentLimits::from_config(&named);
-    named.retain(|key, _| !is_limit_key(key));
+    let grants = ComponentGrants::from_config(&named);
+    named.retain(|key, _| !is_limit_key(key) && !is_grant_key(key));
     let mut plugins: BTreeMap<String, ConfigMap> = CONFIG_INTERFACES
         .iter()
         .map(|i| (i.to_string(), named.clone()))
@@ -205,6 +210,7 @@ pub fn component_plan(view: &impl LatticeView, id: &str, config: &[String]) -> C
             secrets,
         },
         limits,
+        grants,
     }
 }
 

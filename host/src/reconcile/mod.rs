@@ -61,6 +61,9 @@ async fn apply(state: &HostState) {
                     tracing::warn!(component = %id, "limits from config not applied: {error}");
                 }
             }
+            if desired.grants != current.plan.grants {
+                tracing::warn!(component = %id, "environment and volumes in named config changed: they apply from the component's next start");
+            }
             if desired.links != current.plan.links
                 && let Err(error) = state.runtime.relink(std::slice::from_ref(&id)).await
             {
