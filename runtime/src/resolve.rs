@@ -94,7 +94,7 @@ impl Inner {
         if let Some(target) = self.links.source().target(subject.id, &name.unversioned()) {
             let here = self
                 .running(&target)
-                .is_some_and(|c| exports(&c.current().loaded))
+                .is_some_and(|c| exports(&c.current().loaded) && !c.has_own_wasi())
                 || subject
                     .members
                     .iter()
@@ -117,8 +117,10 @@ impl Inner {
     /// 1. a `default` link whose target is served by the plugins here (a built-in provider
     ///    started on this host) → the plugin serving the interface;
     /// 2. any other `default` link → its target: composed in-process when it is a component
-    ///    running here that exports the interface, else the forwarding plugin for the interface
-    ///    (the lattice stand-in, e.g. `wasi:keyvalue` as `wrpc:keyvalue`), else wRPC;
+    ///    running here that exports the interface and has no WASI grants of its own (volumes,
+    ///    environment: composed, it would run with its importer's), else the forwarding plugin
+    ///    for the interface (the lattice stand-in, e.g. `wasi:keyvalue` as `wrpc:keyvalue`),
+    ///    else wRPC;
     /// 3. no link → the plugin serving the interface, else the forwarding one;
     /// 4. then a member of the same workload exporting it, in-process;
     /// 5. then the embedder's fallback, then wRPC (which fails the call for want of a link).

@@ -393,6 +393,13 @@ pub(crate) fn mentions_resource(ty: &Type) -> bool {
 }
 
 impl RunningComponent {
+    /// Whether it was granted anything of WASI beyond the baseline (environment, arguments,
+    /// stdio, network, volumes). Such a component is not composed into its importers: the
+    /// composition would run it with the importer's WASI context, not its own.
+    pub fn has_own_wasi(&self) -> bool {
+        !self.mounts.is_empty() || self.grants != WasiGrants::default()
+    }
+
     /// `spec` gives the ID, instance limit, budget and grants; `mounts` are its volume mounts
     /// resolved to paths; `observer` hears of each call it ends.
     pub fn new(

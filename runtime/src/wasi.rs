@@ -16,7 +16,7 @@ pub(crate) fn is_baseline(import: &InterfaceName) -> bool {
 }
 
 /// What a workload lets its components see. Everything is off unless granted.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WasiGrants {
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,

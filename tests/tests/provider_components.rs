@@ -427,6 +427,22 @@ async fn volumes_and_env_come_from_named_config_within_the_allowed_roots() {
         "3"
     );
 
+    // Co-located, a provider component with a volume of its own is not composed in (it would
+    // see its importer's files, not its own): it is called over the lattice, same count.
+    run_component(&client, away.host_id(), "counter-away", "kv", 1, &[]).await;
+    put_link(
+        &client,
+        link("counter-away", "store", "wasi", "keyvalue", &KV_INTERFACES),
+    )
+    .await;
+    wait_for_keyvalue_routes(
+        &away,
+        "counter-away",
+        ImportRoute::Plugin("keyvalue-over-lattice".into()),
+    )
+    .await;
+    assert_eq!(increment(&away, "counter-away", "hits").await, Ok(4));
+
     // The same volume on the caller's host would need a root there: `home` allows none.
     let failures = events.count("component_scale_failed");
     let ack = client
