@@ -853,6 +853,34 @@ async fn counter_example_counts_real_http_requests_in_the_builtin_keyvalue() {
     lattice.shutdown().await;
 }
 
+/// The key-value of the counter is the kv-store component, which keeps its buckets in its
+/// own empty-dir volume: the count goes on from request to request, each a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_component_example_counts_in_a_component_with_a_volume() {
+    component_path("counter");
+    component_path("kv_store");
+    let lattice = lattice().await;
+    let mut document = example("kv-component.yaml");
+    let port = listen_on_free_port(&mut document, 2);
+    let app = lattice.deploy(&document).await;
+    lattice.wait_status(&app, "deployed").await;
+    // Until the links reached the hosts a request fails (500), counting nothing.
+    let first = eventually("the counter answers", || async {
+        let (status, body) = get(port, "/").await.ok()?;
+        status.contains("200").then(|| count(&body))
+    })
+    .await;
+    for next in first + 1..first + 4 {
+        let (status, body) = get(port, "/").await.unwrap();
+        assert!(status.contains("200"), "{status}: {body}");
+        assert_eq!(count(&body), next);
+    }
+    let reply = lattice.client.undeploy(&app).await.unwrap();
+    assert_eq!(reply["result"], "acknowledged");
+    lattice.wait_nothing_left("kv-component-files").await;
+    lattice.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_provider_example_runs_healthy_and_is_called_through_its_links() {
     provider_archive("greeter");

@@ -255,6 +255,36 @@ async fn wadm_deploys_hello_and_it_answers_real_http_requests() {
     lattice.shutdown().await;
 }
 
+/// wadm passes the provider component's volume keys through as named config it does not read;
+/// the count goes on from request to request, kept in that volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wadm_deploys_a_key_value_that_is_a_component() {
+    component_path("counter");
+    component_path("kv_store");
+    let lattice = lattice().await;
+    let mut document = example("kv-component.yaml");
+    let port = free_port();
+    let server = &mut document["spec"]["components"][2];
+    assert_eq!(server["type"], "capability");
+    server["traits"][0]["properties"]["source"]["config"][0]["properties"]["address"] =
+        format!("127.0.0.1:{port}").into();
+    let app = lattice.deploy(&document).await;
+    lattice.wait_deployed(&app).await;
+    let count = |body: &str| body.trim().strip_prefix("count: ")?.parse::<u64>().ok();
+    let first = eventually("the counter answers", || async {
+        let (status, body) = get(port, "/").await.ok()?;
+        status.contains("200").then(|| count(&body)).flatten()
+    })
+    .await;
+    for next in first + 1..first + 4 {
+        let (status, body) = get(port, "/").await.unwrap();
+        assert!(status.contains("200"), "{status}: {body}");
+        assert_eq!(count(&body), Some(next));
+    }
+    lattice.undeploy_and_wait_nothing_left(&app).await;
+    lattice.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wadm_deploys_the_secrets_example_and_every_secret_arrives() {
     component_path("secret_reader");
