@@ -159,6 +159,10 @@ pub struct ComponentDescription {
     pub revision: i32,
     pub max_instances: u32,
     pub limits: Option<BTreeMap<String, String>>,
+    /// Trellis: how a component that runs as a service (it exports `wasi:cli/run`) is doing:
+    /// `running`, `exited with code 0`, `failed: …` or `restarting (N): …`. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// A provider in the inventory.

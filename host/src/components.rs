@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use serde_json::json;
 use tokio::sync::watch;
 use trellis_runtime::{
-    ComponentSource, Host as _, HostInterface, LoadedComponent, StartError, Workload,
-    WorkloadComponent,
+    ComponentSource, ComponentState, Host as _, HostInterface, LoadedComponent, StartError,
+    Workload, WorkloadComponent,
 };
 
 use crate::limits::{ComponentLimits, LimitError};
@@ -159,7 +159,7 @@ impl Components {
         self.table.read().unwrap().get(id).cloned()
     }
 
-    pub fn describe(&self) -> Vec<ComponentDescription> {
+    pub fn describe(&self, runtime: &trellis_runtime::Runtime) -> Vec<ComponentDescription> {
         self.table
             .read()
             .unwrap()
@@ -171,6 +171,9 @@ impl Components {
                 revision: 0,
                 max_instances: c.max_instances,
                 limits: c.effective_limits().map(|limits| limits.to_map()),
+                state: runtime
+                    .service_state(id)
+                    .map(|state| describe_service(&state)),
             })
             .collect()
     }
@@ -492,6 +495,7 @@ async fn start(
     let (wasi, volumes, mounts) = grants.to_runtime();
     component.grants = wasi;
     component.mounts = mounts;
+    component.run = Some(grants.restart);
     // Granted before the first call can arrive; a start that fails takes them back.
     let identity = SecretsIdentity::new(id, &bytes, &annotations);
     let secrets = identity.fetch(state, &config).await?;
@@ -686,4 +690,16 @@ async fn scale_failed(
         "error": error.to_string(),
     });
     state.events.publish("component_scale_failed", data).await;
+}
+
+/// A service's state as the inventory words it.
+fn describe_service(state: &ComponentState) -> String {
+    match state {
+        ComponentState::Running => "running".into(),
+        ComponentState::Exited => "exited with code 0".into(),
+        ComponentState::Failed(reason) => format!("failed: {reason}"),
+        ComponentState::Restarting { last, restarts } => {
+            format!("restarting ({restarts}): {last}")
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! | `trellis.volume.V.host_path` | a host directory, under a root the operator allowed (`--allow-volume-root`) |
 //! | `trellis.volume.V.empty_dir` | `true`: a fresh directory that lives as long as the component |
 //! | `trellis.volume.V.read_only` | `true` or `false` (default) |
+//! | `trellis.service.restart` | a component exporting `wasi:cli/run` runs as a service, restarted `never`, `on-failure` (default) or `always` |
 //!
 //! Deny by default: no root allowed, no host path. Applied when the component starts (a change
 //! takes effect at its next start). A key this module cannot honour refuses the start, naming
@@ -17,14 +18,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use trellis_runtime::{Volume, VolumeKind, VolumeMount, WasiGrants};
+use trellis_runtime::{RestartPolicy, Volume, VolumeKind, VolumeMount, WasiGrants};
 
 const ENV_PREFIX: &str = "trellis.env.";
 const VOLUME_PREFIX: &str = "trellis.volume.";
+const RESTART: &str = "trellis.service.restart";
 
-/// Whether a named config key grants something (and so is not served by `wasi:config`).
+/// Whether a named config key grants something or says how the component runs (and so is not
+/// served by `wasi:config`).
 pub fn is_grant_key(key: &str) -> bool {
-    key.starts_with(ENV_PREFIX) || key.starts_with(VOLUME_PREFIX)
+    key.starts_with(ENV_PREFIX) || key.starts_with(VOLUME_PREFIX) || key == RESTART
 }
 
 /// Why a component's grants cannot be given.
@@ -58,11 +61,13 @@ pub struct VolumeGrant {
     pub read_only: bool,
 }
 
-/// A component's environment and volumes, as its named config asks.
+/// A component's environment and volumes, as its named config asks, and how it restarts when it
+/// runs as a service.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ComponentGrants {
     pub env: Vec<(String, String)>,
     pub volumes: Vec<VolumeGrant>,
+    pub restart: RestartPolicy,
 }
 
 #[derive(Default)]
@@ -85,10 +90,20 @@ impl ComponentGrants {
             "false" => Ok(false),
             _ => Err(invalid(key, "expected `true` or `false`")),
         };
-        let mut grants = ComponentGrants::default();
+        let mut grants = ComponentGrants {
+            restart: RestartPolicy::OnFailure,
+            ..ComponentGrants::default()
+        };
         let mut volumes: BTreeMap<&str, VolumeKeys> = BTreeMap::new();
         for (key, value) in config {
-            if let Some(name) = key.strip_prefix(ENV_PREFIX) {
+            if key == RESTART {
+                grants.restart = match value.as_str() {
+                    "never" => RestartPolicy::Never,
+                    "on-failure" => RestartPolicy::OnFailure,
+                    "always" => RestartPolicy::Always,
+                    _ => return Err(invalid(key, "expected never, on-failure or always")),
+                };
+            } else if let Some(name) = key.strip_prefix(ENV_PREFIX) {
                 if name.is_empty() || name.contains('=') {
                     return Err(invalid(key, "not an environment variable name"));
                 }
@@ -174,10 +189,12 @@ impl ComponentGrants {
         Ok(())
     }
 
-    /// What the runtime takes: grants, the workload's volumes, the component's mounts.
+    /// What the runtime takes: grants (stdout and stderr always to the host's log), the
+    /// workload's volumes, the component's mounts.
     pub fn to_runtime(&self) -> (WasiGrants, Vec<Volume>, Vec<VolumeMount>) {
         let grants = WasiGrants {
             env: self.env.clone(),
+            stdio_to_log: true,
             ..WasiGrants::default()
         };
         let volumes = self
@@ -228,6 +245,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(grants.env, [("GREETING".to_string(), "hello".to_string())]);
+        assert_eq!(grants.restart, RestartPolicy::OnFailure);
         assert_eq!(
             grants.volumes,
             [
@@ -278,6 +296,10 @@ mod tests {
             refused(&[("trellis.volume.data.read_only", "yes")]),
             "trellis.volume.data.read_only"
         );
+        assert_eq!(
+            refused(&[("trellis.service.restart", "sometimes")]),
+            "trellis.service.restart"
+        );
     }
 
     #[test]
@@ -287,6 +309,7 @@ mod tests {
         std::fs::create_dir(&inside).unwrap();
         let grants = |path: &Path| ComponentGrants {
             env: Vec::new(),
+            restart: RestartPolicy::OnFailure,
             volumes: vec![VolumeGrant {
                 name: "data".into(),
                 guest_path: "/data".into(),

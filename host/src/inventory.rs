@@ -17,7 +17,7 @@ fn uptime(state: &HostState) -> (u64, String) {
 pub fn inventory(state: &HostState) -> HostInventory {
     let (uptime_seconds, uptime_human) = uptime(state);
     HostInventory {
-        components: state.components.describe(),
+        components: state.components.describe(&state.runtime),
         providers: state
             .providers
             .list()

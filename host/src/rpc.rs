@@ -249,7 +249,12 @@ impl ExportServer {
         )
         .await?;
         let mut tasks = JoinSet::new();
-        for (instance, function) in handle.exported_functions() {
+        // A service's `wasi:cli/run` is its host's to run, not the lattice's to call.
+        let served = handle
+            .exported_functions()
+            .into_iter()
+            .filter(|(instance, _)| !instance.starts_with("wasi:cli/run@"));
+        for (instance, function) in served {
             let no_async_params: Vec<Box<[Option<usize>]>> = Vec::new();
             let mut invocations =
                 Box::pin(server.serve(&instance, &function, no_async_params).await?);

@@ -119,4 +119,11 @@ impl LoadedComponent {
     pub fn exports_instance(&self, name: &str) -> bool {
         self.exports.iter().any(|(export, _)| export == name)
     }
+
+    /// Whether it exports `wasi:cli/run` (0.2.x): it can run as a service.
+    pub fn exports_run(&self) -> bool {
+        self.exports
+            .iter()
+            .any(|(export, _)| export.starts_with("wasi:cli/run@0.2."))
+    }
 }

@@ -25,6 +25,7 @@ mod running;
 mod runtime;
 mod service;
 mod stats;
+mod stdio;
 mod wasi;
 mod workload;
 
@@ -48,8 +49,8 @@ pub use stats::{
 };
 pub use wasi::{Volume, VolumeKind, VolumeMount, WasiGrants};
 pub use workload::{
-    ComponentState, HostInterface, Workload, WorkloadComponent, WorkloadService, WorkloadState,
-    WorkloadStatus,
+    ComponentState, HostInterface, RestartPolicy, Workload, WorkloadComponent, WorkloadService,
+    WorkloadState, WorkloadStatus,
 };
 
 pub use wasmtime::component::Val;

@@ -38,7 +38,8 @@ struct RunningWorkload {
     component_ids: Vec<String>,
     /// The plugin configuration the components are bound with.
     host_interfaces: Vec<HostInterface>,
-    service: Option<(String, ServiceHandle)>,
+    /// Its services by id: the standalone one and its components that run as services.
+    services: Vec<(String, ServiceHandle)>,
     /// Kept for as long as the workload runs: empty dirs are removed on drop.
     volumes: MaterializedVolumes,
 }
@@ -55,6 +56,15 @@ impl Lifecycle {
             .collect()
     }
 
+    /// The state of service `id` (a component that runs as a service, or a standalone one).
+    pub fn service_state(&self, id: &str) -> Option<ComponentState> {
+        self.workloads
+            .values()
+            .flat_map(|w| &w.services)
+            .find(|(service, _)| service == id)
+            .map(|(_, handle)| handle.state())
+    }
+
     pub fn status(&self, id: &str) -> Option<WorkloadStatus> {
         let workload = self.workloads.get(id)?;
         let mut components: BTreeMap<String, ComponentState> = workload
@@ -63,13 +73,17 @@ impl Lifecycle {
             .map(|c| (c.clone(), ComponentState::Running))
             .collect();
         let mut overall = WorkloadState::Running;
-        if let Some((service_id, service)) = &workload.service {
+        for (service_id, service) in &workload.services {
             let service_state = service.state();
-            overall = match &service_state {
-                ComponentState::Running => WorkloadState::Running,
-                ComponentState::Exited => WorkloadState::Completed,
-                ComponentState::Failed(reason) => WorkloadState::Failed(reason.clone()),
-            };
+            match &service_state {
+                ComponentState::Failed(reason) => {
+                    overall = WorkloadState::Failed(reason.clone());
+                }
+                ComponentState::Exited if overall == WorkloadState::Running => {
+                    overall = WorkloadState::Completed;
+                }
+                _ => {}
+            }
             components.insert(service_id.clone(), service_state);
         }
         Some(WorkloadStatus {
@@ -216,7 +230,7 @@ pub(crate) async fn start(
                     RunningWorkload {
                         component_ids: members.iter().map(|(id, _)| id.clone()).collect(),
                         host_interfaces: workload.host_interfaces.clone(),
-                        service: None,
+                        services: Vec::new(),
                         volumes,
                     },
                 );
@@ -249,13 +263,14 @@ pub(crate) async fn start(
                     .unwrap_or_default()
             };
             let bytes = service.source.read().await?;
-            let (engine, id, grants) = (
+            let (engine, id, grants, restart) = (
                 inner.engine.clone(),
                 service.id.clone(),
                 service.grants.clone(),
+                service.restart,
             );
             tokio::task::spawn_blocking(move || {
-                ServiceHandle::start(&engine, &id, bytes, &grants, &mounts)
+                ServiceHandle::start(&engine, &id, bytes, &grants, &mounts, restart)
             })
             .await?
         };
@@ -263,7 +278,7 @@ pub(crate) async fn start(
             Ok(handle) => {
                 let mut lifecycle = inner.lifecycle.lock().unwrap();
                 match lifecycle.workloads.get_mut(&workload_id) {
-                    Some(running) => running.service = Some((service.id.clone(), handle)),
+                    Some(running) => running.services.push((service.id.clone(), handle)),
                     None => handle.stop(),
                 }
             }
@@ -273,6 +288,20 @@ pub(crate) async fn start(
                     component: service.id.clone(),
                     source,
                 });
+            }
+        }
+    }
+
+    // Components that are services too start running once linked and published.
+    for (spec, component) in workload.components.iter().zip(&running) {
+        if let Some(policy) = spec.run
+            && component.current().loaded.exports_run()
+        {
+            let handle = ServiceHandle::of_component(component.clone(), policy);
+            let mut lifecycle = inner.lifecycle.lock().unwrap();
+            match lifecycle.workloads.get_mut(&workload_id) {
+                Some(workload) => workload.services.push((spec.id.clone(), handle)),
+                None => handle.stop(),
             }
         }
     }
@@ -394,7 +423,7 @@ pub(crate) async fn stop(
         ((workload, stopped), dependents, reservation)
     };
     let (workload, stopped) = workload;
-    if let Some((_, service)) = workload.service {
+    for (_, service) in workload.services {
         service.stop();
     }
     unbind_all(inner, &stopped).await;

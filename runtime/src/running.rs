@@ -431,7 +431,7 @@ impl RunningComponent {
     }
 
     /// The component's budget with `overrides` applied.
-    fn budget_with(&self, overrides: Option<&Budget>) -> Budget {
+    pub(crate) fn budget_with(&self, overrides: Option<&Budget>) -> Budget {
         let own = *self.budget.read().unwrap();
         overrides.map_or(own, |o| own.overridden_by(o))
     }
@@ -477,11 +477,15 @@ impl RunningComponent {
         Ok(extensions)
     }
 
-    fn new_store(&self, linked: &Linked, budget: &Budget) -> anyhow::Result<Store<InvocationCtx>> {
+    pub(crate) fn new_store(
+        &self,
+        linked: &Linked,
+        budget: &Budget,
+    ) -> anyhow::Result<Store<InvocationCtx>> {
         let extensions = self.prepared(linked)?;
         let ctx = InvocationCtx {
             component_id: self.id.clone(),
-            wasi: wasi::build_ctx(&self.grants, &self.mounts)?,
+            wasi: wasi::build_ctx(&self.id, &self.grants, &self.mounts)?,
             table: Default::default(),
             memory: Default::default(),
             extensions,

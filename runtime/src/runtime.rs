@@ -23,7 +23,7 @@ use crate::plugin::Plugin;
 use crate::remote::RemoteInvoker;
 use crate::running::{ComponentHandle, RunningComponent};
 use crate::stats::CallObserver;
-use crate::workload::HostInterface;
+use crate::workload::{ComponentState, HostInterface};
 
 /// Builds a [`Runtime`]: engine settings, the plugins to switch on, and the import fallback.
 pub struct RuntimeBuilder {
@@ -181,6 +181,12 @@ impl Runtime {
     /// A handle on a running component. Holding it keeps calls off every lock the runtime has.
     pub fn component(&self, id: &str) -> Option<ComponentHandle> {
         self.0.running(id).map(ComponentHandle)
+    }
+
+    /// How service `id` is doing, if it is one (a component that runs `wasi:cli/run`, or a
+    /// workload's standalone service).
+    pub fn service_state(&self, id: &str) -> Option<ComponentState> {
+        self.0.lifecycle.lock().unwrap().service_state(id)
     }
 
     /// Invokes an export of a running component on a fresh instance.

@@ -1,11 +1,13 @@
 //! The WASI baseline: deny by default, with explicit grants and volumes (as in wash-runtime).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use crate::interface::InterfaceName;
+use crate::stdio::{LogStream, Stdio};
 
 /// The WASI packages every component gets (still subject to the grants below).
 const BASELINE_PACKAGES: &[&str] = &["cli", "clocks", "filesystem", "io", "random", "sockets"];
@@ -22,6 +24,9 @@ pub struct WasiGrants {
     pub args: Vec<String>,
     pub inherit_stdout: bool,
     pub inherit_stderr: bool,
+    /// Stdout and stderr go to the host's log, a line per event with the component's id
+    /// (instead of the host's own streams).
+    pub stdio_to_log: bool,
     /// Outbound and inbound sockets to any address.
     pub network: bool,
 }
@@ -57,29 +62,48 @@ pub(crate) struct ResolvedMount {
     pub read_only: bool,
 }
 
-/// Builds the WASI context of one invocation from the grants and mounts.
-pub(crate) fn build_ctx(grants: &WasiGrants, mounts: &[ResolvedMount]) -> anyhow::Result<WasiCtx> {
-    let mut builder = base_builder(grants, mounts)?;
+/// Builds the WASI context of one invocation of `component` from the grants and mounts.
+pub(crate) fn build_ctx(
+    component: &Arc<str>,
+    grants: &WasiGrants,
+    mounts: &[ResolvedMount],
+) -> anyhow::Result<WasiCtx> {
+    let mut builder = base_builder(component, grants, mounts)?;
     Ok(builder.build())
 }
 
 /// Builds a preview-1 context (for core-module services) from the same grants and mounts.
 pub(crate) fn build_p1_ctx(
+    component: &Arc<str>,
     grants: &WasiGrants,
     mounts: &[ResolvedMount],
 ) -> anyhow::Result<wasmtime_wasi::p1::WasiP1Ctx> {
-    let mut builder = base_builder(grants, mounts)?;
+    let mut builder = base_builder(component, grants, mounts)?;
     Ok(builder.build_p1())
 }
 
-fn base_builder(grants: &WasiGrants, mounts: &[ResolvedMount]) -> anyhow::Result<WasiCtxBuilder> {
+fn base_builder(
+    component: &Arc<str>,
+    grants: &WasiGrants,
+    mounts: &[ResolvedMount],
+) -> anyhow::Result<WasiCtxBuilder> {
     let mut builder = WasiCtxBuilder::new();
     builder.envs(&grants.env).args(&grants.args);
-    if grants.inherit_stdout {
-        builder.inherit_stdout();
-    }
-    if grants.inherit_stderr {
-        builder.inherit_stderr();
+    if grants.stdio_to_log {
+        let logged = |stream| LogStream {
+            component: component.clone(),
+            stream,
+        };
+        builder
+            .stdout(logged(Stdio::Stdout))
+            .stderr(logged(Stdio::Stderr));
+    } else {
+        if grants.inherit_stdout {
+            builder.inherit_stdout();
+        }
+        if grants.inherit_stderr {
+            builder.inherit_stderr();
+        }
     }
     if grants.network {
         builder

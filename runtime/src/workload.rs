@@ -37,6 +37,9 @@ pub struct WorkloadComponent {
     pub budget: Budget,
     pub grants: WasiGrants,
     pub mounts: Vec<VolumeMount>,
+    /// Also run its `wasi:cli/run` export as a service, restarted by this policy (it still
+    /// serves invocations of its other exports).
+    pub run: Option<RestartPolicy>,
 }
 
 impl WorkloadComponent {
@@ -48,6 +51,7 @@ impl WorkloadComponent {
             budget: Budget::default(),
             grants: WasiGrants::default(),
             mounts: Vec::new(),
+            run: None,
         }
     }
 }
@@ -60,6 +64,20 @@ pub struct WorkloadService {
     pub source: ComponentSource,
     pub grants: WasiGrants,
     pub mounts: Vec<VolumeMount>,
+    pub restart: RestartPolicy,
+}
+
+/// When a service that ended is started again. Restarts wait 250 ms, doubling each time up
+/// to 30 s (back to 250 ms after a run of a minute or more).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Never: its end is final.
+    #[default]
+    Never,
+    /// When it fails (traps, returns an error, exits with a code other than 0).
+    OnFailure,
+    /// Whenever it ends.
+    Always,
 }
 
 /// Configuration handed to the plugin that serves `interface` for this workload.
@@ -81,8 +99,15 @@ pub enum WorkloadState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ComponentState {
     Running,
+    /// A service that exited with code 0 and is not restarted.
     Exited,
+    /// A service that failed (`exited with code N`, a trap) and is not restarted.
     Failed(String),
+    /// A service that ended (`last`) and starts again after its backoff.
+    Restarting {
+        last: String,
+        restarts: u32,
+    },
 }
 
 /// How a workload is doing.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use trellis_runtime::{
     Binding, Budget, BudgetExceeded, ComponentSource, ComponentState, EngineConfig, Host,
     HostInterface, ImportFallback, ImportRoute, InterfaceName, InvocationCtx, InvokeError, Plugin,
-    Runtime, StartError, StopError, Val, Volume, VolumeKind, VolumeMount, Workload,
+    RestartPolicy, Runtime, StartError, StopError, Val, Volume, VolumeKind, VolumeMount, Workload,
     WorkloadComponent, WorkloadService, WorkloadState,
 };
 use trellis_tests::component;
@@ -825,6 +825,7 @@ fn service_workload(name: &str, source: ComponentSource, data: &std::path::Path)
                 guest_path: "/data".into(),
                 read_only: false,
             }],
+            restart: RestartPolicy::Never,
         }),
         volumes: vec![Volume {
             name: "data".into(),
