@@ -881,6 +881,26 @@ async fn kv_component_example_counts_in_a_component_with_a_volume() {
     lattice.shutdown().await;
 }
 
+/// The ticker service calls the adder every second, wherever the deployer put the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticker_example_runs_a_service_that_calls_a_component() {
+    component_path("ticker");
+    component_path("exporter");
+    let lattice = lattice().await;
+    let app = lattice.deploy(&example("ticker.yaml")).await;
+    lattice.wait_status(&app, "deployed").await;
+    let host = lattice.host_running("ticker-math").await;
+    eventually("two ticks to reach the adder", || async {
+        let math = lattice.host(host).runtime().component("ticker-math")?;
+        (math.invocations() >= 2).then_some(())
+    })
+    .await;
+    let reply = lattice.client.undeploy(&app).await.unwrap();
+    assert_eq!(reply["result"], "acknowledged");
+    lattice.wait_nothing_left("ticker-settings").await;
+    lattice.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_provider_example_runs_healthy_and_is_called_through_its_links() {
     provider_archive("greeter");

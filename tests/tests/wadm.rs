@@ -285,6 +285,26 @@ async fn wadm_deploys_a_key_value_that_is_a_component() {
     lattice.shutdown().await;
 }
 
+/// wadm places a service like any component; its settings reach the host as named config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wadm_deploys_a_service_that_calls_a_component() {
+    component_path("ticker");
+    let lattice = lattice().await;
+    let app = lattice.deploy(&example("ticker.yaml")).await;
+    lattice.wait_deployed(&app).await;
+    let (host, _) = eventually("the adder to be placed", || async {
+        lattice.placement("ticker-math").await.first().copied()
+    })
+    .await;
+    eventually("two ticks to reach the adder", || async {
+        let math = lattice.hosts[host].runtime().component("ticker-math")?;
+        (math.invocations() >= 2).then_some(())
+    })
+    .await;
+    lattice.undeploy_and_wait_nothing_left(&app).await;
+    lattice.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wadm_deploys_the_secrets_example_and_every_secret_arrives() {
     component_path("secret_reader");
