@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use trellis_runtime::{
     ComponentSource, ComponentState, Host as _, HostInterface, LoadedComponent, StartError,
-    Workload, WorkloadComponent,
+    Workload, WorkloadComponent, WorkloadService,
 };
 
 use crate::limits::{ComponentLimits, LimitError};
@@ -98,7 +98,8 @@ pub struct RunningComponent {
     /// The code it runs, kept so a rescale never re-reads (or re-fetches) the reference.
     bytes: Arc<[u8]>,
     /// Its exports on the lattice; dropped (unsubscribed) with the last clone.
-    _exports: Arc<ExportServer>,
+    /// `None` for a preview-1 service, which exports nothing.
+    _exports: Option<Arc<ExportServer>>,
 }
 
 impl RunningComponent {
@@ -501,16 +502,31 @@ async fn start(
     let secrets = identity.fetch(state, &config).await?;
     let host_interfaces = identity.plugin_interfaces(state, &plan).await?;
     state.plugins.secrets.grant(id, secrets);
+    // A preview-1 core module can only be a service: it has no component imports to link and
+    // no exports to serve, just `_start` on the WASI baseline.
+    let core_module = trellis_runtime::is_core_module(&bytes);
+    let (components, service) = if core_module {
+        let service = WorkloadService {
+            id: id.to_string(),
+            source: component.source,
+            grants: component.grants,
+            mounts: component.mounts,
+            restart: grants.restart,
+        };
+        (Vec::new(), Some(service))
+    } else {
+        (vec![component], None)
+    };
     let started = state
         .runtime
         .workload_start(Workload {
             namespace: NAMESPACE.into(),
             name: id.into(),
             annotations: annotations.clone(),
-            components: vec![component],
+            components,
+            service,
             host_interfaces,
             volumes,
-            ..Default::default()
         })
         .await;
     if let Err(error) = started {
@@ -520,11 +536,14 @@ async fn start(
     // Reported running (inventory, `component_scaled`) only once the NATS server has the
     // export subscriptions: a call sent on that news must find them, not a silent gap.
     let serving = async {
+        if core_module {
+            return anyhow::Ok(None);
+        }
         let exports = ExportServer::start(&state.rpc, &state.runtime, id).await?;
         trellis_providers::nats::registered(&state.rpc.nats)
             .await
             .map_err(anyhow::Error::msg)?;
-        anyhow::Ok(exports)
+        anyhow::Ok(Some(Arc::new(exports)))
     };
     let exports = match serving.await {
         Ok(exports) => exports,
@@ -549,7 +568,7 @@ async fn start(
             limits,
             plan,
             bytes,
-            _exports: Arc::new(exports),
+            _exports: exports,
         }),
     );
     Ok(())

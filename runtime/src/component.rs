@@ -44,6 +44,11 @@ pub(crate) enum BinaryKind {
     CoreModule,
 }
 
+/// Whether `bytes` are a core module (a preview-1 command, say) rather than a component.
+pub fn is_core_module(bytes: &[u8]) -> bool {
+    matches!(binary_kind(bytes), Ok(BinaryKind::CoreModule))
+}
+
 pub(crate) fn binary_kind(bytes: &[u8]) -> anyhow::Result<BinaryKind> {
     // Preamble: `\0asm`, then a 16-bit version and a 16-bit layer (0 = core, 1 = component).
     match bytes.get(..8) {

@@ -30,7 +30,7 @@ mod wasi;
 mod workload;
 
 pub use budget::{Budget, BudgetExceeded, FuelMeteringOff, Pacing};
-pub use component::{ComponentSource, LoadedComponent};
+pub use component::{ComponentSource, LoadedComponent, is_core_module};
 pub use ctx::{Extensions, InvocationCtx};
 pub use engine::{Engine, EngineConfig, PoolingLimits};
 pub use error::{InvokeError, StartError, StopError};

@@ -272,3 +272,43 @@ async fn a_failing_service_is_restarted_with_backoff_by_its_policy() {
     assert_eq!(inventory_state(&nats, &host, "math").await, None);
     host.stop(None).await.unwrap();
 }
+
+/// A WASI preview-1 core module with `_start` (the weft case) runs as a service too: started by
+/// `component.scale`, its output in the log, its end in the inventory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview1_module_runs_as_a_service_on_the_lattice() {
+    captured_logs();
+    let server = NatsServer::start();
+    let (client, nats) = ctl_client(&server, LATTICE).await;
+    let host = start_host(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let source =
+        std::fs::read_to_string(trellis_tests::components_dir().join("p1-start.wat")).unwrap();
+    let module = dir.path().join("hello-p1.wasm");
+    std::fs::write(&module, wat::parse_str(&source).unwrap()).unwrap();
+    let ack = client
+        .scale_component(
+            host.host_id(),
+            &format!("file://{}", module.display()),
+            "weft",
+            1,
+            None,
+            vec![],
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(ack.succeeded(), "{}", ack.message());
+    eventually("the module to run to its end", || async {
+        let state = inventory_state(&nats, &host, "weft").await?;
+        (state == "exited with code 0").then_some(())
+    })
+    .await;
+    let said = logged_lines()
+        .into_iter()
+        .find(|line| line.contains("hello from preview1"))
+        .expect("the module's output in the log");
+    assert!(said.contains("component=\"weft\""), "{said}");
+    run_component(&client, host.host_id(), "weft", "ticker", 0, &[]).await;
+    host.stop(None).await.unwrap();
+}
