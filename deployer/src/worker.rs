@@ -488,6 +488,8 @@ impl Worker {
                 }
                 if failed {
                     info = StatusInfo::new(StatusType::Failed, messages.join("; "));
+                } else {
+                    service_status(&mut info, &w.id, hosts);
                 }
             }
             scalers.push(ScalerStatus {
@@ -644,4 +646,23 @@ pub async fn publish_status(nats: &async_nats::Client, lattice: &str, app: &str,
         }
         Err(e) => tracing::error!(app, "encoding status: {e}"),
     }
+}
+
+/// A Trellis service's state (`running`, `exited with code N`, `restarting (N): …`,
+/// `failed: …`) on each host, in the status message of its scaler; a failed one fails it.
+fn service_status(info: &mut StatusInfo, id: &str, hosts: &Hosts) {
+    let states: Vec<String> = hosts
+        .iter()
+        .filter_map(|(host, inventory)| {
+            let state = inventory.component(id)?.state.as_ref()?;
+            Some(format!("{id} on {host}: {state}"))
+        })
+        .collect();
+    if states.is_empty() {
+        return;
+    }
+    if states.iter().any(|s| s.contains(": failed: ")) {
+        info.status_type = StatusType::Failed;
+    }
+    info.message = states.join("; ");
 }

@@ -895,6 +895,13 @@ async fn ticker_example_runs_a_service_that_calls_a_component() {
         (math.invocations() >= 2).then_some(())
     })
     .await;
+    // `app status` words the service's state on its host.
+    let status = eventually("the service's state in the app status", || async {
+        let reply = lattice.client.status(&app).await.ok()?.to_string();
+        reply.contains("ticker-ticker on ").then_some(reply)
+    })
+    .await;
+    assert!(status.contains(": running"), "{status}");
     let reply = lattice.client.undeploy(&app).await.unwrap();
     assert_eq!(reply["result"], "acknowledged");
     lattice.wait_nothing_left("ticker-settings").await;
