@@ -394,10 +394,24 @@ pub(crate) fn mentions_resource(ty: &Type) -> bool {
 
 impl RunningComponent {
     /// Whether it was granted anything of WASI beyond the baseline (environment, arguments,
-    /// stdio, network, volumes). Such a component is not composed into its importers: the
-    /// composition would run it with the importer's WASI context, not its own.
+    /// the host's stdio, network, volumes). Such a component is not composed into its
+    /// importers: the composition would run it with the importer's WASI context, not its own.
+    /// (Logged stdio is no grant: composed, its lines carry the importer's id.)
     pub fn has_own_wasi(&self) -> bool {
-        !self.mounts.is_empty() || self.grants != WasiGrants::default()
+        let WasiGrants {
+            env,
+            args,
+            inherit_stdout,
+            inherit_stderr,
+            stdio_to_log: _,
+            network,
+        } = &self.grants;
+        !self.mounts.is_empty()
+            || !env.is_empty()
+            || !args.is_empty()
+            || *inherit_stdout
+            || *inherit_stderr
+            || *network
     }
 
     /// `spec` gives the ID, instance limit, budget and grants; `mounts` are its volume mounts

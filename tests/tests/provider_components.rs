@@ -184,6 +184,22 @@ async fn a_link_to_a_keyvalue_component_wins_over_the_builtin_in_process() {
         wrpc.lock().unwrap()
     );
 
+    // The provider component scaled to zero: the link still wins, so the calls go looking for
+    // it on the lattice and fail as key-value errors (not traps), naming the target; scaled
+    // back, it is composed in again.
+    run_component(&client, host.host_id(), "store", "kv_store", 0, &[]).await;
+    wait_for_keyvalue_routes(
+        &host,
+        "counter",
+        ImportRoute::Plugin("keyvalue-over-lattice".into()),
+    )
+    .await;
+    let missing = increment(&host, "counter", "hits").await.unwrap_err();
+    assert!(missing.contains("store"), "{missing}");
+    run_component(&client, host.host_id(), "store", "kv_store", 1, &[]).await;
+    wait_for_keyvalue_routes(&host, "counter", ImportRoute::InProcess("store".into())).await;
+    assert_eq!(increment(&host, "counter", "hits").await, Ok(1));
+
     // The link deleted, the built-in serves again, with the count it kept.
     delete_link(&client, "counter", "wasi", "keyvalue").await;
     wait_for_keyvalue_routes(&host, "counter", ImportRoute::Plugin("keyvalue".into())).await;
