@@ -53,7 +53,7 @@ impl ServiceHandle {
         policy: RestartPolicy,
     ) -> anyhow::Result<Self> {
         let id: Arc<str> = id.into();
-        let mut next_run: Box<dyn FnMut() -> anyhow::Result<ServiceRun> + Send> =
+        let next_run: Box<dyn FnMut() -> anyhow::Result<ServiceRun> + Send> =
             match binary_kind(&bytes)? {
                 BinaryKind::Component => {
                     let command = command_pre(engine, bytes)?;
@@ -68,7 +68,7 @@ impl ServiceHandle {
                     Box::new(move || run_core_module(&engine, &id, &pre, &grants, &mounts))
                 }
             };
-        Ok(Self::supervise(id, policy, move || next_run()))
+        Ok(Self::supervise(id, policy, next_run))
     }
 
     /// Runs `component`'s `wasi:cli/run` export as a service: each start on a fresh instance
