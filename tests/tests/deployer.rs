@@ -881,13 +881,24 @@ async fn kv_component_example_counts_in_a_component_with_a_volume() {
     lattice.shutdown().await;
 }
 
-/// The ticker service calls the adder every second, wherever the deployer put the two.
+/// `ticker.yaml` with the service in zone a and the adder in zone b: its calls cross the
+/// lattice, where the adder counts them (composed in-process, they would be the ticker's own).
+fn ticker_across_zones() -> Value {
+    let mut document = example("ticker.yaml");
+    for (index, zone) in [(0, "a"), (1, "b")] {
+        let scaler = &mut document["spec"]["components"][index]["traits"][0]["properties"];
+        scaler["spread"] = serde_json::json!([{"name": zone, "requirements": {"zone": zone}}]);
+    }
+    document
+}
+
+/// The ticker service calls the adder every second on another host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticker_example_runs_a_service_that_calls_a_component() {
     component_path("ticker");
     component_path("exporter");
     let lattice = lattice().await;
-    let app = lattice.deploy(&example("ticker.yaml")).await;
+    let app = lattice.deploy(&ticker_across_zones()).await;
     lattice.wait_status(&app, "deployed").await;
     let host = lattice.host_running("ticker-math").await;
     eventually("two ticks to reach the adder", || async {

@@ -290,14 +290,17 @@ async fn wadm_deploys_a_key_value_that_is_a_component() {
 async fn wadm_deploys_a_service_that_calls_a_component() {
     component_path("ticker");
     let lattice = lattice().await;
-    let app = lattice.deploy(&example("ticker.yaml")).await;
+    // The service in zone a, the adder in zone b: the calls cross the lattice, where the adder
+    // counts them.
+    let mut document = example("ticker.yaml");
+    for (index, zone) in [(0, "a"), (1, "b")] {
+        let scaler = &mut document["spec"]["components"][index]["traits"][0]["properties"];
+        scaler["spread"] = serde_json::json!([{"name": zone, "requirements": {"zone": zone}}]);
+    }
+    let app = lattice.deploy(&document).await;
     lattice.wait_deployed(&app).await;
-    let (host, _) = eventually("the adder to be placed", || async {
-        lattice.placement("ticker-math").await.first().copied()
-    })
-    .await;
     eventually("two ticks to reach the adder", || async {
-        let math = lattice.hosts[host].runtime().component("ticker-math")?;
+        let math = lattice.hosts[1].runtime().component("ticker-math")?;
         (math.invocations() >= 2).then_some(())
     })
     .await;
