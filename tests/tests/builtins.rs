@@ -12,6 +12,7 @@ use serde_json::Value;
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::http::{free_port, get};
+use trellis_tests::kv;
 use trellis_tests::lattice::{
     ctl_client, eventually, put_config, record_wrpc_subjects, registered, run_component,
     subjects_when_seen,
@@ -21,7 +22,6 @@ use wasmcloud_control_interface::{Client, Link};
 
 const LATTICE: &str = "builtins";
 const CONFIG_PROBE: &str = "trellis:providers/config-probe@0.1.0";
-const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn start_host(server: &NatsServer, switches: &[&str]) -> LatticeHost {
@@ -291,57 +291,13 @@ async fn named_config_reaches_the_component_and_follows_changes() {
     host.stop(None).await.unwrap();
 }
 
+/// `increment(bucket, "hits", 1)` on the `kv` guest `id`.
 async fn increment(host: &LatticeHost, id: &str, bucket: &str) -> Result<u64, String> {
-    let out = host
-        .runtime()
-        .invoke(
-            id,
-            KV_PROBE,
-            "increment",
-            &[
-                Val::String(bucket.into()),
-                Val::String("hits".into()),
-                Val::U64(1),
-            ],
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    match &out[0] {
-        Val::Result(Ok(Some(value))) => match &**value {
-            Val::U64(n) => Ok(*n),
-            other => panic!("unexpected {other:?}"),
-        },
-        Val::Result(Err(Some(error))) => Err(format!("{error:?}")),
-        other => panic!("unexpected {other:?}"),
-    }
+    kv::increment(host.runtime(), id, bucket, "hits").await
 }
 
 async fn exercise(host: &LatticeHost, id: &str, bucket: &str) -> Vec<String> {
-    let out = host
-        .runtime()
-        .invoke(
-            id,
-            KV_PROBE,
-            "exercise",
-            &[Val::String(bucket.into())],
-            None,
-        )
-        .await
-        .unwrap();
-    match &out[0] {
-        Val::Result(Ok(Some(list))) => match &**list {
-            Val::List(items) => items
-                .iter()
-                .map(|item| match item {
-                    Val::String(s) => s.clone(),
-                    other => panic!("unexpected {other:?}"),
-                })
-                .collect(),
-            other => panic!("unexpected {other:?}"),
-        },
-        other => panic!("exercise failed: {other:?}"),
-    }
+    kv::exercise(host.runtime(), id, bucket).await
 }
 
 /// Median of `rounds` increments by `id` on `host` (each a whole invocation).

@@ -10,6 +10,7 @@ use std::time::Duration;
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::{ImportRoute, Val};
 use trellis_tests::http::{free_port, get};
+use trellis_tests::kv::{self, KV_PROBE};
 use trellis_tests::lattice::{
     EventLog, ctl_client, eventually, put_config, put_http_server_link, record_wrpc_subjects,
     run_component, start_http_server, subjects_when_seen,
@@ -18,7 +19,6 @@ use trellis_tests::nats::NatsServer;
 use wasmcloud_control_interface::{Client, Link};
 
 const LATTICE: &str = "provider-components";
-const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
 const KV_INTERFACES: [&str; 3] = ["store", "atomics", "batch"];
 
 async fn start_host(server: &NatsServer) -> LatticeHost {
@@ -88,57 +88,19 @@ async fn wait_for_keyvalue_routes(host: &LatticeHost, id: &str, route: ImportRou
     .await;
 }
 
+/// `increment("default", key, 1)` on the `kv` guest `id`.
+/// Waits until `id`'s key-value goes over the lattice, through the forwarding plugin.
+async fn wait_for_forwarding(host: &LatticeHost, id: &str) {
+    let forwarding = ImportRoute::Plugin("keyvalue-over-lattice".into());
+    wait_for_keyvalue_routes(host, id, forwarding).await;
+}
+
 async fn increment(host: &LatticeHost, id: &str, key: &str) -> Result<u64, String> {
-    let out = host
-        .runtime()
-        .invoke(
-            id,
-            KV_PROBE,
-            "increment",
-            &[
-                Val::String("default".into()),
-                Val::String(key.into()),
-                Val::U64(1),
-            ],
-            None,
-        )
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    match &out[0] {
-        Val::Result(Ok(Some(value))) => match &**value {
-            Val::U64(n) => Ok(*n),
-            other => panic!("unexpected {other:?}"),
-        },
-        Val::Result(Err(Some(error))) => Err(format!("{error:?}")),
-        other => panic!("unexpected {other:?}"),
-    }
+    kv::increment(host.runtime(), id, "default", key).await
 }
 
 async fn exercise(host: &LatticeHost, id: &str) -> Vec<String> {
-    let out = host
-        .runtime()
-        .invoke(
-            id,
-            KV_PROBE,
-            "exercise",
-            &[Val::String("default".into())],
-            None,
-        )
-        .await
-        .unwrap();
-    match &out[0] {
-        Val::Result(Ok(Some(list))) => match &**list {
-            Val::List(items) => items
-                .iter()
-                .map(|item| match item {
-                    Val::String(s) => s.clone(),
-                    other => panic!("unexpected {other:?}"),
-                })
-                .collect(),
-            other => panic!("unexpected {other:?}"),
-        },
-        other => panic!("exercise failed: {other:?}"),
-    }
+    kv::exercise(host.runtime(), id, "default").await
 }
 
 /// What the unchanged `kv` guest's `exercise` sees from any correct `wasi:keyvalue`.
@@ -188,12 +150,7 @@ async fn a_link_to_a_keyvalue_component_wins_over_the_builtin_in_process() {
     // it on the lattice and fail as key-value errors (not traps), naming the target; scaled
     // back, it is composed in again.
     run_component(&client, host.host_id(), "store", "kv_store", 0, &[]).await;
-    wait_for_keyvalue_routes(
-        &host,
-        "counter",
-        ImportRoute::Plugin("keyvalue-over-lattice".into()),
-    )
-    .await;
+    wait_for_forwarding(&host, "counter").await;
     let missing = increment(&host, "counter", "hits").await.unwrap_err();
     assert!(missing.contains("store"), "{missing}");
     run_component(&client, host.host_id(), "store", "kv_store", 1, &[]).await;
@@ -325,12 +282,7 @@ async fn a_keyvalue_component_on_another_host_serves_over_wrpc_and_moves() {
         link("counter", "store", "wasi", "keyvalue", &KV_INTERFACES),
     )
     .await;
-    wait_for_keyvalue_routes(
-        &home,
-        "counter",
-        ImportRoute::Plugin("keyvalue-over-lattice".into()),
-    )
-    .await;
+    wait_for_forwarding(&home, "counter").await;
     // Over wRPC each operation is a call of its own, on a fresh instance: the memory-backed
     // component forgets between them, which the translated protocol makes visible.
     assert_eq!(increment(&home, "counter", "hits").await, Ok(1));
@@ -368,12 +320,7 @@ async fn a_keyvalue_component_on_another_host_serves_over_wrpc_and_moves() {
 
     // It leaves again: back to the lattice, the caller never restarted.
     run_component(&client, home.host_id(), "store", "kv_store", 0, &[]).await;
-    wait_for_keyvalue_routes(
-        &home,
-        "counter",
-        ImportRoute::Plugin("keyvalue-over-lattice".into()),
-    )
-    .await;
+    wait_for_forwarding(&home, "counter").await;
     assert_eq!(increment(&home, "counter", "hits").await, Ok(1));
     eventually("the call to go over NATS", || async {
         (!wrpc.lock().unwrap().is_empty()).then_some(())
@@ -423,12 +370,7 @@ async fn volumes_and_env_come_from_named_config_within_the_allowed_roots() {
         link("counter", "store", "wasi", "keyvalue", &KV_INTERFACES),
     )
     .await;
-    wait_for_keyvalue_routes(
-        &home,
-        "counter",
-        ImportRoute::Plugin("keyvalue-over-lattice".into()),
-    )
-    .await;
+    wait_for_forwarding(&home, "counter").await;
     // Over wRPC, each call a fresh instance: the count lives in the volume.
     for expected in 1..=3 {
         assert_eq!(increment(&home, "counter", "hits").await, Ok(expected));
@@ -451,12 +393,7 @@ async fn volumes_and_env_come_from_named_config_within_the_allowed_roots() {
         link("counter-away", "store", "wasi", "keyvalue", &KV_INTERFACES),
     )
     .await;
-    wait_for_keyvalue_routes(
-        &away,
-        "counter-away",
-        ImportRoute::Plugin("keyvalue-over-lattice".into()),
-    )
-    .await;
+    wait_for_forwarding(&away, "counter-away").await;
     assert_eq!(increment(&away, "counter-away", "hits").await, Ok(4));
 
     // The same volume on the caller's host would need a root there: `home` allows none.

@@ -7,8 +7,7 @@
 //! backend) fails its start with one event naming the secret; a component sees only the secrets
 //! its own config names; and no value appears in the host's logs at `trace` level.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use trellis_deployer::client::WadmClient;
@@ -24,35 +23,10 @@ const LATTICE: &str = "secrets";
 
 /// Everything every test here logs, at `trace` (all but the compiler's own chatter).
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                "trace,cranelift_codegen=info,cranelift_frontend=info,regalloc2=info,\
-                 wasmtime_cranelift=info,wasmtime::compile=info",
-            )
-            .with_writer(move || Sink(sink.clone()))
-            .with_ansi(false)
-            .try_init()
-            .expect("the first subscriber of this test process");
-        logs
-    })
-    .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    trellis_tests::logs::captured(
+        "trace,cranelift_codegen=info,cranelift_frontend=info,regalloc2=info,\
+         wasmtime_cranelift=info,wasmtime::compile=info",
+    )
 }
 
 fn assert_not_logged(values: &[&str]) {

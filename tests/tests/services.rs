@@ -4,8 +4,7 @@
 //! the host's log tagged with their id, restarted by the policy their named config sets, and
 //! their state in the host inventory.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats_039 as nats;
@@ -19,41 +18,11 @@ const LATTICE: &str = "services";
 
 /// Everything the tests here log at `info` and above.
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("info")
-            .with_writer(move || Sink(sink.clone()))
-            .with_ansi(false)
-            .try_init()
-            .expect("the first subscriber of this test process");
-        logs
-    })
-    .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    trellis_tests::logs::captured("info")
 }
 
 fn logged_lines() -> Vec<String> {
-    let logs = captured_logs();
-    let logs = logs.lock().unwrap();
-    String::from_utf8_lossy(&logs)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    trellis_tests::logs::lines(&captured_logs())
 }
 
 async fn start_host(server: &NatsServer) -> LatticeHost {
