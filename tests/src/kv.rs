@@ -1,6 +1,8 @@
 //! Drives the `kv` guest's `kv-probe` export (`wasi:keyvalue` store, atomics, batch) on a
 //! running component, whatever serves its key-value.
 
+use std::collections::BTreeSet;
+
 use trellis_runtime::{Runtime, Val};
 
 pub const KV_PROBE: &str = "trellis:providers/kv-probe@0.1.0";
@@ -57,4 +59,25 @@ pub async fn exercise(runtime: &Runtime, id: &str, bucket: &str) -> Vec<String> 
         },
         other => panic!("exercise failed: {other:?}"),
     }
+}
+
+/// The subjects of the translated `wrpc:keyvalue` functions a full `exercise` and `increment`
+/// call on `target` in `lattice`.
+pub fn translated_subjects(lattice: &str, target: &str) -> BTreeSet<String> {
+    [
+        ("store", "get"),
+        ("store", "set"),
+        ("store", "delete"),
+        ("store", "exists"),
+        ("store", "list-keys"),
+        ("atomics", "increment"),
+        ("batch", "get-many"),
+        ("batch", "set-many"),
+        ("batch", "delete-many"),
+    ]
+    .iter()
+    .map(|(interface, function)| {
+        format!("{lattice}.{target}.wrpc.0.0.1.wrpc:keyvalue/{interface}@0.2.0-draft.{function}")
+    })
+    .collect()
 }

@@ -312,26 +312,6 @@ async fn median_increment(host: &LatticeHost, id: &str, bucket: &str, rounds: us
     took[rounds / 2]
 }
 
-/// The wRPC functions of `wrpc:keyvalue` a full `exercise` and `increment` call, as subjects.
-fn translated_subjects(target: &str) -> BTreeSet<String> {
-    [
-        ("store", "get"),
-        ("store", "set"),
-        ("store", "delete"),
-        ("store", "exists"),
-        ("store", "list-keys"),
-        ("atomics", "increment"),
-        ("batch", "get-many"),
-        ("batch", "set-many"),
-        ("batch", "delete-many"),
-    ]
-    .iter()
-    .map(|(interface, function)| {
-        format!("{LATTICE}.{target}.wrpc.0.0.1.wrpc:keyvalue/{interface}@0.2.0-draft.{function}")
-    })
-    .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyvalue_off_reaches_a_keyvalue_provider_on_another_host_by_translated_names() {
     let server = NatsServer::start();
@@ -467,7 +447,7 @@ async fn keyvalue_off_reaches_a_keyvalue_provider_on_another_host_by_translated_
         in_process,
         "the same transcript over the lattice as in-process"
     );
-    let expected = translated_subjects("kv");
+    let expected = kv::translated_subjects(LATTICE, "kv");
     assert_eq!(subjects_when_seen(&subjects, &expected).await, expected);
 
     let rounds = 200;

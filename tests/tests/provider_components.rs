@@ -245,26 +245,6 @@ async fn an_exporter_composed_after_start_keeps_its_own_imports() {
     host.stop(None).await.unwrap();
 }
 
-/// The translated subjects of the functions `exercise` and `increment` call on `target`.
-fn translated_subjects(target: &str) -> BTreeSet<String> {
-    [
-        ("store", "set"),
-        ("store", "get"),
-        ("store", "exists"),
-        ("store", "delete"),
-        ("store", "list-keys"),
-        ("atomics", "increment"),
-        ("batch", "get-many"),
-        ("batch", "set-many"),
-        ("batch", "delete-many"),
-    ]
-    .iter()
-    .map(|(interface, function)| {
-        format!("{LATTICE}.{target}.wrpc.0.0.1.wrpc:keyvalue/{interface}@0.2.0-draft.{function}")
-    })
-    .collect()
-}
-
 /// The provider component on another host is reached as a keyvalue provider is, under the
 /// translated `wrpc:keyvalue` names; when it arrives on the caller's host the calls come home
 /// in-process, and go back to the lattice when it leaves, without restarting the caller.
@@ -286,7 +266,7 @@ async fn a_keyvalue_component_on_another_host_serves_over_wrpc_and_moves() {
     // Over wRPC each operation is a call of its own, on a fresh instance: the memory-backed
     // component forgets between them, which the translated protocol makes visible.
     assert_eq!(increment(&home, "counter", "hits").await, Ok(1));
-    let expected = translated_subjects("store");
+    let expected = kv::translated_subjects(LATTICE, "store");
     let increment_subject = expected
         .iter()
         .find(|s| s.ends_with("increment"))
