@@ -88,6 +88,12 @@ async fn lattice() -> Lattice {
     let deployer = deployer(&server).await;
     let nats = async_nats::connect(server.url()).await.unwrap();
     let client = WadmClient::new(nats.clone(), LATTICE);
+    // The deployer stops waiting for its lease after 5 s; on a loaded machine it may answer
+    // later still.
+    eventually("the deployer to answer the wadm API", || async {
+        client.list().await.ok()
+    })
+    .await;
     let ctl = Ctl::new(nats.clone(), LATTICE, Duration::from_secs(2));
     Lattice {
         server,
