@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use trellis_runtime::{Budget, EngineConfig, Pacing, PoolingLimits};
+use trellis_runtime::{Budget, DEFAULT_KEEP_RESIDENT_BYTES, EngineConfig, Pacing, PoolingLimits};
 
 /// The named config key prefix that carries a component's limits.
 pub const CONFIG_PREFIX: &str = "trellis.limits.";
@@ -39,6 +39,9 @@ pub struct HostLimits {
     pub max_fuel: Option<u64>,
     /// The share of a core a call keeps after 100 ms of computing (`--busy-call-cpu-percent`).
     pub busy_call_cpu_percent: u32,
+    /// Bytes of each pooled memory and table kept mapped between instances
+    /// (`--pool-keep-resident-bytes`).
+    pub pool_keep_resident_bytes: usize,
 }
 
 impl Default for HostLimits {
@@ -52,6 +55,7 @@ impl Default for HostLimits {
             max_components: 1000,
             max_fuel: None,
             busy_call_cpu_percent: Pacing::default().cpu_percent,
+            pool_keep_resident_bytes: DEFAULT_KEEP_RESIDENT_BYTES,
         }
     }
 }
@@ -68,6 +72,7 @@ impl HostLimits {
                 memories: instances.saturating_mul(2),
                 tables: instances.saturating_mul(4),
                 max_memory_bytes: self.max_linear_memory_bytes,
+                keep_resident_bytes: self.pool_keep_resident_bytes,
             }),
             fuel_metering: self.max_fuel.is_some(),
             pacing: Pacing {

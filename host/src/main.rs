@@ -188,6 +188,12 @@ struct HostArgs {
     #[arg(long, env = "TRELLIS_BUSY_CALL_CPU_PERCENT", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     busy_call_cpu_percent: u32,
+    /// Bytes at the start of each pooled linear memory and table kept mapped when an instance
+    /// ends and reset in place for the next one: fewer page faults and TLB shootdowns per
+    /// instance, for more resident memory (0: hand every page back to the kernel).
+    #[arg(long, env = "TRELLIS_POOL_KEEP_RESIDENT_BYTES",
+          default_value_t = trellis_runtime::DEFAULT_KEEP_RESIDENT_BYTES)]
+    pool_keep_resident_bytes: usize,
     /// Subject prefix of the lattice's secrets backends (wasmCloud's `--secrets-topic`, e.g.
     /// `wasmcloud.secrets`). Without it, components and providers naming secrets do not start.
     #[arg(long, alias = "secrets-topic-prefix", env = "TRELLIS_SECRETS_TOPIC")]
@@ -342,6 +348,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             max_components: args.max_components,
             max_fuel: args.max_fuel,
             busy_call_cpu_percent: args.busy_call_cpu_percent,
+            pool_keep_resident_bytes: args.pool_keep_resident_bytes,
         },
         secrets_topic: args.secrets_topic,
         metrics_addr: args.metrics_addr,

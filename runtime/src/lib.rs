@@ -32,7 +32,7 @@ mod workload;
 pub use budget::{Budget, BudgetExceeded, FuelMeteringOff, Pacing};
 pub use component::{ComponentSource, LoadedComponent, is_core_module};
 pub use ctx::{Extensions, InvocationCtx};
-pub use engine::{Engine, EngineConfig, PoolingLimits};
+pub use engine::{DEFAULT_KEEP_RESIDENT_BYTES, Engine, EngineConfig, PoolingLimits};
 pub use error::{InvokeError, StartError, StopError};
 pub use host::{Heartbeat, Host};
 pub use interface::InterfaceName;
