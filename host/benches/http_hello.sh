@@ -3,8 +3,12 @@
 # component, in-process) and `wasmtime serve -S cli` (the guest reads its environment) on the
 # same component, each with a fresh instance per request and with an instance serving up to
 # REUSE (default 128) requests (`requests_per_instance`, `--max-instance-reuse-count`). Prints
-# requests/s, latency percentiles and each server's RSS. Bounded: ROUNDS × 4 × 10 s of load.
-# Needs wrk (`apt-get install wrk`) and what `.ci/setup` installs; installs wasmtime-cli 45.0.3
+# requests/s, latency percentiles and each server's RSS. `wasmtime_tuned` is `wasmtime serve`
+# with fresh instances and Trellis's pool setting (2 MiB of each pooled memory and table kept
+# resident; concurrency support stays on: `wasmtime serve` 48 runs its instances with
+# `run_concurrent`, which needs it). Bounded:
+# ROUNDS × 5 × 10 s of load.
+# Needs wrk (`apt-get install wrk`) and what `.ci/setup` installs; installs wasmtime-cli 48.0.8
 # (the wasmtime Trellis embeds) into target/bench-tools on first use, unless WASMTIME points at
 # one. Run from the repository root:
 #   bash host/benches/http_hello.sh
@@ -16,7 +20,7 @@ cargo build --release -q -p trellis-host
 trellis_bin=${CARGO_TARGET_DIR:-target}/release/trellis
 wasmtime=${WASMTIME:-target/bench-tools/bin/wasmtime}
 if [ ! -x "$wasmtime" ]; then
-  cargo install -q wasmtime-cli --version 45.0.3 --locked --root target/bench-tools
+  cargo install -q wasmtime-cli --version 48.0.8 --locked --root target/bench-tools
   wasmtime=target/bench-tools/bin/wasmtime
 fi
 rounds=${ROUNDS:-2}
@@ -29,6 +33,7 @@ trellis_port=$(free_port)
 wasmtime_port=$(free_port)
 trellis_reuse_port=$(free_port)
 wasmtime_reuse_port=$(free_port)
+wasmtime_tuned_port=$(free_port)
 manifest() {
   sed -e "s#file://./tests#file://$PWD/tests#" -e "s#127.0.0.1:8080#127.0.0.1:$1#" \
     wadm-manifests/hello.yaml
@@ -45,22 +50,28 @@ serve=$!
 "$wasmtime" serve -S cli --addr "127.0.0.1:$wasmtime_reuse_port" --max-instance-reuse-count "$reuse" \
   "$component" > "$work/serve-reuse.log" 2>&1 &
 serve_reuse=$!
-pids=("$trellis" "$trellis_reuse" "$serve" "$serve_reuse")
+keep=$((2 << 20))
+"$wasmtime" serve -S cli --addr "127.0.0.1:$wasmtime_tuned_port" \
+  -O "pooling-memory-keep-resident=$keep,pooling-table-keep-resident=$keep,pooling-pagemap-scan=auto" \
+  "$component" > "$work/serve-tuned.log" 2>&1 &
+serve_tuned=$!
+pids=("$trellis" "$trellis_reuse" "$serve" "$serve_reuse" "$serve_tuned")
 trap 'kill -INT "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 for log in up up-reuse; do
   for _ in $(seq 1 300); do grep -q "press Ctrl-C" "$work/$log.log" && break; sleep 0.1; done
   grep -q "press Ctrl-C" "$work/$log.log" || { cat "$work/$log.log"; exit 1; }
 done
-for port in "$wasmtime_port" "$wasmtime_reuse_port"; do
+for port in "$wasmtime_port" "$wasmtime_reuse_port" "$wasmtime_tuned_port"; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/warm" >/dev/null && break; sleep 0.1; done
 done
-for port in "$trellis_port" "$trellis_reuse_port" "$wasmtime_port" "$wasmtime_reuse_port"; do
+for port in "$trellis_port" "$trellis_reuse_port" "$wasmtime_port" "$wasmtime_reuse_port" \
+  "$wasmtime_tuned_port"; do
   curl -sf "http://127.0.0.1:$port/warm" >/dev/null || { cat "$work"/*.log; exit 1; }
 done
 
 # Alternating rounds, so that both servers see the same machine noise.
 for round in $(seq 1 "$rounds"); do
-  for server in trellis wasmtime trellis_reuse wasmtime_reuse; do
+  for server in trellis wasmtime wasmtime_tuned trellis_reuse wasmtime_reuse; do
     port_var=${server}_port
     echo "== round $round: $server"
     wrk -t2 -c32 -d10s --latency "http://127.0.0.1:${!port_var}/hello" | grep -E "Requests/sec|^ +(50|99)%"
@@ -68,4 +79,4 @@ for round in $(seq 1 "$rounds"); do
 done
 rss() { grep VmRSS "/proc/$1/status" | awk '{print $2, $3}'; }
 echo "trellis RSS after load: $(rss "$trellis"); with reuse $(rss "$trellis_reuse")"
-echo "wasmtime serve RSS after load: $(rss "$serve"); with reuse $(rss "$serve_reuse")"
+echo "wasmtime serve RSS after load: $(rss "$serve"); with reuse $(rss "$serve_reuse"); tuned $(rss "$serve_tuned")"

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use trellis_runtime::Runtime;
+use trellis_runtime::{EngineConfig, Runtime};
 
 pub use builtins::{Builtin, BuiltinAlias, BuiltinError, BuiltinRef, parse_switches};
 pub use connect::NatsAuth;
@@ -94,6 +94,9 @@ pub struct HostConfig {
     pub volume_roots: Vec<std::path::PathBuf>,
     /// What components may use, unless they set lower limits of their own.
     pub limits: HostLimits,
+    /// Run components built for the component model's async ABI (WASI 0.3), at a cost to every
+    /// instance and cross-component call of the others; off by default.
+    pub component_model_async: bool,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` opens no port.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The subject prefix of the lattice's secrets backends (wasmCloud's `wasmcloud.secrets`);
@@ -124,6 +127,7 @@ impl Default for HostConfig {
             files: FilePolicy::default(),
             volume_roots: Vec::new(),
             limits: HostLimits::default(),
+            component_model_async: false,
             secrets_topic: None,
             metrics_addr: None,
             observability: Observability::default(),
@@ -241,7 +245,10 @@ impl LatticeHost {
                 providers: providers.clone(),
             }))
             .in_process_links(config.in_process_links)
-            .engine(config.limits.engine_config())
+            .engine(EngineConfig {
+                component_model_async: config.component_model_async,
+                ..config.limits.engine_config()
+            })
             .build()
             .await
             .map_err(HostError::Runtime)?;

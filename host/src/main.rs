@@ -194,6 +194,11 @@ struct HostArgs {
     #[arg(long, env = "TRELLIS_POOL_KEEP_RESIDENT_BYTES",
           default_value_t = trellis_runtime::DEFAULT_KEEP_RESIDENT_BYTES)]
     pool_keep_resident_bytes: usize,
+    /// Run components built for the component model's async ABI (WASI 0.3). Off, wasmtime
+    /// keeps no task state: every instance and cross-component call of WASI 0.2 components
+    /// (all that wasmCloud 1.x runs) is cheaper, and a WASI 0.3 component fails to start.
+    #[arg(long, env = "TRELLIS_COMPONENT_MODEL_ASYNC")]
+    component_model_async: bool,
     /// Subject prefix of the lattice's secrets backends (wasmCloud's `--secrets-topic`, e.g.
     /// `wasmcloud.secrets`). Without it, components and providers naming secrets do not start.
     #[arg(long, alias = "secrets-topic-prefix", env = "TRELLIS_SECRETS_TOPIC")]
@@ -350,6 +355,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
             busy_call_cpu_percent: args.busy_call_cpu_percent,
             pool_keep_resident_bytes: args.pool_keep_resident_bytes,
         },
+        component_model_async: args.component_model_async,
         secrets_topic: args.secrets_topic,
         metrics_addr: args.metrics_addr,
         observability: Observability::new(args.observability),

@@ -119,16 +119,27 @@ impl ImportFallback for DynamicForwarder {
 /// invocation overhead is spread over `iters` calls.
 fn in_process_calls(c: &mut Criterion) {
     let rt = tokio();
-    let composed = rt.block_on(async {
-        let runtime = Runtime::builder().build().await.unwrap();
-        start(
-            &runtime,
-            "composed",
-            &[("c-importer", "importer"), ("c-exporter", "exporter")],
-        )
-        .await;
-        runtime
-    });
+    let composed_with = |component_model_async| {
+        rt.block_on(async {
+            let runtime = Runtime::builder()
+                .engine(EngineConfig {
+                    component_model_async,
+                    ..EngineConfig::default()
+                })
+                .build()
+                .await
+                .unwrap();
+            start(
+                &runtime,
+                "composed",
+                &[("c-importer", "importer"), ("c-exporter", "exporter")],
+            )
+            .await;
+            runtime
+        })
+    };
+    let composed = composed_with(false);
+    let composed_async = composed_with(true);
     let dynamic = rt.block_on(async {
         let exporter = std::fs::read(trellis_tests::component_path("exporter")).unwrap();
         let runtime = Runtime::builder()
@@ -149,6 +160,11 @@ fn in_process_calls(c: &mut Criterion) {
     for (label, function, extra) in &cases {
         for (path, runtime, id) in [
             ("composed", &composed, "c-importer"),
+            (
+                "composed, component-model async on",
+                &composed_async,
+                "c-importer",
+            ),
             ("dynamic Val", &dynamic, "d-importer"),
         ] {
             group.bench_function(format!("{label} / {path}"), |b| {
@@ -176,6 +192,13 @@ fn instantiation(c: &mut Criterion) {
     let mut group = c.benchmark_group("invocation (new store + instantiate + add)");
     for (label, config) in [
         ("pooling", EngineConfig::default()),
+        (
+            "pooling, component-model async on",
+            EngineConfig {
+                component_model_async: true,
+                ..EngineConfig::default()
+            },
+        ),
         (
             "on-demand",
             EngineConfig {

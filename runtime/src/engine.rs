@@ -23,6 +23,10 @@ pub struct EngineConfig {
     pub fuel_metering: bool,
     /// How calls that keep a core busy are slowed down.
     pub pacing: Pacing,
+    /// Compile and run the component model's async ABI (WASI 0.3 components). Off, wasmtime
+    /// keeps no task state per store and its fused adapters skip task bookkeeping on every
+    /// cross-component call: WASI 0.2 components, all wasmCloud 1.x runs, need none of it.
+    pub component_model_async: bool,
 }
 
 impl Default for EngineConfig {
@@ -32,6 +36,7 @@ impl Default for EngineConfig {
             epoch_tick: Duration::from_millis(10),
             fuel_metering: false,
             pacing: Pacing::default(),
+            component_model_async: false,
         }
     }
 }
@@ -90,6 +95,8 @@ impl Engine {
         wasm.wasm_component_model(true);
         wasm.epoch_interruption(true);
         wasm.consume_fuel(config.fuel_metering);
+        wasm.concurrency_support(config.component_model_async);
+        wasm.wasm_component_model_async(config.component_model_async);
         let on_demand = wasm.clone();
         if let Some(limits) = &config.pooling {
             let mut pool = PoolingAllocationConfig::new();
