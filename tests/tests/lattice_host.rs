@@ -639,6 +639,29 @@ async fn malformed_and_unsupported_requests_get_error_replies() {
     host.stop(None).await.unwrap();
 }
 
+/// A reply the server would drop for its size (the client would only time out) is replaced
+/// by a failure that names the limit; smaller replies still go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_servers_max_payload_is_an_error_reply() {
+    let server = NatsServer::start_with_config("max_payload: 4096");
+    let (_, nc) = ctl_client(&server, LATTICE).await;
+    let value = "v".repeat(100);
+    let keys: Vec<String> = (0..40).map(|k| format!("label-{k:02}")).collect();
+    let labels: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), value.as_str())).collect();
+    let host = start_host(&server, &labels).await;
+    let p = format!("wasmbus.ctl.v1.{LATTICE}");
+    let id = host.host_id();
+
+    let reply = raw_request(&nc, format!("{p}.host.get.{id}"), b"").await;
+    assert_eq!(reply["success"], false, "{reply}");
+    let message = reply["message"].as_str().unwrap();
+    assert!(message.contains("max_payload (4096 bytes)"), "{message}");
+
+    let reply = raw_request(&nc, format!("{p}.label.del.{id}"), br#"{"key":"label-00"}"#).await;
+    assert_eq!(reply["success"], true, "{reply}");
+    host.stop(None).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_a_server_that_requires_an_nkey_and_is_refused_without_it() {
     let user = nkeys::KeyPair::new_user();

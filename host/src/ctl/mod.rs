@@ -153,7 +153,12 @@ pub async fn serve(
                 let state = state.clone();
                 let nats = nats.clone();
                 handling.spawn(async move {
-                    let body = respond(&state, &message.subject, &message.payload).await;
+                    let body = respond(&state, &message.subject, &message.payload)
+                        .await
+                        .map(|body| {
+                            let max_payload = nats.server_info().max_payload;
+                            within_max_payload(body, max_payload, &message.subject)
+                        });
                     if let (Some(reply), Some(body)) = (message.reply, body)
                         && let Err(error) = nats.publish(reply, body).await
                     {
@@ -205,6 +210,31 @@ async fn respond(state: &Arc<HostState>, subject: &str, payload: &[u8]) -> Optio
             None
         }
     }
+}
+
+/// `body`, or in its place a failure naming the limit when the NATS server would refuse it
+/// (a reply over its `max_payload` is dropped, and the client would only see a timeout): e.g.
+/// the inventory of a host with many thousands of components.
+fn within_max_payload(body: Bytes, max_payload: usize, subject: &str) -> Bytes {
+    if max_payload == 0 || body.len() <= max_payload {
+        return body;
+    }
+    tracing::warn!(
+        subject,
+        size = body.len(),
+        max_payload,
+        "a control reply is larger than the NATS server accepts"
+    );
+    let envelope = CtlResponse::<Value> {
+        success: false,
+        message: format!(
+            "the reply ({} bytes) is larger than the NATS server's max_payload ({max_payload} \
+             bytes): raise max_payload in the server's configuration",
+            body.len()
+        ),
+        response: None,
+    };
+    serde_json::to_vec(&envelope).map_or(body, Bytes::from)
 }
 
 async fn dispatch(
