@@ -62,7 +62,7 @@ impl LinkStore {
 
     /// Every known link, in source-ID order.
     pub fn links(&self) -> Vec<Link> {
-        self.0.values().into_iter().flat_map(|s| s.links).collect()
+        self.0.flat_map(|spec| spec.links.clone())
     }
 
     /// The links whose source is `source_id` (its spec alone, not every link).

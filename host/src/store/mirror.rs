@@ -140,6 +140,18 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> KvMirror<T> {
             .collect()
     }
 
+    /// What `pick` takes from each value, collected under one read lock: for callers that want
+    /// a little of every value (a dense lattice holds thousands) without cloning them all.
+    pub fn flat_map<U, I: IntoIterator<Item = U>>(&self, pick: impl FnMut(&T) -> I) -> Vec<U> {
+        self.values
+            .read()
+            .unwrap()
+            .values
+            .values()
+            .flat_map(pick)
+            .collect()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.values.read().unwrap().values.contains_key(name)
     }
