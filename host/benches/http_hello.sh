@@ -6,8 +6,7 @@
 # requests/s, latency percentiles and each server's RSS. `wasmtime_tuned` is `wasmtime serve`
 # with fresh instances and Trellis's pool setting (2 MiB of each pooled memory and table kept
 # resident; concurrency support stays on: `wasmtime serve` 48 runs its instances with
-# `run_concurrent`, which needs it). Bounded:
-# ROUNDS × 5 × 10 s of load.
+# `run_concurrent`, which needs it). Bounded: ROUNDS × 5 × 10 s of load.
 # Needs wrk (`apt-get install wrk`) and what `.ci/setup` installs; installs wasmtime-cli 48.0.8
 # (the wasmtime Trellis embeds) into target/bench-tools on first use, unless WASMTIME points at
 # one. Run from the repository root:
@@ -69,7 +68,7 @@ for port in "$trellis_port" "$trellis_reuse_port" "$wasmtime_port" "$wasmtime_re
   curl -sf "http://127.0.0.1:$port/warm" >/dev/null || { cat "$work"/*.log; exit 1; }
 done
 
-# Alternating rounds, so that both servers see the same machine noise.
+# Alternating rounds, so that every server sees the same machine noise.
 for round in $(seq 1 "$rounds"); do
   for server in trellis wasmtime wasmtime_tuned trellis_reuse wasmtime_reuse; do
     port_var=${server}_port
