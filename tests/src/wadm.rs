@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+use tempfile::NamedTempFile;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
 
@@ -16,32 +17,74 @@ use crate::wadm_binary;
 
 pub struct Wadm {
     child: Child,
+    log: NamedTempFile,
 }
 
 impl Wadm {
-    /// Starts wadm; its logs go to stderr, at `warn` unless `RUST_LOG` says otherwise. The
-    /// caller waits for its API to answer before relying on it.
+    /// Starts wadm; its logs go to a file, summed up when a test fails, wadm's own at `debug` unless
+    /// `RUST_LOG` says otherwise. The caller waits for its API to answer before relying on it.
     pub fn start(server: &NatsServer) -> Self {
-        let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,wadm=debug".into());
+        let log = NamedTempFile::new().expect("a file for wadm's log");
         let child = Command::new(wadm_binary())
             .arg("--nats-url")
             .arg(server.url())
             .env("RUST_LOG", log_filter)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(log.reopen().expect("wadm's log file"))
             .spawn()
             .expect("starting trellis-test-wadm");
-        Self { child }
+        Self { child, log }
     }
 
     /// Whether the process is still running (wadm exits when it cannot reach NATS).
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("polling wadm").is_none()
     }
+
+    /// What a failing test shows of wadm's side: every warning and error it logged, then its
+    /// last `lines` lines, without span fields (wadm's repeat whole events).
+    fn log_summary(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let all: Vec<String> = log.lines().map(without_span_fields).collect();
+        let problems: Vec<&str> = all
+            .iter()
+            .map(String::as_str)
+            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            .collect();
+        let end = all[all.len().saturating_sub(lines)..].join("\n");
+        format!(
+            "wadm's warnings and errors:\n{}\nwadm's last {lines} lines:\n{end}",
+            problems.join("\n")
+        )
+    }
+}
+
+/// `span{fields}:other{fields}: message` → `span:other: message`.
+fn without_span_fields(line: &str) -> String {
+    let mut depth = 0usize;
+    line.chars()
+        .filter(|c| {
+            let outside = depth == 0;
+            match c {
+                '{' => depth += 1,
+                '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            outside && *c != '{'
+        })
+        .collect()
 }
 
 impl Drop for Wadm {
+    /// Stops wadm; when a test failed, shows the end of its log first.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_summary(30));
+        }
+
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

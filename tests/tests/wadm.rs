@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use serde_json::Value;
+use tokio::sync::{Mutex, MutexGuard};
 use trellis_deployer::client::{ClientError, WadmClient};
 use trellis_deployer::{Deployer, DeployerConfig, cli, manifest};
 use trellis_host::{HostConfig, LatticeHost};
@@ -33,7 +34,13 @@ struct Lattice {
     ctl: CtlClient,
     _wadm: Wadm,
     _server: NatsServer,
+    _turn: MutexGuard<'static, ()>,
 }
+
+/// wadm gives each event 2 s before it redelivers it and drops it after three deliveries; two
+/// wadm lattices at once on a loaded 2-core machine (each with its nats-server and two hosts)
+/// starve each other past that. They take turns.
+static ONE_LATTICE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 async fn host(server: &NatsServer, zone: &str) -> LatticeHost {
     LatticeHost::start(HostConfig {
@@ -58,6 +65,7 @@ async fn lattice() -> Lattice {
     for guest in ["http_server", "importer", "exporter"] {
         component_path(guest);
     }
+    let turn = ONE_LATTICE_AT_A_TIME.lock().await;
     let server = NatsServer::start();
     let nats = async_nats::connect(server.url()).await.unwrap();
     let client = WadmClient::new(nats.clone(), LATTICE);
@@ -82,6 +90,7 @@ async fn lattice() -> Lattice {
         ctl,
         _wadm: wadm,
         _server: server,
+        _turn: turn,
     }
 }
 
@@ -157,15 +166,16 @@ impl Lattice {
 
     /// Waits for wadm to report `app` deployed; on timeout, says what wadm last reported.
     ///
-    /// wadm handles a deploy as an event on its own work queue and drops the event after three
-    /// failed deliveries (on a loaded 2-core machine its first pass can time out); the app then
-    /// stays `undeployed` with no version, as if never deployed. A user deploys again, and so
-    /// does this, once, after 10 s without any status.
+    /// wadm handles a deploy as an event on the lattice's work queue, one event at a time, and
+    /// drops an event after three deliveries unacknowledged for 2 s each: on a loaded 2-core
+    /// machine a deploy queued behind a slow event is lost, and the app stays `undeployed` with
+    /// no version, as if never deployed. A user deploys again, and so does this, each time 10 s
+    /// pass without wadm handling it.
     async fn wait_deployed(&self, app: &str) {
+        const NEVER_HANDLED_FOR: Duration = Duration::from_secs(10);
         let mut last = Value::Null;
-        let started = Instant::now();
-        let deadline = started + LATTICE_WAIT;
-        let mut redeployed = false;
+        let deadline = Instant::now() + 2 * LATTICE_WAIT;
+        let mut deployed_at = Instant::now();
         loop {
             if let Ok(reply) = self.client.status(app).await {
                 assert_eq!(reply["result"], "ok", "{reply}");
@@ -173,11 +183,11 @@ impl Lattice {
                     return;
                 }
                 let never_handled = reply["status"]["version"] == "";
-                if never_handled && !redeployed && started.elapsed() > Duration::from_secs(10) {
+                if never_handled && deployed_at.elapsed() > NEVER_HANDLED_FOR {
                     eprintln!("wadm never handled the deploy of {app}; deploying again");
                     let deployed = self.client.deploy(app, None).await.unwrap();
                     assert_eq!(deployed["result"], "acknowledged", "{deployed}");
-                    redeployed = true;
+                    deployed_at = Instant::now();
                 }
                 last = reply;
             }
