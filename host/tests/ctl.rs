@@ -372,6 +372,55 @@ async fn hosts_prints_a_table_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inventory_table_shows_a_services_state() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let host = start_host(&server).await;
+    let id = host.host_id().to_string();
+    // A WASI preview-1 module with `_start` is a service that prints a line and exits 0.
+    let dir = tempfile::tempdir().unwrap();
+    let source =
+        std::fs::read_to_string(trellis_tests::components_dir().join("p1-start.wat")).unwrap();
+    let module = dir.path().join("hello-p1.wasm");
+    std::fs::write(&module, wat::parse_str(&source).unwrap()).unwrap();
+    let module = format!("file://{}", module.display());
+    let adder = component_ref("exporter");
+    for (component, reference) in [("weft", &module), ("adder", &adder)] {
+        let scaled = json(&url, &["scale", &id, component, reference]).await;
+        assert_eq!(scaled, ack());
+    }
+    inventory_until(&url, &id, "the service to run to its end", |inv| {
+        let components = inv["components"].as_array();
+        components.is_some_and(|c| c.len() == 2 && c.iter().any(|c| c["state"].is_string()))
+    })
+    .await;
+    let output = ctl(&url, &["inventory", &id]).await;
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("COMPONENT ID"))
+        .take_while(|line| !line.is_empty())
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["COMPONENT ID", "REFERENCE", "MAX", "REVISION", "SERVICE"],
+            vec!["adder", &adder, "1", "0", "-"],
+            vec!["weft", &module, "1", "0", "exited with code 0"],
+        ],
+        "{stdout}"
+    );
+    host.stop(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_one_line_with_a_hint() {
     // NATS but no host on the lattice.
     let server = NatsServer::start();

@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde_json::Value;
 use trellis_deployer::cli::Output;
-use wasmcloud_control_interface::RegistryCredential;
+use wasmcloud_control_interface::{HostInventory, RegistryCredential};
 
 use super::args::{HostCommand, LabelCommand, RegistryCommand};
 use super::client::{Ctl, CtlError, To, print_json};
@@ -53,18 +54,27 @@ fn user_labels(labels: &BTreeMap<String, String>) -> impl Iterator<Item = (&Stri
         .filter(|(key, _)| !key.starts_with("hostcore."))
 }
 
+/// A host's inventory. Read as JSON rather than through the client's types, which drop what
+/// Trellis adds: a service's state (running / exited / restarting), shown in its own column.
 pub(super) async fn inventory(ctl: &Ctl, host_id: &str) -> Result<(), CtlError> {
-    let result = ctl.client.get_host_inventory(host_id).await;
+    let result = ctl
+        .request::<_, Value>(&format!("host.get.{host_id}"), &())
+        .await;
     let response = ctl.answered("inventory", To::Host(host_id), result)?;
-    let Some(inventory) = response.data() else {
+    let Some(raw) = response.data() else {
         return Err(CtlError::Client {
             what: "inventory",
             reason: "the host answered without an inventory".into(),
         });
     };
     if ctl.output == Output::Json {
-        return print_json(inventory);
+        return print_json(raw);
     }
+    let inventory: HostInventory =
+        serde_json::from_value(raw.clone()).map_err(|error| CtlError::Client {
+            what: "inventory",
+            reason: format!("the host answered an inventory that does not decode: {error}"),
+        })?;
     println!(
         "host {} ({}), up {}",
         inventory.host_id(),
@@ -72,6 +82,7 @@ pub(super) async fn inventory(ctl: &Ctl, host_id: &str) -> Result<(), CtlError> 
         inventory.uptime_human()
     );
     println!("labels: {}\n", table::pairs(inventory.labels()));
+    let states = service_states(raw);
     let components: Vec<Vec<String>> = inventory
         .components()
         .iter()
@@ -81,13 +92,14 @@ pub(super) async fn inventory(ctl: &Ctl, host_id: &str) -> Result<(), CtlError> 
                 c.image_ref().to_string(),
                 c.max_instances().to_string(),
                 c.revision().to_string(),
+                states.get(c.id()).cloned().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     print!(
         "{}",
         table::render(
-            &["COMPONENT ID", "REFERENCE", "MAX", "REVISION"],
+            &["COMPONENT ID", "REFERENCE", "MAX", "REVISION", "SERVICE"],
             &components
         )
     );
@@ -107,6 +119,14 @@ pub(super) async fn inventory(ctl: &Ctl, host_id: &str) -> Result<(), CtlError> 
         table::render(&["PROVIDER ID", "REFERENCE", "NAME"], &providers)
     );
     Ok(())
+}
+
+/// The `state` of each component that is a service, by component ID.
+fn service_states(inventory: &Value) -> HashMap<String, String> {
+    let components = inventory["components"].as_array().into_iter().flatten();
+    components
+        .filter_map(|c| Some((c["id"].as_str()?.into(), c["state"].as_str()?.into())))
+        .collect()
 }
 
 pub(super) async fn label(ctl: &Ctl, command: LabelCommand) -> Result<(), CtlError> {
