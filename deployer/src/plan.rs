@@ -85,8 +85,13 @@ fn scale(w: &Workload, app: &str, host: &str, count: u32, spread: &str) -> Actio
     })
 }
 
-/// Plans every workload of `app`. `links` maps a component ID to the IDs it is linked with.
-pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
+/// Plans every workload of `app`. `link_targets`: the IDs some link on the lattice targets,
+/// when known; a component that stops when unlinked keeps running while they are unknown.
+pub fn plan_app(
+    app: &AppSpec,
+    hosts: &Hosts,
+    link_targets: Option<&BTreeSet<&str>>,
+) -> Vec<(usize, WorkloadPlan)> {
     let mut neighbours: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for l in &app.links {
         neighbours
@@ -132,7 +137,11 @@ pub fn plan_app(app: &AppSpec, hosts: &Hosts) -> Vec<(usize, WorkloadPlan)> {
                 load.get(host).copied().unwrap_or_default(),
             )
         };
+        let unlinked = link_targets.is_some_and(|targets| !targets.contains(w.id.as_str()));
         let plan = match (w.kind, w.scaler) {
+            (Kind::Component, _) if w.stop_when_unlinked && unlinked => {
+                stop_everywhere(&app.name, w, hosts)
+            }
             (Kind::Component, ScalerKind::Spread) => {
                 component_spread(&app.name, w, hosts, preference)
             }
@@ -240,6 +249,17 @@ fn component_spread(
     }
     if !problems.is_empty() {
         plan.problem = Some(problems.join(" "));
+    }
+    plan
+}
+
+/// Scales this app's instances of `w` to zero wherever they run.
+fn stop_everywhere(app: &str, w: &Workload, hosts: &Hosts) -> WorkloadPlan {
+    let mut plan = WorkloadPlan::default();
+    for (host_id, inv) in hosts {
+        if let Some(spread) = inv.component(&w.id).and_then(|c| mine(c, w, app)) {
+            plan.actions.push(scale(w, app, host_id, 0, spread));
+        }
     }
     plan
 }
@@ -502,12 +522,12 @@ spec:
             ..Default::default()
         });
         hosts.insert("h1".into(), busy);
-        let plans = plan_app(&app(true), &hosts);
+        let plans = plan_app(&app(true), &hosts, None);
         assert_eq!(hosts_of(&plans, 0), ["h2"]);
         assert_eq!(hosts_of(&plans, 1), ["h2"]);
 
         // Off: `back` goes to the least loaded host, counting `front` just planned on h2.
-        let plans = plan_app(&app(false), &hosts);
+        let plans = plan_app(&app(false), &hosts, None);
         assert_eq!(hosts_of(&plans, 0), ["h2"]);
         assert_eq!(hosts_of(&plans, 1), ["h1"]);
     }
@@ -545,14 +565,66 @@ spec:
             ..Default::default()
         });
         let hosts = Hosts::from([("h1".to_string(), host(&[])), ("h2".to_string(), h2)]);
-        let plans = plan_app(&spec, &hosts);
+        let plans = plan_app(&spec, &hosts, None);
         assert_eq!(hosts_of(&plans, 1), ["h2"]);
+    }
+
+    #[test]
+    fn a_component_that_stops_when_unlinked_runs_only_while_a_link_targets_it() {
+        let yaml = r#"
+apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata: { name: kv, annotations: {} }
+spec:
+  components:
+    - name: store
+      type: component
+      properties:
+        image: "file:///kv-store.wasm"
+        config: [{ name: scale, properties: { trellis.scale.when_unlinked: zero } }]
+      traits:
+        - type: spreadscaler
+          properties: { instances: 3 }
+"#;
+        let spec = AppSpec::new(&manifest::parse(yaml.as_bytes()).unwrap().manifest, "v1");
+        let store = &spec.workloads[0];
+        assert!(store.stop_when_unlinked);
+        let counts = |plans: &[(usize, WorkloadPlan)]| -> Vec<u32> {
+            plans[0]
+                .1
+                .actions
+                .iter()
+                .map(|action| match action {
+                    Action::Scale(c) => c.max_instances,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let empty = Hosts::from([("h1".to_string(), host(&[]))]);
+        let nobody = BTreeSet::new();
+        let linked = BTreeSet::from([store.id.as_str()]);
+        // Links unknown (no answer to link.get): it runs, as the manifest says.
+        assert_eq!(counts(&plan_app(&spec, &empty, None)), [3]);
+        assert_eq!(counts(&plan_app(&spec, &empty, Some(&nobody))), [] as [u32; 0]);
+        assert_eq!(counts(&plan_app(&spec, &empty, Some(&linked))), [3]);
+
+        let mut running = host(&[]);
+        running.components.push(ComponentDescription {
+            id: store.id.clone(),
+            image_ref: store.image.clone(),
+            annotations: store.annotations("kv", crate::spec::DEFAULT_SPREAD),
+            max_instances: 3,
+            ..Default::default()
+        });
+        let running = Hosts::from([("h1".to_string(), running)]);
+        assert_eq!(counts(&plan_app(&spec, &running, Some(&nobody))), [0]);
+        assert_eq!(counts(&plan_app(&spec, &running, Some(&linked))), [] as [u32; 0]);
     }
 
     #[test]
     fn providers_count_hosts_and_report_too_few() {
         let hosts = Hosts::from([("h1".to_string(), host(&[]))]);
-        let plans = plan_app(&app(true), &hosts);
+        let plans = plan_app(&app(true), &hosts, None);
         let (_, cache) = &plans[2];
         assert_eq!(cache.actions.len(), 1);
         assert!(matches!(&cache.actions[0], Action::StartProvider(s)

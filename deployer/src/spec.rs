@@ -17,6 +17,9 @@ pub const SCALER: &str = "wasmcloud.dev/scaler";
 pub const SPREAD_NAME: &str = "wasmcloud.dev/spread_name";
 pub const MANAGER: &str = "wadm";
 pub const DEFAULT_SPREAD: &str = "default";
+/// A component's inline config property: `zero` stops the component while no link on the
+/// lattice targets it (a provider component nobody uses), and starts it again when one does.
+pub const WHEN_UNLINKED: &str = "trellis.scale.when_unlinked";
 
 /// Lower-cases and replaces every character that is not ASCII alphanumeric with `_`.
 pub fn sanitize(s: &str) -> String {
@@ -77,6 +80,8 @@ pub struct Workload {
     pub instances: u32,
     /// Never empty: a scaler without spreads gets one `default` spread matching every host.
     pub spreads: Vec<Spread>,
+    /// Components: stopped while no link targets them ([`WHEN_UNLINKED`]).
+    pub stop_when_unlinked: bool,
 }
 
 impl Workload {
@@ -281,6 +286,11 @@ fn workload(app: &str, c: &Component, image: &str, config: Vec<String>) -> Optio
         (ScalerKind::Daemon, Kind::Capability) => "ProviderDaemonScaler",
     };
     let scaler_id = digest(&[kind_name, app, &c.name, &id, image, &config.join(",")]);
+    let stop_when_unlinked = c.kind == Kind::Component
+        && c.config
+            .iter()
+            .filter_map(|config| config.properties.as_ref())
+            .any(|properties| properties.get(WHEN_UNLINKED).is_some_and(|v| v == "zero"));
     Some(Workload {
         scaler_id,
         kind: c.kind,
@@ -290,6 +300,7 @@ fn workload(app: &str, c: &Component, image: &str, config: Vec<String>) -> Optio
         config,
         instances,
         spreads,
+        stop_when_unlinked,
     })
 }
 

@@ -437,7 +437,9 @@ impl Worker {
         }
 
         let mut busy = BTreeSet::new();
-        let plans = plan::plan_app(spec, hosts);
+        let link_targets: Option<BTreeSet<&str>> =
+            links.map(|links| links.iter().map(|l| l.target.as_str()).collect());
+        let plans = plan::plan_app(spec, hosts, link_targets.as_ref());
         for (i, plan) in plans {
             let w = &spec.workloads[i];
             let kind = match w.scaler {

@@ -10,6 +10,7 @@
 //! | `trellis.volume.V.empty_dir` | `true`: a fresh directory that lives as long as the component |
 //! | `trellis.volume.V.read_only` | `true` or `false` (default) |
 //! | `trellis.service.restart` | a component exporting `wasi:cli/run` runs as a service, restarted `never`, `on-failure` (default) or `always` |
+//! | `trellis.scale.*` | for the deployer (`trellis.scale.when_unlinked`), ignored here |
 //!
 //! Deny by default: no root allowed, no host path. Applied when the component starts (a change
 //! takes effect at its next start). A key this module cannot honour refuses the start, naming
@@ -23,11 +24,15 @@ use trellis_runtime::{RestartPolicy, Volume, VolumeKind, VolumeMount, WasiGrants
 const ENV_PREFIX: &str = "trellis.env.";
 const VOLUME_PREFIX: &str = "trellis.volume.";
 const RESTART: &str = "trellis.service.restart";
+const SCALE_PREFIX: &str = "trellis.scale.";
 
 /// Whether a named config key grants something or says how the component runs (and so is not
 /// served by `wasi:config`).
 pub fn is_grant_key(key: &str) -> bool {
-    key.starts_with(ENV_PREFIX) || key.starts_with(VOLUME_PREFIX) || key == RESTART
+    key.starts_with(ENV_PREFIX)
+        || key.starts_with(VOLUME_PREFIX)
+        || key == RESTART
+        || key.starts_with(SCALE_PREFIX)
 }
 
 /// Why a component's grants cannot be given.
@@ -264,6 +269,7 @@ mod tests {
             ]
         );
         assert!(is_grant_key("trellis.env.X") && !is_grant_key("trellis.limits.max_fuel"));
+        assert!(is_grant_key("trellis.scale.when_unlinked"));
     }
 
     #[test]

@@ -887,6 +887,42 @@ async fn kv_component_example_counts_in_a_component_with_a_volume() {
     lattice.shutdown().await;
 }
 
+/// The kv-store of `kv-component.yaml` alone: it asks to stop while unlinked, so it runs only
+/// while some link on the lattice targets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_component_runs_only_while_a_link_targets_it() {
+    component_path("kv_store");
+    let lattice = lattice().await;
+    let mut document = example("kv-component.yaml");
+    let components = document["spec"]["components"].as_array_mut().unwrap();
+    components.retain(|c| c["name"] == "kvstore");
+    let app = lattice.deploy(&document).await;
+    lattice.wait_status(&app, "deployed").await;
+    let id = "kv_component-kvstore";
+    assert_eq!(lattice.placement(id).await, BTreeMap::new());
+
+    let link = trellis_deployer::wire::Link {
+        source_id: "a-user".into(),
+        target: id.into(),
+        name: "default".into(),
+        wit_namespace: "wasi".into(),
+        wit_package: "keyvalue".into(),
+        interfaces: vec!["store".into()],
+        source_config: vec![],
+        target_config: vec![],
+    };
+    lattice.ctl.put_link(&link).await.unwrap();
+    lattice.wait_placement(id, |p| p.values().sum::<u32>() == 1).await;
+    lattice.ctl.delete_link(&link).await.unwrap();
+    lattice.wait_placement(id, BTreeMap::is_empty).await;
+    lattice.wait_status(&app, "deployed").await;
+
+    let reply = lattice.client.undeploy(&app).await.unwrap();
+    assert_eq!(reply["result"], "acknowledged");
+    lattice.wait_nothing_left("kv-component-files").await;
+    lattice.shutdown().await;
+}
+
 /// `ticker.yaml` with the service in zone a and the adder in zone b: its calls cross the
 /// lattice, where the adder counts them (composed in-process, they would be the ticker's own).
 fn ticker_across_zones() -> Value {
