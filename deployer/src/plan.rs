@@ -501,6 +501,17 @@ spec:
         AppSpec::new(&parsed.manifest, "v1")
     }
 
+    /// `w` as app `app` placed it, in the default spread.
+    fn running(w: &Workload, app: &str, max_instances: u32) -> ComponentDescription {
+        ComponentDescription {
+            id: w.id.clone(),
+            image_ref: w.image.clone(),
+            annotations: w.annotations(app, crate::spec::DEFAULT_SPREAD),
+            max_instances,
+            ..Default::default()
+        }
+    }
+
     fn hosts_of(plans: &[(usize, WorkloadPlan)], i: usize) -> Vec<String> {
         plans[i]
             .1
@@ -557,13 +568,7 @@ spec:
         // `site` already runs on h2 as planned, which makes h2 the busier host.
         let site = &spec.workloads[0];
         let mut h2 = host(&[]);
-        h2.components.push(ComponentDescription {
-            id: site.id.clone(),
-            image_ref: site.image.clone(),
-            annotations: site.annotations("web", crate::spec::DEFAULT_SPREAD),
-            max_instances: 1,
-            ..Default::default()
-        });
+        h2.components.push(running(site, "web", 1));
         let hosts = Hosts::from([("h1".to_string(), host(&[])), ("h2".to_string(), h2)]);
         let plans = plan_app(&spec, &hosts, None);
         assert_eq!(hosts_of(&plans, 1), ["h2"]);
@@ -608,15 +613,9 @@ spec:
         assert_eq!(counts(&plan_app(&spec, &empty, Some(&nobody))), [] as [u32; 0]);
         assert_eq!(counts(&plan_app(&spec, &empty, Some(&linked))), [3]);
 
-        let mut running = host(&[]);
-        running.components.push(ComponentDescription {
-            id: store.id.clone(),
-            image_ref: store.image.clone(),
-            annotations: store.annotations("kv", crate::spec::DEFAULT_SPREAD),
-            max_instances: 3,
-            ..Default::default()
-        });
-        let running = Hosts::from([("h1".to_string(), running)]);
+        let mut h1 = host(&[]);
+        h1.components.push(running(store, "kv", 3));
+        let running = Hosts::from([("h1".to_string(), h1)]);
         assert_eq!(counts(&plan_app(&spec, &running, Some(&nobody))), [0]);
         assert_eq!(counts(&plan_app(&spec, &running, Some(&linked))), [] as [u32; 0]);
     }

@@ -61,6 +61,18 @@ async fn inventory_until(url: &str, host_id: &str, what: &str, check: impl Fn(&V
     }
 }
 
+/// The cells of a human table's lines (columns are two or more spaces apart).
+fn table_cells<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<Vec<&'a str>> {
+    lines
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .collect()
+        })
+        .collect()
+}
+
 /// What every acknowledged command prints with `-o json`.
 fn ack() -> Value {
     json!({ "success": true, "message": "" })
@@ -350,15 +362,7 @@ async fn hosts_prints_a_table_by_default() {
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<Vec<&str>> = stdout
-        .lines()
-        .map(|l| {
-            l.split("  ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect()
-        })
-        .collect();
+    let lines = table_cells(stdout.lines());
     assert_eq!(lines.len(), 2, "{stdout}");
     assert_eq!(
         lines[0],
@@ -397,17 +401,12 @@ async fn the_inventory_table_shows_a_services_state() {
     let output = ctl(&url, &["inventory", &id]).await;
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .skip_while(|line| !line.starts_with("COMPONENT ID"))
-        .take_while(|line| !line.is_empty())
-        .map(|l| {
-            l.split("  ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect()
-        })
-        .collect();
+    let rows = table_cells(
+        stdout
+            .lines()
+            .skip_while(|line| !line.starts_with("COMPONENT ID"))
+            .take_while(|line| !line.is_empty()),
+    );
     assert_eq!(
         rows,
         [
