@@ -29,16 +29,7 @@ instances=${INSTANCES:-64}
 reuse=${REUSE:-128}
 component=$PWD/tests/components/target/wasm32-wasip2/release/http_server.wasm
 
-# PIN=1: servers (and their children) on CPU 0, wrk on CPU 1, so that the load generator does
-# not take CPU from the servers and requests/s measure the servers' CPU cost per request.
-server_cpu=() load_cpu=()
-if [ -n "${PIN:-}" ]; then server_cpu=(taskset -c 0) load_cpu=(taskset -c 1); fi
-
-work=$(mktemp -d)
-pids=()
-# KEEP=1 keeps the logs (and stores) in the work directory for a look afterwards.
-trap 'kill -INT "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; [ -n "${KEEP:-}" ] && echo "logs in $work" || rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source host/benches/servers.sh
 wasmcloud_port=$(free_port)
 nats_port=$(free_port)
 
