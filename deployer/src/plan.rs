@@ -610,14 +610,20 @@ spec:
         let linked = BTreeSet::from([store.id.as_str()]);
         // Links unknown (no answer to link.get): it runs, as the manifest says.
         assert_eq!(counts(&plan_app(&spec, &empty, None)), [3]);
-        assert_eq!(counts(&plan_app(&spec, &empty, Some(&nobody))), [] as [u32; 0]);
+        assert_eq!(
+            counts(&plan_app(&spec, &empty, Some(&nobody))),
+            [] as [u32; 0]
+        );
         assert_eq!(counts(&plan_app(&spec, &empty, Some(&linked))), [3]);
 
         let mut h1 = host(&[]);
         h1.components.push(running(store, "kv", 3));
         let running = Hosts::from([("h1".to_string(), h1)]);
         assert_eq!(counts(&plan_app(&spec, &running, Some(&nobody))), [0]);
-        assert_eq!(counts(&plan_app(&spec, &running, Some(&linked))), [] as [u32; 0]);
+        assert_eq!(
+            counts(&plan_app(&spec, &running, Some(&linked))),
+            [] as [u32; 0]
+        );
     }
 
     #[test]

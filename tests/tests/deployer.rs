@@ -912,7 +912,9 @@ async fn a_provider_component_runs_only_while_a_link_targets_it() {
         target_config: vec![],
     };
     lattice.ctl.put_link(&link).await.unwrap();
-    lattice.wait_placement(id, |p| p.values().sum::<u32>() == 1).await;
+    lattice
+        .wait_placement(id, |p| p.values().sum::<u32>() == 1)
+        .await;
     lattice.ctl.delete_link(&link).await.unwrap();
     lattice.wait_placement(id, BTreeMap::is_empty).await;
     lattice.wait_status(&app, "deployed").await;
