@@ -8,10 +8,11 @@
 #   ping   the `http_ping` component on A, which calls `pong.ping` of the `pong` component on B:
 #          HTTP → component → wRPC over NATS → component on another host.
 # Every component may run INSTANCES (default 64) instances, above wrk's 32 connections. Load:
-# `wrk -t2 -c32 -d10s --latency`, ROUNDS (default 2) alternating rounds, so that both hosts see
-# the same machine noise; prints requests/s, mean (± stdev), p50 and p99 latency and errors, and
-# the RSS of the hosts.
-# Bounded: ROUNDS × 4 × 10 s of load, then 2 × 10 s of one request at a time. PIN=1 puts the
+# `wrk -t2 -c32 -d10s --latency` (the ping path at 8 connections too), ROUNDS (default 2)
+# alternating rounds, so that both hosts see the same machine noise; prints requests/s, mean
+# (± stdev), p50 and p99 latency, errors, how many connections were answered, and the RSS of
+# the hosts.
+# Bounded: ROUNDS × 6 × 10 s of load, then 2 × 10 s of one request at a time. PIN=1 puts the
 # servers on CPU 0 and wrk on CPU 1.
 #
 # The first run builds the wasmCloud host (about half an hour on 2 cores). Needs wrk
@@ -108,13 +109,30 @@ deploy wasmcloud
 curl -sf "http://127.0.0.1:$trellis_ping_port/" | grep -qx "pong 42" || { echo "trellis: ping answered wrong" >&2; exit 1; }
 curl -sf "http://127.0.0.1:$wasmcloud_ping_port/" | grep -qx "pong 42" || { echo "wasmCloud: ping answered wrong" >&2; exit 1; }
 
+# `load THREADS CONNECTIONS URL OUTPUT`: wrk's figures, and how many connections were answered
+# on average (requests/s × mean latency, Little's law): fewer than CONNECTIONS means requests
+# sat unanswered, and the latency figures describe only the others.
+load() {
+  "${load_cpu[@]}" wrk -t"$1" -c"$2" -d10s --latency "$3" > "$4"
+  grep -E "Requests/sec|^ +Latency|^ +(50|99)%|Non-2xx|Socket errors" "$4"
+  python3 - "$2" "$4" <<'PY'
+import re, sys
+text = open(sys.argv[2]).read()
+value, unit = re.search(r"Latency\s+([\d.]+)(us|ms|s)\b", text).groups()
+mean = float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+print(f"  answered connections (req/s x mean latency): {rate * mean:.1f} of {sys.argv[1]}")
+PY
+}
+
+# The ping path at 32 connections and at 8, where wasmCloud 1.9 answers every connection.
 for round in $(seq 1 "$rounds"); do
-  for path in hello ping; do
+  for run in hello:32 ping:32 ping:8; do
+    path=${run%:*} connections=${run#*:}
     for kind in trellis wasmcloud; do
       port_var=${kind}_${path}_port
-      echo "== round $round: $path on $kind"
-      "${load_cpu[@]}" wrk -t2 -c32 -d10s --latency "http://127.0.0.1:${!port_var}/$path" |
-        grep -E "Requests/sec|^ +Latency|^ +(50|99)%|Non-2xx|Socket errors"
+      echo "== round $round: $path on $kind, $connections connections"
+      load 2 "$connections" "http://127.0.0.1:${!port_var}/$path" "$work/load.txt"
     done
   done
 done
@@ -134,8 +152,7 @@ for kind in trellis wasmcloud; do
   port_var=${kind}_ping_port monitor_var=${kind}_monitor_port
   echo "== one request at a time: ping on $kind"
   messages_before=$(nats_messages "${!monitor_var}")
-  "${load_cpu[@]}" wrk -t1 -c1 -d10s --latency "http://127.0.0.1:${!port_var}/ping" |
-    tee "$work/$kind-sequential.txt" | grep -E "Requests/sec|^ +Latency|^ +(50|99)%|Non-2xx|Socket errors"
+  load 1 1 "http://127.0.0.1:${!port_var}/ping" "$work/$kind-sequential.txt"
   messages=$(( $(nats_messages "${!monitor_var}") - messages_before ))
   requests=$(awk '/requests in/ {print $1}' "$work/$kind-sequential.txt")
   python3 -c "print(f'NATS messages in + out per request: {$messages / $requests:.1f}')"

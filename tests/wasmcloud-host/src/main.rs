@@ -6,7 +6,7 @@
 //! which is the `wasmcloud` binary's default. Stops on SIGINT or SIGTERM.
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{signal, SignalKind};
 use wasmcloud_host::url::Url;
 use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 
@@ -31,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
             .enable_builtin_http_client(),
         ..HostConfig::default()
     };
-    let (_host, shutdown) = Host::new(config).await.context("starting the wasmCloud host")?;
+    let (_host, shutdown) = Host::new(config)
+        .await
+        .context("starting the wasmCloud host")?;
     eprintln!("wasmCloud host started");
     let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
