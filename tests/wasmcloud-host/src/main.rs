@@ -3,7 +3,9 @@
 //! host of wasmCloud 1.9) with its built-in HTTP server and client switched on (providers
 //! `wasmcloud+builtin://http-server` / `http-client`), file loading allowed (`file://`
 //! components, as `WASMCLOUD_ALLOW_FILE_LOAD`) and every other setting at the library's default,
-//! which is the `wasmcloud` binary's default. Stops on SIGINT or SIGTERM.
+//! which is the `wasmcloud` binary's default. Stops on SIGINT or SIGTERM, within 5 s.
+
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
@@ -40,5 +42,10 @@ async fn main() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
-    shutdown.await.context("stopping the wasmCloud host")
+    // The host's shutdown publishes `host_stopped` and flushes NATS, which waits forever once
+    // the nats-server is gone (a benchmark stops both at once).
+    match tokio::time::timeout(Duration::from_secs(5), shutdown).await {
+        Ok(stopped) => stopped.context("stopping the wasmCloud host"),
+        Err(_) => anyhow::bail!("the wasmCloud host did not stop within 5 s"),
+    }
 }
