@@ -6,7 +6,8 @@
 # requests/s, latency percentiles and each server's RSS. `wasmtime_tuned` is `wasmtime serve`
 # with fresh instances and Trellis's pool setting (2 MiB of each pooled memory and table kept
 # resident; concurrency support stays on: `wasmtime serve` 48 runs its instances with
-# `run_concurrent`, which needs it). Bounded: ROUNDS × 5 × 10 s of load.
+# `run_concurrent`, which needs it). `hyper` is the ceiling: a plain hyper server, no wasm
+# (`host/examples/hyper_hello.rs`). Bounded: ROUNDS × 6 × 10 s of load.
 # Needs wrk (`apt-get install wrk`) and what `.ci/setup` installs; installs wasmtime-cli 48.0.8
 # (the wasmtime Trellis embeds) into target/bench-tools on first use, unless WASMTIME points at
 # one. Run from the repository root:
@@ -15,8 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 bash .ci/setup >/dev/null
-cargo build --release -q -p trellis-host
+cargo build --release -q -p trellis-host --bin trellis --example hyper_hello
 trellis_bin=${CARGO_TARGET_DIR:-target}/release/trellis
+hyper_bin=${CARGO_TARGET_DIR:-target}/release/examples/hyper_hello
 wasmtime=${WASMTIME:-target/bench-tools/bin/wasmtime}
 if [ ! -x "$wasmtime" ]; then
   cargo install -q wasmtime-cli --version 48.0.8 --locked --root target/bench-tools
@@ -33,6 +35,7 @@ wasmtime_port=$(free_port)
 trellis_reuse_port=$(free_port)
 wasmtime_reuse_port=$(free_port)
 wasmtime_tuned_port=$(free_port)
+hyper_port=$(free_port)
 manifest() {
   sed -e "s#file://./tests#file://$PWD/tests#" -e "s#127.0.0.1:8080#127.0.0.1:$1#" \
     wadm-manifests/hello.yaml
@@ -54,23 +57,25 @@ keep=$((2 << 20))
   -O "pooling-memory-keep-resident=$keep,pooling-table-keep-resident=$keep,pooling-pagemap-scan=auto" \
   "$component" > "$work/serve-tuned.log" 2>&1 &
 serve_tuned=$!
-pids=("$trellis" "$trellis_reuse" "$serve" "$serve_reuse" "$serve_tuned")
+"$hyper_bin" "127.0.0.1:$hyper_port" &
+hyper=$!
+pids=("$trellis" "$trellis_reuse" "$serve" "$serve_reuse" "$serve_tuned" "$hyper")
 trap 'kill -INT "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 for log in up up-reuse; do
   for _ in $(seq 1 300); do grep -q "press Ctrl-C" "$work/$log.log" && break; sleep 0.1; done
   grep -q "press Ctrl-C" "$work/$log.log" || { cat "$work/$log.log"; exit 1; }
 done
-for port in "$wasmtime_port" "$wasmtime_reuse_port" "$wasmtime_tuned_port"; do
+for port in "$wasmtime_port" "$wasmtime_reuse_port" "$wasmtime_tuned_port" "$hyper_port"; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/warm" >/dev/null && break; sleep 0.1; done
 done
 for port in "$trellis_port" "$trellis_reuse_port" "$wasmtime_port" "$wasmtime_reuse_port" \
-  "$wasmtime_tuned_port"; do
+  "$wasmtime_tuned_port" "$hyper_port"; do
   curl -sf "http://127.0.0.1:$port/warm" >/dev/null || { cat "$work"/*.log; exit 1; }
 done
 
 # Alternating rounds, so that every server sees the same machine noise.
 for round in $(seq 1 "$rounds"); do
-  for server in trellis wasmtime wasmtime_tuned trellis_reuse wasmtime_reuse; do
+  for server in trellis wasmtime wasmtime_tuned trellis_reuse wasmtime_reuse hyper; do
     port_var=${server}_port
     echo "== round $round: $server"
     wrk -t2 -c32 -d10s --latency "http://127.0.0.1:${!port_var}/hello" | grep -E "Requests/sec|^ +(50|99)%"
