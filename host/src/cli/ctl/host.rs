@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::Deserialize as _;
 use serde_json::Value;
 use trellis_deployer::cli::Output;
 use wasmcloud_control_interface::{HostInventory, RegistryCredential};
@@ -70,11 +71,10 @@ pub(super) async fn inventory(ctl: &Ctl, host_id: &str) -> Result<(), CtlError> 
     if ctl.output == Output::Json {
         return print_json(raw);
     }
-    let inventory: HostInventory =
-        serde_json::from_value(raw.clone()).map_err(|error| CtlError::Client {
-            what: "inventory",
-            reason: format!("the host answered an inventory that does not decode: {error}"),
-        })?;
+    let inventory = HostInventory::deserialize(raw).map_err(|error| CtlError::Client {
+        what: "inventory",
+        reason: format!("the host answered an inventory that does not decode: {error}"),
+    })?;
     println!(
         "host {} ({}), up {}",
         inventory.host_id(),
