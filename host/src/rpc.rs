@@ -230,8 +230,9 @@ pub struct ExportServer {
 impl ExportServer {
     /// Subscribes every exported function of `component_id` (functions that pass resources are
     /// left out, as wasmCloud does), `wasi:http/incoming-handler` as `wrpc:http` (see
-    /// [`crate::http_bridge`]) and `wasi:keyvalue` as `wrpc:keyvalue` (see
-    /// [`crate::translated::keyvalue::component`]). Calls run on the component as it was started, through its
+    /// [`crate::http_bridge`]), `wasi:keyvalue` as `wrpc:keyvalue` (see
+    /// [`crate::translated::keyvalue::component`]) and `wasi:blobstore` as `wrpc:blobstore` (see
+    /// [`crate::translated::blobstore::component`]). Calls run on the component as it was started, through its
     /// handle: serving one never waits on the runtime's lifecycle.
     pub async fn start(
         lattice: &Lattice,
@@ -292,6 +293,13 @@ impl ExportServer {
         }
         crate::http_bridge::serve::serve(&server, &handle, &mut tasks).await?;
         crate::translated::keyvalue::component::serve(&server, &handle, &mut tasks).await?;
+        crate::translated::blobstore::component::serve(
+            &server,
+            &handle,
+            lattice.timeout,
+            &mut tasks,
+        )
+        .await?;
         Ok(Self { tasks })
     }
 }

@@ -3,9 +3,10 @@
 //! nothing changed) and finds them; [`nats`] starts a real NATS server for the lattice tests;
 //! [`registry`] a real OCI registry; [`http`] makes plain HTTP requests to what the hosts serve;
 //! [`wadm`] runs the real wadm (built by `tests/wadm/build.sh`); [`secrets`] the real
-//! `secrets-nats-kv` backend (installed by `tests/secrets/build.sh`); [`kv`] drives the `kv`
-//! guest; [`logs`] captures what the hosts log.
+//! `secrets-nats-kv` backend (installed by `tests/secrets/build.sh`); [`kv`] and [`blob`] drive
+//! the `kv` and `blob` guests; [`logs`] captures what the hosts log.
 
+pub mod blob;
 pub mod http;
 pub mod kv;
 pub mod lattice;

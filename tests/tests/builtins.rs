@@ -11,6 +11,7 @@ use futures::StreamExt as _;
 use serde_json::Value;
 use trellis_host::{BuiltinAlias, HostConfig, LatticeHost, parse_switches};
 use trellis_runtime::{ImportRoute, Val};
+use trellis_tests::blob::{big_object, blob_list, blob_read, blob_subjects, drive_blobs};
 use trellis_tests::http::{free_port, get};
 use trellis_tests::kv;
 use trellis_tests::lattice::{
@@ -677,151 +678,6 @@ async fn messaging_builtin_publishes_requests_and_serves_linked_subscriptions() 
 // ---------------------------------------------------------------------------------------------
 // blobstore over wrpc:blobstore
 
-const BLOB_PROBE: &str = "trellis:providers/blob-probe@0.1.0";
-
-/// Runs the blob probe's `function` on component `id`: the `ok` payload, or the error the
-/// guest saw (an invocation that traps is an error too).
-async fn blob(host: &LatticeHost, id: &str, function: &str, params: &[Val]) -> Result<Val, String> {
-    let mut out = host
-        .runtime()
-        .invoke(id, BLOB_PROBE, function, params, None)
-        .await
-        .map_err(|e| format!("trap: {e:#}"))?;
-    match out.remove(0) {
-        Val::Result(Ok(payload)) => Ok(payload.map_or(Val::Bool(true), |p| *p)),
-        Val::Result(Err(Some(error))) => match *error {
-            Val::String(text) => Err(text),
-            other => panic!("unexpected error {other:?}"),
-        },
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-fn byte_vals(data: &[u8]) -> Val {
-    Val::List(data.iter().map(|b| Val::U8(*b)).collect())
-}
-
-async fn blob_write(
-    host: &LatticeHost,
-    id: &str,
-    at: (&str, &str),
-    data: &[u8],
-) -> Result<(), String> {
-    let params = [
-        Val::String(at.0.into()),
-        Val::String(at.1.into()),
-        byte_vals(data),
-    ];
-    blob(host, id, "write", &params).await.map(drop)
-}
-
-async fn blob_read(host: &LatticeHost, id: &str, at: (&str, &str)) -> Result<Vec<u8>, String> {
-    let params = [Val::String(at.0.into()), Val::String(at.1.into())];
-    match blob(host, id, "read", &params).await? {
-        Val::List(items) => Ok(items
-            .iter()
-            .map(|item| match item {
-                Val::U8(b) => *b,
-                other => panic!("not a byte: {other:?}"),
-            })
-            .collect()),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-async fn blob_list(host: &LatticeHost, id: &str, container: &str) -> Result<Vec<String>, String> {
-    match blob(host, id, "list-names", &[Val::String(container.into())]).await? {
-        Val::List(items) => Ok(items
-            .iter()
-            .map(|item| match item {
-                Val::String(s) => s.clone(),
-                other => panic!("not a string: {other:?}"),
-            })
-            .collect()),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-async fn blob_delete(host: &LatticeHost, id: &str, at: (&str, &str)) -> Result<(), String> {
-    let params = [Val::String(at.0.into()), Val::String(at.1.into())];
-    blob(host, id, "delete", &params).await.map(drop)
-}
-
-/// 1.5 MiB that no chunking lines up with.
-fn big_object() -> Vec<u8> {
-    (0..(3 << 19) as u32).map(|i| (i % 251) as u8).collect()
-}
-
-/// Drives component `id` through everything the probe does, in container `photos`, asserting
-/// each answer: writes (a small object and a multi-chunk one), reads back, lists, deletes, and
-/// names that try to escape or do not exist. Returns how long the big write and read took.
-async fn drive_blobs(host: &LatticeHost, id: &str) -> (Duration, Duration) {
-    let big = big_object();
-    blob_write(host, id, ("photos", "c.txt"), b"see")
-        .await
-        .unwrap();
-    let started = Instant::now();
-    blob_write(host, id, ("photos", "big/data.bin"), &big)
-        .await
-        .unwrap();
-    let wrote = started.elapsed();
-    let started = Instant::now();
-    let read = blob_read(host, id, ("photos", "big/data.bin"))
-        .await
-        .unwrap();
-    let took = started.elapsed();
-    assert!(
-        read == big,
-        "read {} bytes back, not the {} written",
-        read.len(),
-        big.len()
-    );
-    assert_eq!(
-        blob_read(host, id, ("photos", "c.txt")).await.unwrap(),
-        b"see"
-    );
-    assert_eq!(
-        blob_list(host, id, "photos").await.unwrap(),
-        ["big/data.bin", "c.txt"]
-    );
-    blob_delete(host, id, ("photos", "c.txt")).await.unwrap();
-    assert_eq!(
-        blob_list(host, id, "photos").await.unwrap(),
-        ["big/data.bin"]
-    );
-    let missing = blob_read(host, id, ("photos", "c.txt")).await.unwrap_err();
-    assert_eq!(missing, "no object `c.txt` in container `photos`");
-    for (container, object) in [("photos", "../escaped.txt"), ("..", "escaped.txt")] {
-        let refused = blob_write(host, id, (container, object), b"x")
-            .await
-            .unwrap_err();
-        assert!(
-            refused.starts_with("invalid name"),
-            "{container} {object}: {refused}"
-        );
-    }
-    (wrote, took)
-}
-
-/// The `wrpc:blobstore/blobstore` functions a [`drive_blobs`] run calls, as subjects.
-fn blob_subjects(target: &str, version: &str) -> BTreeSet<String> {
-    [
-        "container-exists",
-        "create-container",
-        "get-container-info",
-        "write-container-data",
-        "get-object-info",
-        "get-container-data",
-        "list-container-objects",
-        "delete-object",
-    ]
-    .iter()
-    .map(|function| {
-        format!("{LATTICE}.{target}.wrpc.0.0.1.wrpc:blobstore/blobstore@{version}.{function}")
-    })
-    .collect()
-}
-
 /// Starts the blobstore built-in as provider `blobs` on `host`, storing in `root` for the
 /// components linked to it.
 async fn start_blobstore_provider(client: &Client, host: &LatticeHost, root: &std::path::Path) {
@@ -878,7 +734,9 @@ async fn blobstore_off_reaches_a_blobstore_provider_on_another_host_by_translate
         assert_eq!(*route, ImportRoute::Plugin("blobstore-over-lattice".into()));
     }
     let started = Instant::now();
-    let missing = blob_list(&host_a, "blob-a", "photos").await.unwrap_err();
+    let missing = blob_list(host_a.runtime(), "blob-a", "photos")
+        .await
+        .unwrap_err();
     assert!(
         missing.contains("`blob-a` has no `default` link for `wasi:blobstore/blobstore`"),
         "{missing}"
@@ -892,10 +750,10 @@ async fn blobstore_off_reaches_a_blobstore_provider_on_another_host_by_translate
     let ack = client.put_link(blob_link("blob-a", "blobs")).await.unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     eventually("A's link to `blobs` to be mirrored", || async {
-        blob_list(&host_a, "blob-a", "photos").await.ok()
+        blob_list(host_a.runtime(), "blob-a", "photos").await.ok()
     })
     .await;
-    let (remote_write, remote_read) = drive_blobs(&host_a, "blob-a").await;
+    let (remote_write, remote_read) = drive_blobs(host_a.runtime(), "blob-a").await;
     // B stored them, in the directory its link config names.
     let root = dir.path();
     assert_eq!(
@@ -904,7 +762,7 @@ async fn blobstore_off_reaches_a_blobstore_provider_on_another_host_by_translate
     );
     assert!(!root.join("photos/c.txt").exists());
     assert!(!dir.path().parent().unwrap().join("escaped.txt").exists());
-    let expected = blob_subjects("blobs", "0.2.0");
+    let expected = blob_subjects(LATTICE, "blobs", "0.2.0");
     assert_eq!(subjects_when_seen(&subjects, &expected).await, expected);
 
     // A component on B linked to the same provider is served in-process, from the same store.
@@ -912,14 +770,14 @@ async fn blobstore_off_reaches_a_blobstore_provider_on_another_host_by_translate
     let ack = client.put_link(blob_link("blob-b", "blobs")).await.unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     let seen = eventually("B's link to `blobs` to bind", || async {
-        blob_read(&host_b, "blob-b", ("photos", "big/data.bin"))
+        blob_read(host_b.runtime(), "blob-b", ("photos", "big/data.bin"))
             .await
             .ok()
     })
     .await;
     assert!(seen == big_object(), "B reads what A wrote");
     let calls_before = subjects.lock().unwrap().len();
-    let (local_write, local_read) = drive_blobs(&host_b, "blob-b").await;
+    let (local_write, local_read) = drive_blobs(host_b.runtime(), "blob-b").await;
     assert_eq!(
         subjects.lock().unwrap().len(),
         calls_before,
@@ -936,7 +794,7 @@ async fn blobstore_off_reaches_a_blobstore_provider_on_another_host_by_translate
         .unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     let stopped = eventually("calls to the stopped provider to fail", || async {
-        blob_list(&host_a, "blob-a", "photos").await.err()
+        blob_list(host_a.runtime(), "blob-a", "photos").await.err()
     })
     .await;
     assert!(stopped.contains("`blobs`"), "{stopped}");
@@ -1195,11 +1053,11 @@ async fn blobstore_off_falls_back_to_wrpc_blobstore_0_1_0_which_the_provider_ser
     let ack = client.put_link(relay_link).await.unwrap();
     assert!(ack.succeeded(), "{}", ack.message());
     eventually("A's links to be mirrored", || async {
-        blob_list(&host_a, "blob-a", "photos").await.ok()
+        blob_list(host_a.runtime(), "blob-a", "photos").await.ok()
     })
     .await;
 
-    drive_blobs(&host_a, "blob-a").await;
+    drive_blobs(host_a.runtime(), "blob-a").await;
     assert_eq!(
         std::fs::read(dir.path().join("photos/big/data.bin")).unwrap(),
         big_object()
@@ -1209,9 +1067,9 @@ async fn blobstore_off_falls_back_to_wrpc_blobstore_0_1_0_which_the_provider_ser
             .map(|s| s.rsplit('.').next().unwrap().to_string())
             .collect::<BTreeSet<_>>()
     };
-    let expected = blob_subjects("legacy", "0.1.0");
+    let expected = blob_subjects(LATTICE, "legacy", "0.1.0");
     assert_eq!(*relayed.lock().unwrap(), functions(expected.clone()));
-    let served = blob_subjects("blobs", "0.1.0");
+    let served = blob_subjects(LATTICE, "blobs", "0.1.0");
     assert_eq!(subjects_when_seen(&subjects, &served).await, served);
     host_a.stop(None).await.unwrap();
     host_b.stop(None).await.unwrap();

@@ -1,6 +1,6 @@
-//! Components as capability providers: a component exporting `wasi:keyvalue` serves the
-//! components linked to it for that interface, in place of the built-in, on a real lattice
-//! driven by the real `wasmcloud-control-interface` client. An explicit link wins over the
+//! Components as capability providers: a component exporting `wasi:keyvalue` (or
+//! `wasi:blobstore`) serves the components linked to it for that interface, in place of the
+//! built-in, on a real lattice driven by the real `wasmcloud-control-interface` client. An explicit link wins over the
 //! built-in; without one the built-in serves as before.
 
 use std::collections::BTreeSet;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use trellis_host::{HostConfig, LatticeHost};
 use trellis_runtime::{ImportRoute, Val};
+use trellis_tests::blob::{big_object, blob_read, blob_subjects, drive_blobs};
 use trellis_tests::http::{free_port, get};
 use trellis_tests::kv::{self, KV_PROBE};
 use trellis_tests::lattice::{
@@ -487,6 +488,95 @@ async fn volumes_and_env_come_from_named_config_within_the_allowed_roots() {
     // Nothing else of the host's files.
     let outside = probe("read-file", vec![Val::String("/etc/hostname".into())]).await;
     assert!(matches!(&outside[0], Val::Result(Err(_))), "{outside:?}");
+    home.stop(None).await.unwrap();
+    away.stop(None).await.unwrap();
+}
+
+/// A component exporting `wasi:blobstore` over a volume serves the unchanged `blob` guest in
+/// place of the built-in, under the translated `wrpc:blobstore` names a blobstore provider
+/// answers (with a volume of its own it is reached over the lattice even from its own host):
+/// the objects are files in its volume, and every call runs on a fresh instance of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blobstore_component_over_a_volume_serves_the_blob_guest() {
+    let server = NatsServer::start();
+    let (client, nc) = ctl_client(&server, LATTICE).await;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("blobs");
+    std::fs::create_dir(&data).unwrap();
+    let home = start_host(&server).await;
+    let away = start_host_with_volumes(&server, &[root.path()]).await;
+    put_config(
+        &client,
+        "blob-volume",
+        &[
+            ("trellis.volume.data.path", "/data"),
+            ("trellis.volume.data.host_path", data.to_str().unwrap()),
+        ],
+    )
+    .await;
+    run_component(
+        &client,
+        away.host_id(),
+        "objects",
+        "blob_store",
+        1,
+        &["blob-volume"],
+    )
+    .await;
+    run_component(&client, home.host_id(), "photos", "blob", 1, &[]).await;
+    let wrpc = record_wrpc_subjects(&nc, LATTICE, "objects").await;
+    put_link(
+        &client,
+        link("photos", "objects", "wasi", "blobstore", &["blobstore"]),
+    )
+    .await;
+    let forwarding = ImportRoute::Plugin("blobstore-over-lattice".into());
+    eventually("`photos`' blobstore to go over the lattice", || async {
+        let routes = home.runtime().routes("photos").await.unwrap();
+        let blobstore: Vec<_> = routes
+            .iter()
+            .filter(|(import, _)| import.starts_with("wasi:blobstore/"))
+            .collect();
+        (blobstore.len() == 3 && blobstore.iter().all(|(_, route)| *route == forwarding))
+            .then_some(())
+    })
+    .await;
+
+    drive_blobs(home.runtime(), "photos").await;
+    let container = data.join(hex("photos"));
+    assert_eq!(
+        std::fs::read(container.join(hex("big/data.bin"))).unwrap(),
+        big_object()
+    );
+    assert!(!container.join(hex("c.txt")).exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        [hex("photos").as_str()],
+        "nothing set aside is left"
+    );
+    let expected = blob_subjects(LATTICE, "objects", "0.2.0");
+    assert_eq!(subjects_when_seen(&wrpc, &expected).await, expected);
+    let served = away.runtime().component("objects").unwrap().invocations();
+    assert!(served >= 10, "the far host served the calls ({served})");
+
+    // A second guest on the provider's own host reads what the first wrote.
+    run_component(&client, away.host_id(), "albums", "blob", 1, &[]).await;
+    put_link(
+        &client,
+        link("albums", "objects", "wasi", "blobstore", &["blobstore"]),
+    )
+    .await;
+    let read = eventually("`albums` to read the big object", || async {
+        blob_read(away.runtime(), "albums", ("photos", "big/data.bin"))
+            .await
+            .ok()
+    })
+    .await;
+    assert!(read == big_object(), "read {} bytes", read.len());
     home.stop(None).await.unwrap();
     away.stop(None).await.unwrap();
 }

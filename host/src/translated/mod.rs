@@ -86,9 +86,7 @@ async fn provider_server(
         .await
 }
 
-/// One accept loop per subscribed function, on the returned set. Each accepted call runs on its
-/// own detached task, so a call in flight finishes even when serving stops; failures are
-/// logged as `what` calls of the provider.
+/// One accept loop per subscribed function, on the returned set: see [`spawn_accept_loops`].
 fn accept_calls<S, F>(
     provider_id: &str,
     what: &'static str,
@@ -98,8 +96,24 @@ where
     S: futures::Stream<Item = anyhow::Result<F>> + Send + Unpin + 'static,
     F: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    use futures::StreamExt as _;
     let mut tasks = JoinSet::new();
+    spawn_accept_loops(&mut tasks, provider_id, what, subscribed);
+    tasks
+}
+
+/// One accept loop per subscribed function, on `tasks`. Each accepted call runs on its own
+/// detached task, so a call in flight finishes even when serving stops; failures are logged as
+/// `what` calls of the provider (a built-in, or a component serving as one).
+fn spawn_accept_loops<S, F>(
+    tasks: &mut JoinSet<()>,
+    provider_id: &str,
+    what: &'static str,
+    subscribed: impl IntoIterator<Item = (&'static str, &'static str, S)>,
+) where
+    S: futures::Stream<Item = anyhow::Result<F>> + Send + Unpin + 'static,
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    use futures::StreamExt as _;
     for (instance, function, mut invocations) in subscribed {
         let provider = provider_id.to_string();
         tasks.spawn(async move {
@@ -118,7 +132,6 @@ where
             }
         });
     }
-    tasks
 }
 
 /// The plugin config of the link through which the caller of `cx` (its `source-id` header)

@@ -16,6 +16,7 @@
 //! from the link between them.
 
 mod client;
+pub mod component;
 mod server;
 
 pub use client::BlobstoreOverLattice;

@@ -48,7 +48,7 @@ pub async fn serve(state: &Arc<HostState>, provider_id: &str) -> anyhow::Result<
     Ok(accept_calls(provider_id, "blobstore", subscribed))
 }
 
-type Invocations = Pin<
+pub(super) type Invocations = Pin<
     Box<
         dyn Stream<Item = anyhow::Result<Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>>>
             + Send,
@@ -58,10 +58,18 @@ type Invocations = Pin<
 /// Subscribes `handler`'s functions of both versions, on a thread of its own: in unoptimized
 /// builds, polling the generated subscription of fourteen functions takes a stack frame larger
 /// than a runtime thread's whole stack.
-async fn subscribe(
+pub(super) async fn subscribe<H>(
     server: wrpc_transport_nats::Client,
-    handler: BlobHandler,
-) -> anyhow::Result<Vec<(&'static str, &'static str, Invocations)>> {
+    handler: H,
+) -> anyhow::Result<Vec<(&'static str, &'static str, Invocations)>>
+where
+    H: v2::blobstore::Handler<NatsContext>
+        + v1::blobstore::Handler<NatsContext>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     let runtime = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -88,10 +96,10 @@ struct BlobHandler {
     access: Arc<Mutex<HashMap<ConfigMap, BlobAccess>>>,
 }
 
-type Answer<T> = anyhow::Result<Result<T, String>>;
-type ByteStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
-type NameStream = Pin<Box<dyn Stream<Item = Vec<String>> + Send>>;
-type Outcome = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+pub(super) type Answer<T> = anyhow::Result<Result<T, String>>;
+pub(super) type ByteStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+pub(super) type NameStream = Pin<Box<dyn Stream<Item = Vec<String>> + Send>>;
+pub(super) type Outcome = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 fn object(id: WireObjectId) -> ObjectId {
     ObjectId {
@@ -105,7 +113,7 @@ fn text(error: BlobError) -> String {
 }
 
 /// Object names in batches, after `offset` and at most `limit` of them.
-fn names(names: Vec<String>, limit: Option<u64>, offset: Option<u64>) -> NameStream {
+pub(super) fn names(names: Vec<String>, limit: Option<u64>, offset: Option<u64>) -> NameStream {
     let skip = usize::try_from(offset.unwrap_or(0)).unwrap_or(usize::MAX);
     let take = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let names: Vec<String> = names.into_iter().skip(skip).take(take).collect();
@@ -114,7 +122,7 @@ fn names(names: Vec<String>, limit: Option<u64>, offset: Option<u64>) -> NameStr
 }
 
 /// An object's bytes as stream items.
-fn chunks(data: Bytes) -> ByteStream {
+pub(super) fn chunks(data: Bytes) -> ByteStream {
     let pieces: Vec<Bytes> = (0..data.len())
         .step_by(super::CHUNK)
         .map(|start| data.slice(start..(start + super::CHUNK).min(data.len())))
@@ -122,7 +130,7 @@ fn chunks(data: Bytes) -> ByteStream {
     Box::pin(futures::stream::iter(pieces))
 }
 
-fn done() -> Outcome {
+pub(super) fn done() -> Outcome {
     Box::pin(async { Ok(()) })
 }
 
@@ -188,14 +196,20 @@ impl BlobHandler {
     }
 }
 
-/// Gathers a written object from its stream and stores it: refused at [`MAX_OBJECT_BYTES`],
-/// abandoned when no data comes for `idle`.
+/// Gathers a written object from its stream and stores it.
 async fn store(
     access: BlobAccess,
     id: ObjectId,
-    mut data: ByteStream,
+    data: ByteStream,
     idle: Duration,
 ) -> Result<(), String> {
+    let object = gather(data, idle).await?;
+    access.write(&id, object).await.map_err(text)
+}
+
+/// A written object's data, gathered from its stream: refused at [`MAX_OBJECT_BYTES`],
+/// abandoned when no data comes for `idle`.
+pub(super) async fn gather(mut data: ByteStream, idle: Duration) -> Result<Bytes, String> {
     let mut object = BytesMut::new();
     loop {
         match tokio::time::timeout(idle, data.next()).await {
@@ -204,7 +218,7 @@ async fn store(
                     "no object data for {idle:?}: the write was abandoned"
                 ));
             }
-            Ok(None) => break,
+            Ok(None) => return Ok(object.freeze()),
             Ok(Some(chunk)) => {
                 if object.len() + chunk.len() >= MAX_OBJECT_BYTES {
                     return Err(BlobError::TooLarge.to_string());
@@ -213,7 +227,6 @@ async fn store(
             }
         }
     }
-    access.write(&id, object.freeze()).await.map_err(text)
 }
 
 /// The functions both versions share, under their WIT names.

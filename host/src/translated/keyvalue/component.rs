@@ -6,7 +6,6 @@
 //! Each call runs on a fresh instance, as every invocation does: `open` the named bucket, run
 //! the one operation on it, drop it. A trap or a budget stop fails that call alone.
 
-use futures::StreamExt as _;
 use tokio::task::JoinSet;
 use trellis_runtime::{ComponentHandle, InvocationCtx};
 use wasmtime::Store;
@@ -60,24 +59,7 @@ pub async fn serve(
     if exported.iter().any(|i| i == BATCH) {
         subscribed.extend(batch::serve_interface(server, handler).await?);
     }
-    for (instance, function, mut invocations) in subscribed {
-        let id = component.id().to_string();
-        tasks.spawn(async move {
-            while let Some(invocation) = invocations.next().await {
-                let id = id.clone();
-                match invocation {
-                    Ok(call) => drop(tokio::spawn(async move {
-                        if let Err(error) = call.await {
-                            tracing::warn!(component = %id, instance, function, "keyvalue call failed: {error:#}");
-                        }
-                    })),
-                    Err(error) => {
-                        tracing::warn!(component = %id, instance, function, "accepting a keyvalue call: {error:#}")
-                    }
-                }
-            }
-        });
-    }
+    crate::translated::spawn_accept_loops(tasks, component.id(), "keyvalue", subscribed);
     Ok(())
 }
 
