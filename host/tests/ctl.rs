@@ -2,6 +2,7 @@
 //! `trellis` binary for every subcommand, checking the `-o json` shapes and values, human
 //! tables, and the one-line errors.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -416,7 +417,46 @@ async fn the_inventory_table_shows_a_services_state() {
         ],
         "{stdout}"
     );
+
+    // `trellis ctl` starts a long-running service, linked in-process to `adder`, and stops it.
+    let ticker = component_ref("ticker");
+    let linked = json(
+        &url,
+        &[
+            "link",
+            "put",
+            "ticker",
+            "adder",
+            "trellis:example",
+            "--interface",
+            "adder",
+        ],
+    )
+    .await;
+    assert_eq!(linked, ack());
+    assert_eq!(json(&url, &["scale", &id, "ticker", &ticker]).await, ack());
+    let state_of_ticker = |inv: &Value| service_states_in(inv).remove("ticker");
+    inventory_until(&url, &id, "the ticker to run", |inv| {
+        state_of_ticker(inv).as_deref() == Some("running")
+    })
+    .await;
+    let stopped = json(&url, &["scale", &id, "ticker", &ticker, "--count", "0"]).await;
+    assert_eq!(stopped, ack());
+    inventory_until(&url, &id, "the ticker to be stopped", |inv| {
+        let components = inv["components"].as_array().into_iter().flatten();
+        let ids: BTreeSet<&str> = components.filter_map(|c| c["id"].as_str()).collect();
+        ids == BTreeSet::from(["adder", "weft"])
+    })
+    .await;
     host.stop(None).await.unwrap();
+}
+
+/// The `state` of each service in a raw inventory reply, by component ID.
+fn service_states_in(inventory: &Value) -> BTreeMap<String, String> {
+    let components = inventory["components"].as_array().into_iter().flatten();
+    components
+        .filter_map(|c| Some((c["id"].as_str()?.into(), c["state"].as_str()?.into())))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
