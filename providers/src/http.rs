@@ -9,6 +9,7 @@
 //! that export as `wrpc:http/incoming-handler` to other hosts.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http_body_util::BodyExt as _;
 use hyper::{Request, Response};
@@ -344,7 +345,11 @@ pub async fn handle_request(
     );
     let guard = CancelOnDrop(Some(call.abort_handle()));
     let answered = match receiver.await {
-        Ok(Ok(response)) => Ok(response.map(|body| GuardedBody { body, guard }.boxed_unsync())),
+        Ok(Ok(response)) => {
+            let (head, body) = response.into_parts();
+            let body = read_ahead(GuardedBody { body, guard }).await;
+            Ok(Response::from_parts(head, body.boxed_unsync()))
+        }
         Ok(Err(code)) => Err(HandleError::Answered(code)),
         // The handler ended without answering: it trapped, was stopped or could not start.
         Err(_) => Err(match call.await {
@@ -404,6 +409,105 @@ impl hyper::body::Body for GuardedBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// How long a response's head waits for the rest of its body: the first bytes of a streamed
+/// response leave at most this much later.
+const READ_AHEAD_WAIT: Duration = Duration::from_millis(1);
+
+/// How much of a body is read ahead before its head goes out.
+const READ_AHEAD_BYTES: usize = 64 << 10;
+
+/// Reads the start of a response body before its head is sent: up to its end, within
+/// [`READ_AHEAD_WAIT`] and [`READ_AHEAD_BYTES`]. Most handlers write a short body and end right
+/// after answering; read ahead, such a response leaves in one write with its length (head,
+/// body), where sent as it comes it takes a write per part (head, chunk, end), each waking the
+/// client. The guest's body writes complete as they are read, so it is not held up meanwhile.
+async fn read_ahead(mut body: GuardedBody) -> ReadAhead {
+    let mut ahead = ReadAhead::default();
+    let window = tokio::time::sleep(READ_AHEAD_WAIT);
+    tokio::pin!(window);
+    while ahead.bytes < READ_AHEAD_BYTES {
+        tokio::select! {
+            biased;
+            frame = body.frame() => match frame {
+                None => return ahead,
+                Some(Err(error)) => {
+                    ahead.failed = Some(error);
+                    return ahead;
+                }
+                Some(Ok(frame)) => {
+                    ahead.bytes += frame.data_ref().map_or(0, bytes::Bytes::len);
+                    ahead.ready.push_back(frame);
+                }
+            },
+            () = &mut window => break,
+        }
+    }
+    ahead.rest = Some(body);
+    ahead
+}
+
+/// A response body read ahead: the frames read, then how it failed or the rest of it.
+#[derive(Default)]
+struct ReadAhead {
+    ready: std::collections::VecDeque<hyper::body::Frame<bytes::Bytes>>,
+    /// Data bytes in `ready`.
+    bytes: usize,
+    failed: Option<wasmtime_wasi_http::Error>,
+    rest: Option<GuardedBody>,
+}
+
+impl hyper::body::Body for ReadAhead {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Some(frame) = self.ready.pop_front() {
+            self.bytes -= frame.data_ref().map_or(0, bytes::Bytes::len);
+            return std::task::Poll::Ready(Some(Ok(frame)));
+        }
+        if let Some(error) = self.failed.take() {
+            return std::task::Poll::Ready(Some(Err(error)));
+        }
+        match &mut self.rest {
+            Some(rest) => std::pin::Pin::new(rest).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ready.is_empty()
+            && self.failed.is_none()
+            && self.rest.as_ref().is_none_or(|rest| rest.is_end_stream())
+    }
+
+    /// Exact once the whole body was read ahead, so that it is sent with its length (unless
+    /// it has trailers, which only a chunked body carries).
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let ready = self.bytes as u64;
+        let trailers = self.ready.iter().any(hyper::body::Frame::is_trailers);
+        match &self.rest {
+            None if !trailers => hyper::body::SizeHint::with_exact(ready),
+            None => {
+                let mut hint = hyper::body::SizeHint::new();
+                hint.set_lower(ready);
+                hint
+            }
+            Some(rest) => {
+                let rest = rest.size_hint();
+                let mut hint = hyper::body::SizeHint::new();
+                hint.set_lower(rest.lower() + ready);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + ready);
+                }
+                hint
+            }
+        }
     }
 }
 

@@ -770,6 +770,66 @@ async fn http_server_routes_streams_and_survives_traps() {
     runtime.shutdown().await;
 }
 
+/// A short response leaves whole, with its length; a response whose handler is still running
+/// streams: the echo's first bytes arrive while the request body is still open (the handler
+/// cannot end before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_responses_leave_whole_and_long_ones_stream() {
+    use futures::SinkExt as _;
+    use http_body_util::BodyExt as _;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let plugin = Arc::new(HttpServerPlugin::new());
+    let runtime = runtime_with(vec![plugin.clone()]).await;
+    let config = [("address", address.as_str()), ("host", "a.test")];
+    runtime.workload_start(site("a", &config)).await.unwrap();
+
+    let (head, body) = exchange(port, "GET", "a.test", "/short", empty()).await;
+    assert_eq!(body, &b"hello from a at /short"[..]);
+    assert_eq!(head.headers[http::header::CONTENT_LENGTH], "22", "{head:?}");
+    assert!(!head.headers.contains_key(http::header::TRANSFER_ENCODING));
+
+    let (mut request_body, frames) = futures::channel::mpsc::channel(4);
+    let frames = http_body_util::StreamBody::new(frames).boxed();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/echo")
+        .header(http::header::HOST, "a.test")
+        .body(frames)
+        .unwrap();
+    let data = |text: &'static str| {
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(text)))
+    };
+    request_body.send(data("ping")).await.unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("the response head within 10 s")
+        .unwrap();
+    let mut echoed = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(10), echoed.frame())
+        .await
+        .expect("the first echoed bytes within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "ping");
+    request_body.send(data("pong")).await.unwrap();
+    drop(request_body);
+    let rest = tokio::time::timeout(Duration::from_secs(10), echoed.collect())
+        .await
+        .expect("the rest of the echo within 10 s")
+        .unwrap();
+    assert_eq!(rest.to_bytes(), "pong");
+    runtime.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_server_reuses_instances_only_when_the_route_allows() {
     let port = free_port();
