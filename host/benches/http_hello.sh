@@ -60,7 +60,8 @@ serve_tuned=$!
 "$hyper_bin" "127.0.0.1:$hyper_port" &
 hyper=$!
 pids=("$trellis" "$trellis_reuse" "$serve" "$serve_reuse" "$serve_tuned" "$hyper")
-trap 'kill -INT "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+# SIGTERM for hyper: a background job of a script ignores SIGINT unless it handles it itself.
+trap 'kill -INT "${pids[@]}" 2>/dev/null; kill -TERM "$hyper" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 for log in up up-reuse; do
   for _ in $(seq 1 300); do grep -q "press Ctrl-C" "$work/$log.log" && break; sleep 0.1; done
   grep -q "press Ctrl-C" "$work/$log.log" || { cat "$work/$log.log"; exit 1; }
