@@ -8,6 +8,7 @@
 //! in-process: the built-in HTTP server uses it, and so does the lattice host when it serves
 //! that export as `wrpc:http/incoming-handler` to other hosts.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -223,13 +224,20 @@ pub enum HandleError {
 }
 
 /// Instances of one component kept between requests, for a route that lets an instance serve
-/// more than one (as `wasmtime serve --max-instance-reuse-count` does): a request takes an idle
-/// instance if there is one, and the instance goes back after a request that ended without a
-/// trap, until it has served `requests_per_instance`. Idle instances hold none of the
-/// component's `max_instances` permits (so there are at most that many) and go with the pool.
+/// more than one (as `wasmtime serve --max-instance-reuse-count` does) or keeps instances warm:
+/// a request takes an idle instance if there is one, and the instance goes back after a request
+/// that ended without a trap, until it has served `requests_per_instance`. With `warm` above 0,
+/// instances are also made ahead of requests: each request that takes one (or finds none)
+/// starts making replacements on a task of their own, up to `warm` idle, so that with one
+/// request per instance every request still gets a fresh instance, its instantiation off the
+/// request's path. Idle instances hold none of the component's `max_instances` permits and go
+/// with the pool.
 pub struct InstancePool {
     requests_per_instance: u32,
+    warm: usize,
     idle: Mutex<Vec<ReadyInstance>>,
+    /// Instances being made ahead now.
+    warming: AtomicUsize,
 }
 
 /// A guest instance with its store, and how many requests it has served.
@@ -240,10 +248,12 @@ struct ReadyInstance {
 }
 
 impl InstancePool {
-    pub fn new(requests_per_instance: u32) -> Self {
+    pub fn new(requests_per_instance: u32, warm: usize) -> Self {
         Self {
             requests_per_instance,
+            warm,
             idle: Mutex::default(),
+            warming: AtomicUsize::new(0),
         }
     }
 
@@ -256,15 +266,52 @@ impl InstancePool {
             self.idle.lock().unwrap().push(ready);
         }
     }
+
+    /// Starts making instances ahead until `warm` are idle or on their way.
+    fn refill(self: &Arc<Self>, handle: &ComponentHandle) {
+        let idle = self.idle.lock().unwrap().len();
+        let wanted = self.warm.saturating_sub(idle);
+        while self.warming.load(Ordering::Relaxed) < wanted {
+            self.warming.fetch_add(1, Ordering::Relaxed);
+            let (pool, handle) = (self.clone(), handle.clone());
+            tokio::spawn(async move {
+                match warm_instance(&handle).await {
+                    Ok(ready) => pool.idle.lock().unwrap().push(ready),
+                    // The next request makes its own instance, and reports what fails.
+                    Err(error) => {
+                        tracing::debug!(component = %handle.id(), "making an instance ahead: {error:#}")
+                    }
+                }
+                pool.warming.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+    }
+}
+
+/// An instance of `handle` made ahead of its request.
+async fn warm_instance(handle: &ComponentHandle) -> anyhow::Result<ReadyInstance> {
+    let mut instance = handle.idle_instance_store("wasi:http/incoming-handler")?;
+    let proxy = ProxyPre::new(instance.pre().clone())?
+        .instantiate_async(&mut instance.store)
+        .await?;
+    Ok(ReadyInstance {
+        instance,
+        proxy,
+        served: 0,
+    })
 }
 
 /// An idle instance from `pool` renewed for one more call, or else a new one; with the
 /// component permit the call holds.
 async fn ready_instance<'h>(
     handle: &'h ComponentHandle,
-    pool: Option<&InstancePool>,
+    pool: Option<&Arc<InstancePool>>,
 ) -> anyhow::Result<(ReadyInstance, tokio::sync::SemaphorePermit<'h>)> {
-    if let Some(mut ready) = pool.and_then(InstancePool::take)
+    let taken = pool.and_then(|pool| pool.take());
+    if let Some(pool) = pool {
+        pool.refill(handle);
+    }
+    if let Some(mut ready) = taken
         && let Some(permit) = handle
             .reuse_instance_store(&mut ready.instance, None)
             .await?
@@ -314,7 +361,7 @@ pub async fn handle_request(
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let call = tokio::spawn(
         async move {
-            let (mut ready, permit) = ready_instance(&handle, pool.as_deref())
+            let (mut ready, permit) = ready_instance(&handle, pool.as_ref())
                 .await
                 .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
             let proxy = &ready.proxy;

@@ -10,6 +10,7 @@
 //! | `path` | path prefix the component serves | `/` |
 //! | `host` | `Host` header (port ignored) the component serves | any |
 //! | `requests_per_instance` | requests one instance may serve, one after another ([`crate::http::InstancePool`]) | 1: a fresh instance per request |
+//! | `warm_instances` | instances made ahead of requests, off their path (at most 64) | 0: made for each request |
 //!
 //! A plugin made with [`HttpServerPlugin::configured_only`] (as the lattice host makes it) serves
 //! only components whose config names an `address` (there, a link from the http-server provider
@@ -55,6 +56,9 @@ use crate::http::{self, HandleError, HttpState, InstancePool};
 /// How long a connection may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most instances a route may keep made ahead of its requests.
+const MAX_WARM_INSTANCES: usize = 64;
+
 /// Why a binding was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpServerError {
@@ -62,6 +66,8 @@ pub enum HttpServerError {
     BadAddress(String),
     #[error("bad requests_per_instance `{0}`: a whole number from 1")]
     BadRequestsPerInstance(String),
+    #[error("bad warm_instances `{0}`: a whole number from 0 to {MAX_WARM_INSTANCES}")]
+    BadWarmInstances(String),
     #[error("listening on {address}: {message}")]
     Listen {
         address: SocketAddr,
@@ -457,14 +463,21 @@ impl Plugin for HttpServerPlugin {
             return Ok(());
         }
         let (address, host, path) = route_config(config)?;
-        let pool = match config.get("requests_per_instance") {
-            None => None,
+        let reuse = match config.get("requests_per_instance") {
+            None => 1,
             Some(text) => match text.parse::<u32>() {
-                Ok(1) => None,
-                Ok(n) if n > 1 => Some(Arc::new(InstancePool::new(n))),
+                Ok(n) if n >= 1 => n,
                 _ => return Err(HttpServerError::BadRequestsPerInstance(text.clone()).into()),
             },
         };
+        let warm = match config.get("warm_instances") {
+            None => 0,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if n <= MAX_WARM_INSTANCES => n,
+                _ => return Err(HttpServerError::BadWarmInstances(text.clone()).into()),
+            },
+        };
+        let pool = (reuse > 1 || warm > 0).then(|| Arc::new(InstancePool::new(reuse, warm)));
         let route = Route {
             component_id: binding.component_id.clone(),
             host,

@@ -123,6 +123,28 @@ impl ComponentHandle {
         Ok((instance, permit))
     }
 
+    /// A store for the current linking made ahead of any call, to instantiate before a call
+    /// comes: it holds no permit and is not an invocation until [`Self::reuse_instance_store`]
+    /// readies it for its call.
+    pub fn idle_instance_store(
+        &self,
+        interface: &'static str,
+    ) -> Result<InstanceStore, InvokeError> {
+        let budget = self.0.budget_with(None);
+        let linked = self.0.current();
+        let store = self
+            .0
+            .new_store(&linked, &budget)
+            .map_err(|e| self.0.bad_call(e))?;
+        Ok(InstanceStore {
+            store,
+            linked,
+            budget,
+            started: Instant::now(),
+            interface,
+        })
+    }
+
     /// Readies `instance` (from [`Self::new_instance_store`], its last call ended without a
     /// trap) for one more call on the same guest instance: waits for a permit as a new instance
     /// would, counts the invocation, renews the budget (fuel, wall time) and the plugins'

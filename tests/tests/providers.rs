@@ -831,7 +831,7 @@ async fn short_responses_leave_whole_and_long_ones_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_server_reuses_instances_only_when_the_route_allows() {
+async fn http_server_reuses_or_warms_instances_only_when_the_route_allows() {
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let plugin = Arc::new(HttpServerPlugin::new());
@@ -849,6 +849,14 @@ async fn http_server_reuses_instances_only_when_the_route_allows() {
                 ("requests_per_instance", "3"),
             ],
         ),
+        (
+            "warm",
+            vec![
+                ("address", address.as_str()),
+                ("host", "warm.test"),
+                ("warm_instances", "2"),
+            ],
+        ),
     ] {
         runtime.workload_start(site(name, &config)).await.unwrap();
     }
@@ -856,6 +864,10 @@ async fn http_server_reuses_instances_only_when_the_route_allows() {
     // By default every request gets a new instance.
     for _ in 0..3 {
         assert_eq!(instance_requests(port, "fresh.test", "/").await, Some(1));
+    }
+    // Instances made ahead of their requests are fresh ones all the same: one request each.
+    for _ in 0..5 {
+        assert_eq!(instance_requests(port, "warm.test", "/").await, Some(1));
     }
     // Allowed three requests, instances serve up to three. (An instance goes back to the pool
     // just after its response ends, so a request may still find none idle and start another.)
@@ -883,6 +895,21 @@ async fn http_server_reuses_instances_only_when_the_route_allows() {
         .unwrap_err();
     assert!(
         format!("{refused:?}").contains("bad requests_per_instance `0`"),
+        "{refused:?}"
+    );
+    let refused = runtime
+        .workload_start(site(
+            "hot",
+            &[
+                ("address", address.as_str()),
+                ("host", "hot.test"),
+                ("warm_instances", "65"),
+            ],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("bad warm_instances `65`: a whole number from 0 to 64"),
         "{refused:?}"
     );
     runtime.shutdown().await;
