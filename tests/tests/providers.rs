@@ -882,36 +882,28 @@ async fn http_server_reuses_or_warms_instances_only_when_the_route_allows() {
     let next = instance_requests(port, "reused.test", "/").await;
     assert!(next.is_some_and(|n| (1..=3).contains(&n)), "{next:?}");
 
-    let refused = runtime
-        .workload_start(site(
+    for (name, key, value, expected) in [
+        (
             "zero",
-            &[
-                ("address", address.as_str()),
-                ("host", "zero.test"),
-                ("requests_per_instance", "0"),
-            ],
-        ))
-        .await
-        .unwrap_err();
-    assert!(
-        format!("{refused:?}").contains("bad requests_per_instance `0`"),
-        "{refused:?}"
-    );
-    let refused = runtime
-        .workload_start(site(
+            "requests_per_instance",
+            "0",
+            "bad requests_per_instance `0`",
+        ),
+        (
             "hot",
-            &[
-                ("address", address.as_str()),
-                ("host", "hot.test"),
-                ("warm_instances", "65"),
-            ],
-        ))
-        .await
-        .unwrap_err();
-    assert!(
-        format!("{refused:?}").contains("bad warm_instances `65`: a whole number from 0 to 64"),
-        "{refused:?}"
-    );
+            "warm_instances",
+            "65",
+            "bad warm_instances `65`: a whole number from 0 to 64",
+        ),
+    ] {
+        let host = format!("{name}.test");
+        let config = [("address", address.as_str()), ("host", &host), (key, value)];
+        let refused = runtime
+            .workload_start(site(name, &config))
+            .await
+            .unwrap_err();
+        assert!(format!("{refused:?}").contains(expected), "{refused:?}");
+    }
     runtime.shutdown().await;
 }
 
