@@ -227,10 +227,9 @@ pub enum HandleError {
 /// more than one (as `wasmtime serve --max-instance-reuse-count` does) or keeps instances warm:
 /// a request takes an idle instance if there is one, and the instance goes back after a request
 /// that ended without a trap, until it has served `requests_per_instance`. With `warm` above 0,
-/// instances are also made ahead of requests: each request that takes one (or finds none)
-/// starts making replacements on a task of their own, up to `warm` idle, so that with one
-/// request per instance every request still gets a fresh instance, its instantiation off the
-/// request's path. Idle instances hold none of the component's `max_instances` permits and go
+/// instances are also made ahead of requests: once a request's handler has ended, its task
+/// makes instances until `warm` are idle, so that with one request per instance every request
+/// still gets a fresh instance, its instantiation off the request's path. Idle instances hold none of the component's `max_instances` permits and go
 /// with the pool.
 pub struct InstancePool {
     requests_per_instance: u32,
@@ -267,24 +266,40 @@ impl InstancePool {
         }
     }
 
-    /// Starts making instances ahead until `warm` are idle or on their way.
-    fn refill(self: &Arc<Self>, handle: &ComponentHandle) {
-        let idle = self.idle.lock().unwrap().len();
-        let wanted = self.warm.saturating_sub(idle);
-        while self.warming.load(Ordering::Relaxed) < wanted {
-            self.warming.fetch_add(1, Ordering::Relaxed);
-            let (pool, handle) = (self.clone(), handle.clone());
-            tokio::spawn(async move {
-                match warm_instance(&handle).await {
-                    Ok(ready) => pool.idle.lock().unwrap().push(ready),
-                    // The next request makes its own instance, and reports what fails.
-                    Err(error) => {
-                        tracing::debug!(component = %handle.id(), "making an instance ahead: {error:#}")
-                    }
+    /// Makes instances ahead until `warm` are idle or on their way (on the caller's task: the
+    /// one that just served a request, after its handler).
+    async fn refill(&self, handle: &ComponentHandle) {
+        loop {
+            let idle = self.idle.lock().unwrap().len();
+            if idle + self.warming.load(Ordering::Relaxed) >= self.warm {
+                return;
+            }
+            let _warming = Warming::start(&self.warming);
+            match warm_instance(handle).await {
+                Ok(ready) => self.idle.lock().unwrap().push(ready),
+                // The next request makes its own instance, and reports what fails.
+                Err(error) => {
+                    tracing::debug!(component = %handle.id(), "making an instance ahead: {error:#}");
+                    return;
                 }
-                pool.warming.fetch_sub(1, Ordering::Relaxed);
-            });
+            }
         }
+    }
+}
+
+/// Counts an instance being made ahead for as long as it lives (its task may be cancelled).
+struct Warming<'a>(&'a AtomicUsize);
+
+impl<'a> Warming<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Warming<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -305,13 +320,9 @@ async fn warm_instance(handle: &ComponentHandle) -> anyhow::Result<ReadyInstance
 /// component permit the call holds.
 async fn ready_instance<'h>(
     handle: &'h ComponentHandle,
-    pool: Option<&Arc<InstancePool>>,
+    pool: Option<&InstancePool>,
 ) -> anyhow::Result<(ReadyInstance, tokio::sync::SemaphorePermit<'h>)> {
-    let taken = pool.and_then(|pool| pool.take());
-    if let Some(pool) = pool {
-        pool.refill(handle);
-    }
-    if let Some(mut ready) = taken
+    if let Some(mut ready) = pool.and_then(|pool| pool.take())
         && let Some(permit) = handle
             .reuse_instance_store(&mut ready.instance, None)
             .await?
@@ -359,9 +370,10 @@ pub async fn handle_request(
     );
     trace_context::continue_from_http(&span, request.headers());
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let call = tokio::spawn(
-        async move {
-            let (mut ready, permit) = ready_instance(&handle, pool.as_ref())
+    let served_span = span.clone();
+    let call = tokio::spawn(async move {
+        let served = async {
+            let (mut ready, permit) = ready_instance(&handle, pool.as_deref())
                 .await
                 .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
             let proxy = &ready.proxy;
@@ -388,8 +400,14 @@ pub async fn handle_request(
             }
             Ok::<_, HandleError>(())
         }
-        .instrument(span.clone()),
-    );
+        .instrument(served_span)
+        .await;
+        // After the handler, outside its span: the next request's instance.
+        if let Some(pool) = &pool {
+            pool.refill(&handle).await;
+        }
+        served
+    });
     let guard = CancelOnDrop(Some(call.abort_handle()));
     let answered = match receiver.await {
         Ok(Ok(response)) => {
