@@ -595,6 +595,21 @@ fn site(name: &str, config: &[(&str, &str)]) -> Workload {
     workload
 }
 
+type TestBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
+
+/// An HTTP/1.1 client on a fresh connection to `port`.
+async fn http1_sender(port: u16) -> hyper::client::conn::http1::SendRequest<TestBody> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
 /// One HTTP/1.1 exchange on a fresh connection: the response head and the whole body (30 s at
 /// most).
 async fn exchange(
@@ -606,14 +621,7 @@ async fn exchange(
 ) -> (http::response::Parts, bytes::Bytes) {
     use http_body_util::BodyExt as _;
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
+        let mut sender = http1_sender(port).await;
         let request = http::Request::builder()
             .method(method)
             .uri(path)
@@ -791,14 +799,7 @@ async fn short_responses_leave_whole_and_long_ones_stream() {
 
     let (mut request_body, frames) = futures::channel::mpsc::channel(4);
     let frames = http_body_util::StreamBody::new(frames).boxed();
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = http1_sender(port).await;
     let request = http::Request::builder()
         .method("POST")
         .uri("/echo")
