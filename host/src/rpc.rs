@@ -232,8 +232,8 @@ impl ExportServer {
     /// left out, as wasmCloud does), `wasi:http/incoming-handler` as `wrpc:http` (see
     /// [`crate::http_bridge`]), `wasi:keyvalue` as `wrpc:keyvalue` (see
     /// [`crate::translated::keyvalue::component`]) and `wasi:blobstore` as `wrpc:blobstore` (see
-    /// [`crate::translated::blobstore::component`]). Calls run on the component as it was started, through its
-    /// handle: serving one never waits on the runtime's lifecycle.
+    /// [`crate::translated::blobstore::component`]). Calls run on the component as it was
+    /// started, through its handle: serving one never waits on the runtime's lifecycle.
     pub async fn start(
         lattice: &Lattice,
         runtime: &Runtime,

@@ -229,8 +229,8 @@ pub enum HandleError {
 /// that ended without a trap, until it has served `requests_per_instance`. With `warm` above 0,
 /// instances are also made ahead of requests: once a request's handler has ended, its task
 /// makes instances until `warm` are idle, so that with one request per instance every request
-/// still gets a fresh instance, its instantiation off the request's path. Idle instances hold none of the component's `max_instances` permits and go
-/// with the pool.
+/// still gets a fresh instance, its instantiation off the request's path. Idle instances hold
+/// none of the component's `max_instances` permits and go with the pool.
 pub struct InstancePool {
     requests_per_instance: u32,
     warm: usize,
@@ -322,7 +322,7 @@ async fn ready_instance<'h>(
     handle: &'h ComponentHandle,
     pool: Option<&InstancePool>,
 ) -> anyhow::Result<(ReadyInstance, tokio::sync::SemaphorePermit<'h>)> {
-    if let Some(mut ready) = pool.and_then(|pool| pool.take())
+    if let Some(mut ready) = pool.and_then(InstancePool::take)
         && let Some(permit) = handle
             .reuse_instance_store(&mut ready.instance, None)
             .await?

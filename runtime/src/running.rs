@@ -146,9 +146,10 @@ impl ComponentHandle {
     }
 
     /// Readies `instance` (from [`Self::new_instance_store`], its last call ended without a
-    /// trap) for one more call on the same guest instance: waits for a permit as a new instance
-    /// would, counts the invocation, renews the budget (fuel, wall time) and the plugins'
-    /// per-invocation state (their config may have changed). `None` when the component has been
+    /// trap, or from [`Self::idle_instance_store`]) for one more call on the same guest
+    /// instance: waits for a permit as a new instance would, counts the invocation, renews the
+    /// budget (fuel, wall time) and the plugins' per-invocation state (their config may have
+    /// changed). `None` when the component has been
     /// relinked since the instance was made: drop it, make a new one.
     pub async fn reuse_instance_store(
         &self,
