@@ -2,7 +2,7 @@
 //! `trellis` binary for every subcommand, checking the `-o json` shapes and values, human
 //! tables, and the one-line errors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -435,7 +435,13 @@ async fn the_inventory_table_shows_a_services_state() {
     .await;
     assert_eq!(linked, ack());
     assert_eq!(json(&url, &["scale", &id, "ticker", &ticker]).await, ack());
-    let state_of_ticker = |inv: &Value| service_states_in(inv).remove("ticker");
+    let state_of_ticker = |inv: &Value| {
+        let ticker = inv["components"]
+            .as_array()?
+            .iter()
+            .find(|c| c["id"] == "ticker")?;
+        ticker["state"].as_str().map(str::to_owned)
+    };
     inventory_until(&url, &id, "the ticker to run", |inv| {
         state_of_ticker(inv).as_deref() == Some("running")
     })
@@ -449,14 +455,6 @@ async fn the_inventory_table_shows_a_services_state() {
     })
     .await;
     host.stop(None).await.unwrap();
-}
-
-/// The `state` of each service in a raw inventory reply, by component ID.
-fn service_states_in(inventory: &Value) -> BTreeMap<String, String> {
-    let components = inventory["components"].as_array().into_iter().flatten();
-    components
-        .filter_map(|c| Some((c["id"].as_str()?.into(), c["state"].as_str()?.into())))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -108,18 +108,7 @@ impl ComponentHandle {
             self.0.calls.failed(interface, started.elapsed(), error);
         }
         let permit = permit?;
-        let linked = self.0.current();
-        let store = self
-            .0
-            .new_store(&linked, &budget)
-            .map_err(|e| self.0.bad_call(e))?;
-        let instance = InstanceStore {
-            store,
-            linked,
-            budget,
-            started,
-            interface,
-        };
+        let instance = self.store_for_current_linking(budget, started, interface)?;
         Ok((instance, permit))
     }
 
@@ -131,6 +120,15 @@ impl ComponentHandle {
         interface: &'static str,
     ) -> Result<InstanceStore, InvokeError> {
         let budget = self.0.budget_with(None);
+        self.store_for_current_linking(budget, Instant::now(), interface)
+    }
+
+    fn store_for_current_linking(
+        &self,
+        budget: Budget,
+        started: Instant,
+        interface: &'static str,
+    ) -> Result<InstanceStore, InvokeError> {
         let linked = self.0.current();
         let store = self
             .0
@@ -140,7 +138,7 @@ impl ComponentHandle {
             store,
             linked,
             budget,
-            started: Instant::now(),
+            started,
             interface,
         })
     }
