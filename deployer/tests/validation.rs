@@ -300,9 +300,6 @@ fn each_rule_names_its_field() {
         "at least one",
         |d| d["spec"]["components"][0]["traits"][1]["properties"]["interfaces"] = json!([]),
     );
-    assert_rejected("spec.components[0].trait", "unknown field", |d| {
-        d["spec"]["components"][0]["trait"] = json!([])
-    });
     assert_rejected("spec.components[0].type", "unknown component type", |d| {
         d["spec"]["components"][0]["type"] = "service".into()
     });
@@ -354,6 +351,108 @@ fn non_string_link_fields_are_errors_not_panics() {
         let bytes = serde_json::to_vec(&shape).unwrap();
         assert!(manifest::parse(&bytes).is_err());
     }
+}
+
+/// The warnings of a manifest that parses.
+fn warnings_of(doc: &Value) -> Vec<(String, String)> {
+    let parsed = manifest::parse(&serde_json::to_vec(doc).unwrap())
+        .unwrap_or_else(|rejection| panic!("rejected: {rejection}"));
+    parsed
+        .warnings
+        .iter()
+        .map(|w| (w.path.clone(), w.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn keys_wadm_ignores_are_warned_of_not_refused() {
+    let mut doc = good();
+    let link = &mut doc["spec"]["components"][0]["traits"][1]["properties"];
+    link["source"] = json!({"name": "api", "config": [{"name": "src", "properties": {"s": "1"}}]});
+    link["target"]["note"] = "x".into();
+    link["comment"] = "x".into();
+    doc["spec"]["components"][0]["trait"] = json!([]);
+    doc["spec"]["components"][0]["properties"]["secrets"][0]["from"] = "x".into();
+    doc["spec"]["components"][0]["properties"]["secrets"][0]["properties"]["note"] = "x".into();
+    let warnings = warnings_of(&doc);
+    for path in [
+        "spec.components[0].traits[1].properties.source.name",
+        "spec.components[0].traits[1].properties.target.note",
+        "spec.components[0].traits[1].properties.comment",
+        "spec.components[0].trait",
+        "spec.components[0].properties.secrets[0].from",
+        "spec.components[0].properties.secrets[0].properties.note",
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|(p, r)| p == path && r.starts_with("unknown field, ignored")),
+            "{path}: {warnings:?}"
+        );
+    }
+    // What is read is still read.
+    let parsed = manifest::parse(&serde_json::to_vec(&doc).unwrap()).unwrap();
+    assert_eq!(
+        parsed.manifest.components[0].links[0].source_config[0].name,
+        "src"
+    );
+
+    // Where wadm refuses unknown keys, so does Trellis.
+    assert_rejected("spec.components[0].properties.imag", "unknown field", |d| {
+        d["spec"]["components"][0]["properties"]["imag"] = "x".into()
+    });
+    assert_rejected(
+        "spec.components[0].properties.config[0].value",
+        "unknown field",
+        |d| d["spec"]["components"][0]["properties"]["config"][0]["value"] = "x".into(),
+    );
+}
+
+#[test]
+fn metadata_and_policies_take_yaml_scalars_as_text() {
+    // wadm reads these straight from the YAML, where a plain scalar is taken as written.
+    let yaml = br#"
+apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: scalars
+  annotations:
+    version: 1.5
+    wasmcloud.dev/homepage:
+    experimental: true
+  labels:
+    tier: 2
+spec:
+  policies:
+    - name: vault
+      type: policy.secret.wasmcloud.dev/v1alpha1
+      properties:
+        port: 8200
+  components:
+    - name: api
+      type: component
+      properties:
+        image: file:///api.wasm
+"#;
+    let parsed = manifest::parse(yaml).unwrap_or_else(|r| panic!("rejected: {r}"));
+    let annotations = &parsed.manifest.annotations;
+    assert_eq!(annotations["version"], "1.5");
+    assert_eq!(annotations["wasmcloud.dev/homepage"], "");
+    assert_eq!(annotations["experimental"], "true");
+    assert_eq!(parsed.manifest.labels["tier"], "2");
+    assert_eq!(parsed.manifest.policies[0].properties["port"], "8200");
+    // Inside the components wadm reads a buffered document, where a number is no string.
+    let unquoted = String::from_utf8_lossy(yaml).replace(
+        "image: file:///api.wasm",
+        "image: file:///api.wasm\n        config:\n          - name: c\n            properties:\n              port: 8080",
+    );
+    let rejection = manifest::parse(unquoted.as_bytes()).unwrap_err();
+    assert!(
+        rejection.errors().any(|p| p.path
+            == "spec.components[0].properties.config[0].properties.port"
+            && p.reason.contains("quote it")),
+        "{rejection}"
+    );
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! hosts, and undeploy leaves no component, provider or link on the hosts (checked with the
 //! wasmcloud-control-interface client). The other way round, the real wadm client library
 //! (wadm-client 0.10, as `wash app` uses it) drives the Trellis deployer through an app's whole
-//! life, every reply deserialized into wadm's own types.
+//! life, every reply deserialized into wadm's own types. And the same raw manifests put to
+//! wadm and to the Trellis deployer are stored by both or refused by both.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -471,4 +472,179 @@ async fn the_wadm_client_library_drives_the_trellis_deployer() {
     for host in hosts {
         host.stop(Some(Duration::from_secs(2))).await.unwrap();
     }
+}
+
+/// A manifest for the put conformance test: `annotations` and `policies` are indented lines
+/// added to those maps, `components` the list under `spec.components`.
+fn put_case(name: &str, annotations: &str, policies: &str, components: &str) -> String {
+    format!(
+        "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: {name}\n  \
+         annotations:\n    version: v1\n{annotations}spec:\n{policies}  components:\n{components}"
+    )
+}
+
+const API: &str =
+    "    - name: api\n      type: component\n      properties:\n        image: file:///api.wasm\n";
+const KV: &str =
+    "    - name: kv\n      type: capability\n      properties:\n        image: file:///kv.wasm\n";
+const KV_LINK: &str = "        - type: link\n          properties:\n            namespace: wasi\n\
+                       \x20           package: keyvalue\n            interfaces: [store]\n";
+
+/// `api` linked to `kv` with the link's `target` (and anything else) given by `rest`.
+fn linked(rest: &str) -> String {
+    format!("{API}      traits:\n{KV_LINK}{rest}{KV}")
+}
+
+/// The raw YAML of each case goes to `model.put` of the real wadm (on one nats-server) and of
+/// the Trellis deployer (on another), as `trellis app deploy` or a `nats req` sends it: both
+/// store it or both refuse it. The cases are the shapes where wadm's types read leniently (keys
+/// it ignores, YAML scalars it takes as text) or strictly (keys it refuses, numbers where it
+/// wants strings inside the components, duplicate links).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_put_stores_and_refuses_what_wadm_does() {
+    wadm_binary();
+    let wadm_server = NatsServer::start();
+    let _wadm = Wadm::start(&wadm_server);
+    let trellis_server = NatsServer::start();
+    let deployer = Deployer::start(DeployerConfig {
+        nats_url: trellis_server.url(),
+        lattice: LATTICE.into(),
+        ..DeployerConfig::default()
+    })
+    .await
+    .expect("starting the deployer");
+    let wadm = WadmClient::new(
+        async_nats::connect(wadm_server.url()).await.unwrap(),
+        LATTICE,
+    );
+    let trellis = WadmClient::new(
+        async_nats::connect(trellis_server.url()).await.unwrap(),
+        LATTICE,
+    );
+    let deadline = Instant::now() + LATTICE_WAIT;
+    while wadm.list().await.is_err() {
+        assert!(Instant::now() < deadline, "wadm's API never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let target = "            target:\n              name: kv\n";
+    let cases = [
+        ("plain", put_case("plain", "", "", &linked(target)), true),
+        (
+            "a link source with a name",
+            put_case(
+                "source-name",
+                "",
+                "",
+                &linked(&format!(
+                    "            source:\n              name: api\n{target}"
+                )),
+            ),
+            true,
+        ),
+        (
+            "a link target with another key",
+            put_case(
+                "target-key",
+                "",
+                "",
+                &linked(&format!("{target}              note: x\n")),
+            ),
+            true,
+        ),
+        (
+            "a link with another key",
+            put_case(
+                "link-key",
+                "",
+                "",
+                &linked(&format!("            comment: x\n{target}")),
+            ),
+            true,
+        ),
+        (
+            "a component with another key",
+            put_case("component-key", "", "", &format!("{API}      trait: []\n")),
+            true,
+        ),
+        (
+            "annotations that are empty, a number, a boolean",
+            put_case(
+                "scalar-annotations",
+                "    wasmcloud.dev/homepage:\n    revision: 3\n    beta: true\n",
+                "",
+                API,
+            ),
+            true,
+        ),
+        (
+            "a policy property that is a number",
+            put_case(
+                "policy-number",
+                "",
+                "  policies:\n    - name: p\n      type: policy.secret.wasmcloud.dev/v1alpha1\n      \
+                 properties:\n        port: 8200\n",
+                API,
+            ),
+            true,
+        ),
+        (
+            "a config property that is a number",
+            put_case(
+                "config-number",
+                "",
+                "",
+                &format!(
+                    "{API}        config:\n          - name: c\n            properties:\n              \
+                     port: 8080\n"
+                ),
+            ),
+            false,
+        ),
+        (
+            "component properties with another key",
+            put_case("properties-key", "", "", &format!("{API}        imag: x\n")),
+            false,
+        ),
+        (
+            "a spreadscaler with another key",
+            put_case(
+                "scaler-key",
+                "",
+                "",
+                &format!(
+                    "{API}      traits:\n        - type: spreadscaler\n          properties:\n            \
+                     instances: 1\n            spred: []\n"
+                ),
+            ),
+            false,
+        ),
+        (
+            "the same link twice",
+            put_case(
+                "duplicate-link",
+                "",
+                "",
+                &format!("{API}      traits:\n{KV_LINK}{target}{KV_LINK}{target}{KV}"),
+            ),
+            false,
+        ),
+    ];
+    let mut disagreements = Vec::new();
+    for (what, yaml, stored) in &cases {
+        let body = yaml.clone().into_bytes();
+        let by_wadm = wadm.request("put", None, body.clone()).await.unwrap();
+        let by_trellis = trellis.request("put", None, body).await.unwrap();
+        let (wadm_stored, trellis_stored) = (
+            by_wadm["result"] != "error",
+            by_trellis["result"] != "error",
+        );
+        if wadm_stored != *stored || trellis_stored != *stored {
+            disagreements.push(format!(
+                "{what} (expected stored: {stored}):\n  wadm: {by_wadm}\n  trellis: {by_trellis}\n{yaml}"
+            ));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    deployer.stop().await;
 }

@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use read::{Reader, join};
+use read::{Keys, Reader, join};
 
 /// The version annotation, and the other annotation keys wadm interprets.
 pub const VERSION_ANNOTATION: &str = "version";
@@ -269,7 +269,11 @@ pub fn from_document(document: Value) -> Result<Parsed, Rejection> {
 }
 
 fn read_manifest(r: &mut Reader, doc: &Value) -> Option<Manifest> {
-    let top = r.object(doc, "", Some(&["apiVersion", "kind", "metadata", "spec"]))?;
+    let top = r.object(
+        doc,
+        "",
+        Keys::Only(&["apiVersion", "kind", "metadata", "spec"]),
+    )?;
     for key in ["apiVersion", "kind"] {
         if let Some(value) = r.required(top, "", key) {
             r.string(value, key);
@@ -277,19 +281,19 @@ fn read_manifest(r: &mut Reader, doc: &Value) -> Option<Manifest> {
     }
     let metadata = r
         .required(top, "", "metadata")
-        .and_then(|m| r.object(m, "metadata", None));
+        .and_then(|m| r.object(m, "metadata", Keys::Any));
     let spec = r
         .required(top, "", "spec")
-        .and_then(|s| r.object(s, "spec", None));
+        .and_then(|s| r.object(s, "spec", Keys::Any));
     let (metadata, spec) = (metadata?, spec?);
-    let name = r.required_string(metadata, "metadata", "name");
+    let name = r.required_text(metadata, "metadata", "name");
     // wadm requires the key even when the map is empty.
     let annotations = match r.required(metadata, "metadata", "annotations") {
-        Some(value) => r.string_map(value, "metadata.annotations"),
+        Some(value) => r.text_map(value, "metadata.annotations"),
         None => BTreeMap::new(),
     };
     let labels = match metadata.get("labels") {
-        Some(value) => r.string_map(value, "metadata.labels"),
+        Some(value) => r.text_map(value, "metadata.labels"),
         None => BTreeMap::new(),
     };
     let components = match r.required(spec, "spec", "components") {
@@ -320,12 +324,12 @@ fn read_manifest(r: &mut Reader, doc: &Value) -> Option<Manifest> {
 }
 
 fn read_policy(r: &mut Reader, value: &Value, path: &str) -> Option<Policy> {
-    let map = r.object(value, path, None)?;
-    let name = r.required_string(map, path, "name");
-    let kind = r.required_string(map, path, "type");
+    let map = r.object(value, path, Keys::Any)?;
+    let name = r.required_text(map, path, "name");
+    let kind = r.required_text(map, path, "type");
     let properties = r
         .required(map, path, "properties")
-        .map(|p| r.string_map(p, &join(path, "properties")))
+        .map(|p| r.text_map(p, &join(path, "properties")))
         .unwrap_or_default();
     Some(Policy {
         name: name?,
@@ -336,11 +340,11 @@ fn read_policy(r: &mut Reader, value: &Value, path: &str) -> Option<Policy> {
 
 fn read_component(r: &mut Reader, value: &Value, index: usize) -> Option<Component> {
     let path = format!("spec.components[{index}]");
-    // Stricter than wadm, which silently drops unknown keys here (a typo like `trait:`).
+    // wadm ignores unknown keys here; a warning at least shows a typo like `trait:`.
     let map = r.object(
         value,
         &path,
-        Some(&["name", "type", "properties", "traits"]),
+        Keys::Known(&["name", "type", "properties", "traits"]),
     )?;
     let name = r.required_string(map, &path, "name");
     let kind = match r.required_string(map, &path, "type").as_deref() {
@@ -360,7 +364,7 @@ fn read_component(r: &mut Reader, value: &Value, index: usize) -> Option<Compone
         r.object(
             p,
             &props_path,
-            Some(&["image", "application", "id", "config", "secrets"]),
+            Keys::Only(&["image", "application", "id", "config", "secrets"]),
         )
     });
     let mut source = None;
@@ -373,7 +377,7 @@ fn read_component(r: &mut Reader, value: &Value, index: usize) -> Option<Compone
             None | Some(Value::Null) => Ok(None),
             Some(value) => {
                 let app_path = join(&props_path, "application");
-                r.object(value, &app_path, Some(&["name", "component"]))
+                r.object(value, &app_path, Keys::Known(&["name", "component"]))
                     .map(|m| {
                         let name = r.required_string(m, &app_path, "name");
                         let component = r.required_string(m, &app_path, "component");
@@ -451,7 +455,7 @@ enum Trait {
 }
 
 fn read_trait(r: &mut Reader, value: &Value, path: &str, index: usize) -> Option<Trait> {
-    let map = r.object(value, path, Some(&["type", "properties"]))?;
+    let map = r.object(value, path, Keys::Only(&["type", "properties"]))?;
     let kind = r.required_string(map, path, "type")?;
     let props_path = join(path, "properties");
     let props = r.required(map, path, "properties")?;
@@ -482,7 +486,11 @@ fn read_scaler(
     kind: ScalerKind,
     trait_index: usize,
 ) -> Option<Scaler> {
-    let map = r.object(value, path, Some(&["instances", "replicas", "spread"]))?;
+    let map = r.object(
+        value,
+        path,
+        Keys::Only(&["instances", "replicas", "spread"]),
+    )?;
     let instances = match (map.get("instances"), map.get("replicas")) {
         (Some(_), Some(_)) => {
             r.error(
@@ -520,7 +528,7 @@ fn read_scaler(
 }
 
 fn read_spread(r: &mut Reader, value: &Value, path: &str) -> Option<Spread> {
-    let map = r.object(value, path, Some(&["name", "requirements", "weight"]))?;
+    let map = r.object(value, path, Keys::Only(&["name", "requirements", "weight"]))?;
     let name = r.required_string(map, path, "name");
     // wadm requires the key even when empty.
     let requirements = r
@@ -538,10 +546,11 @@ fn read_spread(r: &mut Reader, value: &Value, path: &str) -> Option<Spread> {
 }
 
 fn read_link(r: &mut Reader, value: &Value, path: &str, trait_index: usize) -> Option<LinkTrait> {
+    // wadm reads link properties through a JSON value and ignores keys it does not know.
     let map = r.object(
         value,
         path,
-        Some(&[
+        Keys::Known(&[
             "target",
             "namespace",
             "package",
@@ -555,7 +564,11 @@ fn read_link(r: &mut Reader, value: &Value, path: &str, trait_index: usize) -> O
     let target_path = join(path, "target");
     let (target, mut target_config, target_secrets) = match r.required(map, path, "target") {
         Some(value @ Value::Object(_)) => {
-            let t = r.object(value, &target_path, Some(&["name", "config", "secrets"]))?;
+            let t = r.object(
+                value,
+                &target_path,
+                Keys::Known(&["name", "config", "secrets"]),
+            )?;
             let name = r.required_string(t, &target_path, "name");
             let config = t
                 .get("config")
@@ -603,7 +616,7 @@ fn read_link(r: &mut Reader, value: &Value, path: &str, trait_index: usize) -> O
     let (mut source_config, mut source_secrets) = (Vec::new(), Vec::new());
     if let Some(source) = map.get("source").filter(|s| !s.is_null()) {
         let source_path = join(path, "source");
-        if let Some(s) = r.object(source, &source_path, Some(&["config", "secrets"])) {
+        if let Some(s) = r.object(source, &source_path, Keys::Known(&["config", "secrets"])) {
             if let Some(c) = s.get("config") {
                 source_config = read_configs(r, c, &join(&source_path, "config"));
             }
@@ -643,7 +656,7 @@ fn read_configs(r: &mut Reader, value: &Value, path: &str) -> Vec<ConfigRef> {
         .enumerate()
         .filter_map(|(i, item)| {
             let p = format!("{path}[{i}]");
-            let map = r.object(item, &p, Some(&["name", "properties"]))?;
+            let map = r.object(item, &p, Keys::Only(&["name", "properties"]))?;
             let name = r.required_string(map, &p, "name");
             let properties = map
                 .get("properties")
@@ -664,12 +677,16 @@ fn read_secrets(r: &mut Reader, value: &Value, path: &str) -> Vec<SecretRef> {
         .enumerate()
         .filter_map(|(i, item)| {
             let p = format!("{path}[{i}]");
-            let map = r.object(item, &p, Some(&["name", "properties"]))?;
+            let map = r.object(item, &p, Keys::Known(&["name", "properties"]))?;
             let name = r.required_string(map, &p, "name");
             let props_path = join(&p, "properties");
             let props: Option<&Map<String, Value>> =
                 r.required(map, &p, "properties").and_then(|v| {
-                    r.object(v, &props_path, Some(&["policy", "key", "field", "version"]))
+                    r.object(
+                        v,
+                        &props_path,
+                        Keys::Known(&["policy", "key", "field", "version"]),
+                    )
                 });
             let props = props?;
             let policy = r.required_string(props, &props_path, "policy");

@@ -34,6 +34,32 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// Which keys a map may have. wadm refuses unknown keys in some of its types
+/// (`deny_unknown_fields`) and ignores them in others; a manifest it deploys must deploy here.
+#[derive(Clone, Copy)]
+pub enum Keys<'a> {
+    /// Any key, without a word.
+    Any,
+    /// Only these; another is an error (where wadm refuses it too).
+    Only(&'a [&'a str]),
+    /// These are read; another is ignored with a warning (where wadm ignores it).
+    Known(&'a [&'a str]),
+}
+
+/// A YAML scalar as the text wadm reads it as where it wants a string outside the components
+/// (serde_yaml takes a plain scalar into a `String` as written): numbers and booleans as
+/// written, an empty value as "". The document is already parsed, so `~` and `null` read as ""
+/// too, where wadm keeps them as written.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some(String::new()),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
 impl Reader {
     pub fn error(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.problems.push(Problem::error(path, reason));
@@ -43,23 +69,37 @@ impl Reader {
         self.problems.push(Problem::warning(path, reason));
     }
 
-    /// `value` as a map; with `allowed` set, other keys are rejected.
+    /// `value` as a map whose keys are checked as `keys` says.
     pub fn object<'v>(
         &mut self,
         value: &'v Value,
         path: &str,
-        allowed: Option<&[&str]>,
+        keys: Keys<'_>,
     ) -> Option<&'v Map<String, Value>> {
         let Value::Object(map) = value else {
             self.error(path, format!("must be a map, found {}", kind(value)));
             return None;
         };
-        if let Some(allowed) = allowed {
-            for key in map.keys().filter(|k| !allowed.contains(&k.as_str())) {
-                self.error(
-                    join(path, key),
-                    format!("unknown field, expected one of: {}", allowed.join(", ")),
-                );
+        match keys {
+            Keys::Any => {}
+            Keys::Only(known) => {
+                for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+                    self.error(
+                        join(path, key),
+                        format!("unknown field, expected one of: {}", known.join(", ")),
+                    );
+                }
+            }
+            Keys::Known(known) => {
+                for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+                    self.warn(
+                        join(path, key),
+                        format!(
+                            "unknown field, ignored (as wadm ignores it); known: {}",
+                            known.join(", ")
+                        ),
+                    );
+                }
             }
         }
         Some(map)
@@ -117,31 +157,71 @@ impl Reader {
         }
     }
 
-    /// A map of strings to strings; non-string values are rejected with a hint to quote them.
+    /// A map of strings to strings; non-string values are rejected with a hint to quote them
+    /// (wadm reads the components from a buffered document, where a YAML number is no string).
     pub fn string_map(&mut self, value: &Value, path: &str) -> BTreeMap<String, String> {
+        self.map_of(value, path, |value| match value {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(format!(
+                "must be a string, found {} (quote it, e.g. '{}')",
+                kind(other),
+                other
+            )),
+        })
+    }
+
+    /// A map of strings to scalars read as text ([`scalar_text`]), as wadm reads metadata and
+    /// policies.
+    pub fn text_map(&mut self, value: &Value, path: &str) -> BTreeMap<String, String> {
+        self.map_of(value, path, |value| {
+            scalar_text(value).ok_or_else(|| format!("must be a string, found {}", kind(value)))
+        })
+    }
+
+    fn map_of(
+        &mut self,
+        value: &Value,
+        path: &str,
+        read: impl Fn(&Value) -> Result<String, String>,
+    ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         if value.is_null() {
             return out;
         }
-        let Some(map) = self.object(value, path, None) else {
+        let Some(map) = self.object(value, path, Keys::Any) else {
             return out;
         };
         for (key, value) in map {
-            match value {
-                Value::String(s) => {
-                    out.insert(key.clone(), s.clone());
+            match read(value) {
+                Ok(text) => {
+                    out.insert(key.clone(), text);
                 }
-                other => self.error(
-                    join(path, key),
-                    format!(
-                        "must be a string, found {} (quote it, e.g. '{}')",
-                        kind(other),
-                        other
-                    ),
-                ),
+                Err(reason) => self.error(join(path, key), reason),
             }
         }
         out
+    }
+
+    /// A required key of `map` as a non-empty scalar read as text ([`scalar_text`]).
+    pub fn required_text(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<String> {
+        let value = self.required(map, path, key)?;
+        let path = join(path, key);
+        match scalar_text(value) {
+            Some(text) if text.trim().is_empty() => {
+                self.error(path, "must not be empty");
+                None
+            }
+            Some(text) => Some(text),
+            None => {
+                self.error(path, format!("must be a string, found {}", kind(value)));
+                None
+            }
+        }
     }
 
     /// `value` as a list (null reads as empty).
