@@ -121,14 +121,20 @@ impl Reader {
 
     /// `value` as a non-empty string.
     pub fn string(&mut self, value: &Value, path: &str) -> Option<String> {
-        match value {
-            Value::String(s) if s.trim().is_empty() => {
+        let text = value.as_str().map(str::to_string);
+        self.non_empty(text, value, path)
+    }
+
+    /// `text`, read from `value`, unless it is missing or blank.
+    fn non_empty(&mut self, text: Option<String>, value: &Value, path: &str) -> Option<String> {
+        match text {
+            Some(text) if text.trim().is_empty() => {
                 self.error(path, "must not be empty");
                 None
             }
-            Value::String(s) => Some(s.clone()),
-            other => {
-                self.error(path, format!("must be a string, found {}", kind(other)));
+            Some(text) => Some(text),
+            None => {
+                self.error(path, format!("must be a string, found {}", kind(value)));
                 None
             }
         }
@@ -210,18 +216,7 @@ impl Reader {
         key: &str,
     ) -> Option<String> {
         let value = self.required(map, path, key)?;
-        let path = join(path, key);
-        match scalar_text(value) {
-            Some(text) if text.trim().is_empty() => {
-                self.error(path, "must not be empty");
-                None
-            }
-            Some(text) => Some(text),
-            None => {
-                self.error(path, format!("must be a string, found {}", kind(value)));
-                None
-            }
-        }
+        self.non_empty(scalar_text(value), value, &join(path, key))
     }
 
     /// `value` as a list (null reads as empty).
