@@ -119,11 +119,11 @@ impl Api {
         };
         let mut document = match document {
             Ok(d) => d,
-            Err(message) => return put_reply("error", 0, "", &message, ""),
+            Err(message) => return error(message),
         };
         let parsed = match manifest::from_document(document.clone()) {
             Ok(p) => p,
-            Err(rejection) => return put_reply("error", 0, "", &rejection.to_string(), ""),
+            Err(rejection) => return error(rejection.to_string()),
         };
         let name = parsed.manifest.name.clone();
         let version = match parsed.manifest.version() {
@@ -155,9 +155,9 @@ impl Api {
                 let message = format!("Successfully put manifest {name} {previous}");
                 put_reply(result, total, &version, message.trim_end(), &name)
             }
-            Ok(Some(Err(message))) => put_reply("error", 0, "", &message, &name),
-            Ok(None) => put_reply("error", 0, "", "nothing stored", &name),
-            Err(e) => put_reply("error", 0, "", &e.to_string(), &name),
+            Ok(Some(Err(message))) => error(message),
+            Ok(None) => error("nothing stored"),
+            Err(e) => store_error(e),
         }
     }
 

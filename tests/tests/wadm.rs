@@ -639,9 +639,38 @@ async fn model_put_stores_and_refuses_what_wadm_does() {
             by_wadm["result"] != "error",
             by_trellis["result"] != "error",
         );
-        if wadm_stored != *stored || trellis_stored != *stored {
+        if wadm_stored != *stored
+            || trellis_stored != *stored
+            || by_wadm["result"] != by_trellis["result"]
+        {
             disagreements.push(format!(
                 "{what} (expected stored: {stored}):\n  wadm: {by_wadm}\n  trellis: {by_trellis}\n{yaml}"
+            ));
+        }
+    }
+    // The same name and version again, then a new version, then a name wadm refuses: the same
+    // replies, field for field, apart from the wording of the refusal.
+    for (what, yaml) in [
+        ("the same version again", cases[0].1.clone()),
+        (
+            "a new version",
+            cases[0].1.replace("version: v1", "version: v2"),
+        ),
+        (
+            "a name wadm refuses",
+            cases[0].1.replace("name: plain", "name: pl.ain"),
+        ),
+    ] {
+        let body = yaml.into_bytes();
+        let mut by_wadm = wadm.request("put", None, body.clone()).await.unwrap();
+        let mut by_trellis = trellis.request("put", None, body).await.unwrap();
+        if what == "a name wadm refuses" {
+            by_wadm["message"] = Value::Null;
+            by_trellis["message"] = Value::Null;
+        }
+        if by_wadm != by_trellis {
+            disagreements.push(format!(
+                "{what}:\n  wadm: {by_wadm}\n  trellis: {by_trellis}"
             ));
         }
     }
