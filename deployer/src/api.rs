@@ -32,6 +32,11 @@ fn error(message: impl Into<String>) -> Value {
     json!({"result": "error", "message": message.into()})
 }
 
+/// wadm's words for an application it does not have.
+fn not_found(name: &str) -> String {
+    format!("Application with the name {name} not found")
+}
+
 fn store_error(e: StoreError) -> Value {
     error(e.to_string())
 }
@@ -91,7 +96,8 @@ impl Api {
             ("undeploy", Some(name)) => self.undeploy(name).await,
             ("status", Some(name)) => {
                 let status = self.status(name);
-                json!({"result": "ok", "message": "", "status": status})
+                let message = format!("Successfully fetched status for application {name}");
+                json!({"result": "ok", "message": message, "status": status})
             }
             ("history", Some(_)) => {
                 error("Model deployment history is not currently supported by this deployer")
@@ -164,21 +170,24 @@ impl Api {
     async fn get(&self, name: &str, payload: &[u8]) -> Value {
         let stored = match self.store.app(name).await {
             Ok(Some(s)) => s,
-            Ok(None) => {
-                return json!({"result": "notfound", "message": format!("Model {name} not found")});
-            }
+            Ok(None) => return json!({"result": "notfound", "message": not_found(name)}),
             Err(e) => return store_error(e),
         };
-        let manifest = match requested_version(payload) {
-            Some(v) => stored.get(&v).cloned(),
-            None => stored.latest().map(|(_, m)| m.clone()),
+        let (manifest, fetched) = match requested_version(payload) {
+            Some(v) => (
+                stored.get(&v).cloned(),
+                format!("Successfully fetched application {name} {v}"),
+            ),
+            None => (
+                stored.latest().map(|(_, m)| m.clone()),
+                format!("Successfully fetched application {name}"),
+            ),
         };
         match manifest {
-            Some(m) => {
-                json!({"result": "success", "message": "Successfully fetched model", "manifest": m})
-            }
+            Some(m) => json!({"result": "success", "message": fetched, "manifest": m}),
             None => {
-                json!({"result": "notfound", "message": format!("Model {name} has no such version")})
+                let v = requested_version(payload).unwrap_or_default();
+                json!({"result": "notfound", "message": format!("Application {name} with version {v} doesn't exist")})
             }
         }
     }
@@ -199,14 +208,12 @@ impl Api {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&name)
                 .cloned();
+            // What wadm lists for an app it has published no status of, deployed or not.
             let detailed = status.unwrap_or_else(|| {
                 let mut s = Status::undeployed("");
-                if stored.deployed_version.is_some() {
-                    s.status.status_type = StatusType::Waiting;
-                    s.status.message =
-                        "Waiting for status: Lattice contains no hosts, deployment not started."
-                            .into();
-                }
+                s.status.status_type = StatusType::Waiting;
+                s.status.message =
+                    "Waiting for status: Lattice contains no hosts, deployment not started.".into();
                 s
             });
             let legacy = match detailed.status.status_type {
@@ -235,10 +242,10 @@ impl Api {
                     .iter()
                     .map(|(v, _)| json!({"version": v, "deployed": stored.deployed_version.as_deref() == Some(v)}))
                     .collect();
-                json!({"result": "success", "message": "Successfully fetched versions", "versions": versions})
+                json!({"result": "success", "message": format!("Successfully fetched versions for application {name}"), "versions": versions})
             }
             Ok(None) => {
-                json!({"result": "notfound", "message": format!("Model {name} not found"), "versions": []})
+                json!({"result": "notfound", "message": not_found(name), "versions": []})
             }
             Err(e) => store_error(e),
         }
@@ -266,12 +273,14 @@ impl Api {
                 if stored.manifests.0.len() == before {
                     return None;
                 }
-                Some(undeploy.then(|| stored.undeploying.clone()).flatten())
+                let left = stored.manifests.0.len();
+                Some((undeploy.then(|| stored.undeploying.clone()).flatten(), left))
             })
             .await;
+        // The reply says what wadm's says; `undeploy` there also means "all of it is gone".
         match removed {
-            Ok(Some(undeploying)) => {
-                let undeploy = undeploying.is_some();
+            Ok(Some((undeploying, left))) => {
+                let was_deployed = undeploying.is_some();
                 if let Some(last) = undeploying {
                     self.send(Msg::Undeploy {
                         name: name.to_string(),
@@ -279,10 +288,25 @@ impl Api {
                     })
                     .await;
                 }
-                json!({"result": "deleted", "message": format!("Successfully deleted model {name}"), "undeploy": undeploy})
+                let (message, undeploy) = match &version {
+                    None => (format!("Successfully deleted application {name}"), true),
+                    Some(_) if left == 0 => (
+                        format!("Successfully deleted last version of application {name}"),
+                        true,
+                    ),
+                    Some(v) => (
+                        format!("Successfully deleted version {v} of application {name}"),
+                        was_deployed,
+                    ),
+                };
+                json!({"result": "deleted", "message": message, "undeploy": undeploy})
             }
             Ok(None) => {
-                json!({"result": "noop", "message": format!("Model {name} not found"), "undeploy": false})
+                let message = match (&version, self.store.app(name).await) {
+                    (Some(v), Ok(Some(_))) => format!("Application version {v} doesn't exist"),
+                    _ => format!("Application {name} doesn't exist or was already deleted"),
+                };
+                json!({"result": "noop", "message": message, "undeploy": false})
             }
             Err(e) => json!({"result": "error", "message": e.to_string(), "undeploy": false}),
         }
@@ -298,21 +322,23 @@ impl Api {
         let reply = |result: &str, message: String, version: Option<&str>| json!({"result": result, "message": message, "name": name, "version": version});
         let stored = match self.store.app(name).await {
             Ok(Some(s)) => s,
-            Ok(None) => return reply("notfound", format!("Model {name} not found"), None),
+            Ok(None) => return reply("notfound", not_found(name), None),
             Err(e) => return reply("error", e.to_string(), None),
         };
         let version = match requested_version(payload).filter(|v| v != "latest") {
             Some(v) => v,
             None => match stored.latest() {
                 Some((v, _)) => v.to_string(),
-                None => return reply("notfound", format!("Model {name} not found"), None),
+                None => return reply("notfound", not_found(name), None),
             },
         };
         let Some(document) = stored.get(&version) else {
             return reply(
                 "error",
-                format!("Model {name} has no version {version}"),
-                None,
+                format!(
+                    "Application with the name '{name}' does not have a version '{version}' to deploy"
+                ),
+                Some(&version),
             );
         };
         let parsed = match manifest::from_document(document.clone()) {
@@ -344,7 +370,7 @@ impl Api {
         }
         reply(
             "acknowledged",
-            format!("Deployed model {name}"),
+            format!("Successfully deployed application {name} {version}"),
             Some(&version),
         )
     }
@@ -404,10 +430,9 @@ impl Api {
         match self.store.record(name).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                let message = format!("Application with the name {name} not found");
-                return json!({"result": "notfound", "message": message, "name": name});
+                return json!({"result": "notfound", "message": not_found(name), "name": name, "version": null});
             }
-            Err(e) => return json!({"result": "error", "message": e.to_string(), "name": name}),
+            Err(e) => return error(e.to_string()),
         }
         // The intent is stored first, so that whichever deployer is active finishes it.
         let written = self
@@ -424,7 +449,7 @@ impl Api {
             ),
             // Sent on anyway, as wadm does: whatever a failed earlier undeploy left is removed.
             Ok(None) => (None, format!("Application {name} was already undeployed")),
-            Err(e) => return json!({"result": "error", "message": e.to_string(), "name": name}),
+            Err(e) => return error(e.to_string()),
         };
         self.send(Msg::Undeploy {
             name: name.to_string(),
@@ -436,7 +461,7 @@ impl Api {
         if let Err(e) = self.nats.publish(subject, event.to_string().into()).await {
             tracing::debug!("publishing manifest_unpublished: {e}");
         }
-        json!({"result": "acknowledged", "message": message, "name": name})
+        json!({"result": "acknowledged", "message": message, "name": name, "version": null})
     }
 
     async fn send(&self, msg: Msg) {

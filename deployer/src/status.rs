@@ -46,7 +46,7 @@ impl StatusType {
 pub struct StatusInfo {
     #[serde(rename = "type")]
     pub status_type: StatusType,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
 
@@ -71,7 +71,7 @@ pub struct ScalerStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Status {
     pub status: StatusInfo,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scalers: Vec<ScalerStatus>,
     /// Deprecated in wadm; always empty.
     #[serde(default)]

@@ -263,7 +263,11 @@ impl ManifestStore {
                 |names: &mut Vec<String>| {
                     let listed = names.iter().any(|n| n == app);
                     match (exists, listed) {
-                        (true, false) => names.push(app.to_string()),
+                        // Kept sorted, as wadm keeps the set (a `BTreeSet`) it lists from.
+                        (true, false) => {
+                            let at = names.partition_point(|n| n.as_str() < app);
+                            names.insert(at, app.to_string());
+                        }
                         (false, true) => names.retain(|n| n != app),
                         _ => return None,
                     }
@@ -278,6 +282,8 @@ impl ManifestStore {
 
     /// Names of the apps stored for this lattice (with those deleted while undeploying).
     pub async fn names(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.read::<Vec<String>>(&self.lattice).await?.0)
+        let mut names = self.read::<Vec<String>>(&self.lattice).await?.0;
+        names.sort();
+        Ok(names)
     }
 }

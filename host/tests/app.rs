@@ -141,7 +141,7 @@ async fn runs(host: &LatticeHost, id: &str, running: bool) {
 
 /// The golden status of a deployed `c2c` (scaler ids masked).
 fn c2c_deployed() -> Value {
-    let deployed = json!({ "type": "deployed", "message": "" });
+    let deployed = json!({ "type": "deployed" });
     json!({
         "name": "c2c",
         "status": deployed,
@@ -303,7 +303,7 @@ async fn deploy_list_status_undeploy_delete() {
         "name": "nowhere",
         "version": "v0.1.0",
         "replaced": false,
-        "message": "Deployed model nowhere",
+        "message": "Successfully deployed application nowhere v0.1.0",
     });
     assert_eq!(json(&url, &["deploy", nowhere]).await, deployed);
     // --replace stores the same version over the old copy and deploys it again.
@@ -437,7 +437,7 @@ async fn deploy_list_status_undeploy_delete() {
     runs(&zone_a, "c2c-front", false).await;
     runs(&zone_b, "c2c-math", false).await;
     let undeployed = status_until(&url, "c2c", "undeployed").await;
-    assert_eq!(undeployed["scalers"], json!([]));
+    assert_eq!(undeployed.get("scalers"), None, "{undeployed}");
     let models = json(&url, &["list"]).await;
     assert_eq!(models[0]["name"], "c2c");
     assert_eq!(models[0]["deployed_version"], Value::Null);
@@ -453,8 +453,8 @@ async fn deploy_list_status_undeploy_delete() {
             "success": true,
             "name": "c2c",
             "deleted": true,
-            "undeployed": false,
-            "message": "Successfully deleted model c2c",
+            "undeployed": true,
+            "message": "Successfully deleted application c2c",
         })
     );
     assert_eq!(
@@ -468,7 +468,7 @@ async fn deploy_list_status_undeploy_delete() {
             "name": "c2c",
             "deleted": false,
             "undeployed": false,
-            "message": "Model c2c not found",
+            "message": "Application c2c doesn't exist or was already deleted",
         })
     );
     assert_eq!(json(&url, &["list"]).await, json!([]));

@@ -499,9 +499,10 @@ fn linked(rest: &str) -> String {
 /// the Trellis deployer (on another), as `trellis app deploy` or a `nats req` sends it: both
 /// store it or both refuse it. The cases are the shapes where wadm's types read leniently (keys
 /// it ignores, YAML scalars it takes as text) or strictly (keys it refuses, numbers where it
-/// wants strings inside the components, duplicate links).
+/// wants strings inside the components, duplicate links). Then every other model operation,
+/// sent to both in the same order, gets the same reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn model_put_stores_and_refuses_what_wadm_does() {
+async fn the_wadm_api_answers_as_wadm_does() {
     wadm_binary();
     let wadm_server = NatsServer::start();
     let _wadm = Wadm::start(&wadm_server);
@@ -671,6 +672,39 @@ async fn model_put_stores_and_refuses_what_wadm_does() {
         if by_wadm != by_trellis {
             disagreements.push(format!(
                 "{what}:\n  wadm: {by_wadm}\n  trellis: {by_trellis}"
+            ));
+        }
+    }
+    // The rest of a model's life, found and not found, with no host on either lattice: the
+    // same replies, field for field and word for word.
+    for (op, name, body) in [
+        ("get", Some("plain"), b"".to_vec()),
+        ("get", Some("plain"), br#"{"version":"v1"}"#.to_vec()),
+        ("get", Some("nosuch"), b"".to_vec()),
+        ("versions", Some("plain"), b"".to_vec()),
+        ("versions", Some("nosuch"), b"".to_vec()),
+        ("list", None, b"".to_vec()),
+        ("status", Some("plain"), b"".to_vec()),
+        ("status", Some("nosuch"), b"".to_vec()),
+        ("deploy", Some("plain"), br#"{"version":"v1"}"#.to_vec()),
+        ("deploy", Some("nosuch"), b"".to_vec()),
+        ("deploy", Some("plain"), br#"{"version":"v9"}"#.to_vec()),
+        ("status", Some("plain"), b"".to_vec()),
+        ("list", None, b"".to_vec()),
+        ("undeploy", Some("plain"), b"".to_vec()),
+        ("undeploy", Some("nosuch"), b"".to_vec()),
+        ("del", Some("plain"), br#"{"version":"v1"}"#.to_vec()),
+        ("del", Some("plain"), br#"{"version":"v1"}"#.to_vec()),
+        ("del", Some("nosuch"), b"".to_vec()),
+        ("del", Some("plain"), b"".to_vec()),
+        ("get", Some("plain"), b"".to_vec()),
+    ] {
+        let by_wadm = wadm.request(op, name, body.clone()).await.unwrap();
+        let by_trellis = trellis.request(op, name, body.clone()).await.unwrap();
+        if by_wadm != by_trellis {
+            disagreements.push(format!(
+                "{op} {name:?} {}:\n  wadm: {by_wadm}\n  trellis: {by_trellis}",
+                String::from_utf8_lossy(&body)
             ));
         }
     }
