@@ -99,9 +99,10 @@ impl Api {
                 let message = format!("Successfully fetched status for application {name}");
                 json!({"result": "ok", "message": message, "status": status})
             }
-            ("history", Some(_)) => {
-                error("Model deployment history is not currently supported by this deployer")
-            }
+            ("history", Some(_)) => error(
+                "Model deployment history is not currently supported. It may be added in a \
+                 future version",
+            ),
             _ => error(format!("Unsupported subject: {subject}")),
         }
     }

@@ -679,6 +679,9 @@ async fn the_wadm_api_answers_as_wadm_does() {
     // same replies, field for field and word for word.
     for (op, name, body) in [
         ("get", Some("plain"), b"".to_vec()),
+        ("get", None, b"".to_vec()),
+        ("history", Some("plain"), b"".to_vec()),
+        ("frobnicate", Some("plain"), b"".to_vec()),
         ("get", Some("plain"), br#"{"version":"v1"}"#.to_vec()),
         ("get", Some("nosuch"), b"".to_vec()),
         ("versions", Some("plain"), b"".to_vec()),
