@@ -57,11 +57,13 @@ pub fn secret_name(app: &str, secret: &SecretRef) -> String {
     format!("SECRET_{}-{}", sanitize(app), sanitize(&secret.name))
 }
 
-fn digest(parts: &[&str]) -> String {
+/// A scaler's id as wadm computes it: the SHA-256 of its parts run together, so that the
+/// `wasmcloud.dev/scaler` annotation on what a scaler started, and the ids in an app's status,
+/// are the ones wadm would give (a lattice can move between wadm and this deployer).
+fn scaler_id<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update(part.as_bytes());
-        hash.update([0u8]);
     }
     hex::encode(hash.finalize())
 }
@@ -82,6 +84,8 @@ pub struct Workload {
     pub spreads: Vec<Spread>,
     /// Components: stopped while no link targets them ([`WHEN_UNLINKED`]).
     pub stop_when_unlinked: bool,
+    /// Where wadm lists this scaler in a status: (component, trait) in the manifest.
+    pub order: (usize, usize),
 }
 
 impl Workload {
@@ -99,6 +103,8 @@ impl Workload {
 pub struct LinkSpec {
     pub scaler_id: String,
     pub link: Link,
+    /// Where wadm lists this scaler in a status: (component, trait) in the manifest.
+    pub order: (usize, usize),
 }
 
 impl LinkSpec {
@@ -154,6 +160,7 @@ impl AppSpec {
                 let Some(target) = manifest.component(&link.target) else {
                     continue;
                 };
+                let trait_index = link.trait_index;
                 let source_config = spec.configs(
                     app,
                     &manifest.policies,
@@ -176,19 +183,27 @@ impl AppSpec {
                     source_config,
                     target_config,
                 };
-                let scaler_id = digest(&[
-                    "LinkScaler",
-                    app,
-                    &link.name,
-                    &link.source_id,
-                    &link.target,
-                    &link.wit_namespace,
-                    &link.wit_package,
-                    &link.interfaces.join(","),
-                    &link.source_config.join(","),
-                    &link.target_config.join(","),
-                ]);
-                spec.links.push(LinkSpec { scaler_id, link });
+                let scaler_id = scaler_id(
+                    [
+                        "LinkScaler",
+                        app,
+                        &link.name,
+                        &link.source_id,
+                        &link.target,
+                        &link.wit_namespace,
+                        &link.wit_package,
+                    ]
+                    .into_iter()
+                    .chain(link.interfaces.iter().map(String::as_str))
+                    .chain(link.source_config.iter().map(String::as_str))
+                    .chain(link.target_config.iter().map(String::as_str)),
+                );
+                let order = (component.index, trait_index);
+                spec.links.push(LinkSpec {
+                    scaler_id,
+                    link,
+                    order,
+                });
             }
         }
         spec
@@ -279,13 +294,20 @@ fn workload(app: &str, c: &Component, image: &str, config: Vec<String>) -> Optio
         });
     }
     let id = component_id(app, c);
-    let kind_name = match (scaler, c.kind) {
-        (ScalerKind::Spread, Kind::Component) => "ComponentSpreadScaler",
-        (ScalerKind::Daemon, Kind::Component) => "ComponentDaemonScaler",
-        (ScalerKind::Spread, Kind::Capability) => "ProviderSpreadScaler",
-        (ScalerKind::Daemon, Kind::Capability) => "ProviderDaemonScaler",
+    let kind_name = match scaler {
+        ScalerKind::Spread => "SpreadScaler",
+        ScalerKind::Daemon => "DaemonScaler",
     };
-    let scaler_id = digest(&[kind_name, app, &c.name, &id, image, &config.join(",")]);
+    let scaler_id = scaler_id(
+        [kind_name, app, &c.name, &id, image]
+            .into_iter()
+            .chain(config.iter().map(String::as_str)),
+    );
+    // A provider without a scaler trait gets one after its traits, as in wadm.
+    let order = (
+        c.index,
+        c.scaler.as_ref().map_or(usize::MAX, |s| s.trait_index),
+    );
     let stop_when_unlinked = c.kind == Kind::Component
         && c.config
             .iter()
@@ -301,6 +323,7 @@ fn workload(app: &str, c: &Component, image: &str, config: Vec<String>) -> Optio
         instances,
         spreads,
         stop_when_unlinked,
+        order,
     })
 }
 

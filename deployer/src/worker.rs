@@ -494,12 +494,15 @@ impl Worker {
                     service_status(&mut info, &w.id, hosts);
                 }
             }
-            scalers.push(ScalerStatus {
-                id: w.scaler_id.clone(),
-                kind: kind.into(),
-                name: w.id.clone(),
-                status: info,
-            });
+            scalers.push((
+                w.order,
+                ScalerStatus {
+                    id: w.scaler_id.clone(),
+                    kind: kind.into(),
+                    name: w.id.clone(),
+                    status: info,
+                },
+            ));
         }
         for action in plan::leftovers(name, Some(spec), hosts, &busy) {
             self.execute(action).await;
@@ -535,14 +538,21 @@ impl Worker {
                     }
                 }
             };
-            scalers.push(ScalerStatus {
-                id: l.scaler_id.clone(),
-                kind: "LinkScaler".into(),
-                name: l.display(),
-                status,
-            });
+            scalers.push((
+                l.order,
+                ScalerStatus {
+                    id: l.scaler_id.clone(),
+                    kind: "LinkScaler".into(),
+                    name: l.display(),
+                    status,
+                },
+            ));
         }
-        Some(Status::from_scalers(scalers))
+        // In manifest order, as wadm lists its scalers.
+        scalers.sort_by_key(|(order, _)| *order);
+        Some(Status::from_scalers(
+            scalers.into_iter().map(|(_, scaler)| scaler).collect(),
+        ))
     }
 
     /// Sends `action` unless it is in flight or backing off after failures.

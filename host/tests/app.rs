@@ -147,13 +147,13 @@ fn c2c_deployed() -> Value {
         "status": deployed,
         "scalers": [
             { "id": "<id>", "kind": "SpreadScaler", "name": "c2c-front", "status": deployed },
-            { "id": "<id>", "kind": "SpreadScaler", "name": "c2c-math", "status": deployed },
             {
                 "id": "<id>",
                 "kind": "LinkScaler",
                 "name": "c2c-front -(trellis:example)-> c2c-math",
                 "status": deployed,
             },
+            { "id": "<id>", "kind": "SpreadScaler", "name": "c2c-math", "status": deployed },
         ],
         "version": "",
         "components": [],
@@ -276,13 +276,13 @@ async fn deploy_list_status_undeploy_delete() {
             vec![],
             vec!["KIND", "NAME", "STATUS", "MESSAGE"],
             vec!["SpreadScaler", "c2c-front", "deployed", "-"],
-            vec!["SpreadScaler", "c2c-math", "deployed", "-"],
             vec![
                 "LinkScaler",
                 "c2c-front -(trellis:example)-> c2c-math",
                 "deployed",
                 "-"
             ],
+            vec!["SpreadScaler", "c2c-math", "deployed", "-"],
         ]
     );
 

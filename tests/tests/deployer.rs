@@ -389,14 +389,15 @@ async fn c2c_pair_answers_across_hosts_and_undeploy_leaves_nothing() {
         .iter()
         .map(|s| s["kind"].as_str().unwrap())
         .collect();
+    // In manifest order, as wadm lists them: front's spread and link, then math's spread.
     assert_eq!(
         kinds,
-        ["SpreadScaler", "SpreadScaler", "LinkScaler"],
+        ["SpreadScaler", "LinkScaler", "SpreadScaler"],
         "{status}"
     );
     assert_wadm_status(&status);
     assert_eq!(
-        status["scalers"][2]["name"],
+        status["scalers"][1]["name"],
         "c2c-front -(trellis:example)-> c2c-math"
     );
 

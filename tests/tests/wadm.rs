@@ -714,3 +714,66 @@ async fn the_wadm_api_answers_as_wadm_does() {
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
     deployer.stop().await;
 }
+
+/// `c2c.yaml` deployed by the real wadm on two Trellis hosts and by the Trellis deployer on two
+/// others: once both report it deployed, the app's status, the list of apps, its versions and
+/// the stored manifest are the same replies, down to the scalers' ids (wadm's own hashes, also
+/// the `wasmcloud.dev/scaler` annotation on what they start) and their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_app_reads_the_same_from_wadm_and_the_deployer() {
+    let lattice = lattice().await;
+    let server = NatsServer::start();
+    let hosts = vec![host(&server, "a").await, host(&server, "b").await];
+    let deployer = Deployer::start(DeployerConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        reconcile_interval: Duration::from_secs(1),
+        ..DeployerConfig::default()
+    })
+    .await
+    .expect("starting the deployer");
+    let trellis = WadmClient::new(async_nats::connect(server.url()).await.unwrap(), LATTICE);
+    let document = example("c2c.yaml");
+    let app = lattice.deploy(&document).await;
+    trellis.put(&document).await.unwrap();
+    trellis.deploy(&app, None).await.unwrap();
+    lattice.wait_deployed(&app).await;
+
+    let requests = [
+        ("status", Some(app.as_str())),
+        ("get", None),
+        ("list", None),
+        ("versions", Some(app.as_str())),
+        ("get", Some(app.as_str())),
+    ];
+    // Both settle: poll until they agree on a deployed app, and show the last replies if not.
+    let deadline = Instant::now() + LATTICE_WAIT;
+    loop {
+        let mut replies = Vec::new();
+        for (op, name) in requests {
+            let by_wadm = lattice.client.request(op, name, vec![]).await.unwrap();
+            let by_trellis = trellis.request(op, name, vec![]).await.unwrap();
+            replies.push((op, by_wadm, by_trellis));
+        }
+        let deployed = replies[0].1["status"]["status"]["type"] == "deployed";
+        if deployed && replies.iter().all(|(_, w, t)| w == t) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wadm and the deployer still differ:\n{}",
+            replies
+                .iter()
+                .map(|(op, w, t)| format!("{op}:\n  wadm: {w}\n  trellis: {t}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    deployer.stop().await;
+    for host in hosts {
+        host.stop(None).await.unwrap();
+    }
+    lattice.shutdown().await;
+}
