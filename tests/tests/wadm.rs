@@ -59,6 +59,20 @@ async fn host(server: &NatsServer, zone: &str) -> LatticeHost {
     .expect("starting a host")
 }
 
+/// Two hosts (zones a and b) and the Trellis deployer on `server`: what wadm is compared with.
+async fn trellis_managed(server: &NatsServer) -> (Vec<LatticeHost>, Deployer) {
+    let hosts = vec![host(server, "a").await, host(server, "b").await];
+    let deployer = Deployer::start(DeployerConfig {
+        nats_url: server.url(),
+        lattice: LATTICE.into(),
+        reconcile_interval: Duration::from_secs(1),
+        ..DeployerConfig::default()
+    })
+    .await
+    .expect("starting the deployer");
+    (hosts, deployer)
+}
+
 async fn lattice() -> Lattice {
     // Fail fast, before anything starts, when wadm was not built; build the guests before
     // anything times out on them.
@@ -413,15 +427,7 @@ async fn the_wadm_client_library_drives_the_trellis_deployer() {
         component_path(guest);
     }
     let server = NatsServer::start();
-    let hosts = vec![host(&server, "a").await, host(&server, "b").await];
-    let deployer = Deployer::start(DeployerConfig {
-        nats_url: server.url(),
-        lattice: LATTICE.into(),
-        reconcile_interval: Duration::from_secs(1),
-        ..DeployerConfig::default()
-    })
-    .await
-    .expect("starting the deployer");
+    let (hosts, deployer) = trellis_managed(&server).await;
     let (ctl, _) = ctl_client(&server, LATTICE).await;
     // JSON is YAML too: wadm-client loads either from a file.
     let dir = tempfile::tempdir().unwrap();
@@ -723,15 +729,7 @@ async fn the_wadm_api_answers_as_wadm_does() {
 async fn a_deployed_app_reads_the_same_from_wadm_and_the_deployer() {
     let lattice = lattice().await;
     let server = NatsServer::start();
-    let hosts = vec![host(&server, "a").await, host(&server, "b").await];
-    let deployer = Deployer::start(DeployerConfig {
-        nats_url: server.url(),
-        lattice: LATTICE.into(),
-        reconcile_interval: Duration::from_secs(1),
-        ..DeployerConfig::default()
-    })
-    .await
-    .expect("starting the deployer");
+    let (hosts, deployer) = trellis_managed(&server).await;
     let trellis = WadmClient::new(async_nats::connect(server.url()).await.unwrap(), LATTICE);
     let document = example("c2c.yaml");
     let app = lattice.deploy(&document).await;
