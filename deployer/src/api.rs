@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::manifest::{self, Source, VERSION_ANNOTATION};
 use crate::spec::AppSpec;
-use crate::status::{Status, StatusType};
+use crate::status::{Status, StatusInfo, StatusType};
 use crate::store::{ManifestStore, StoreError, StoredApp};
 use crate::worker::{Msg, Statuses};
 
@@ -174,9 +174,10 @@ impl Api {
             Ok(None) => return json!({"result": "notfound", "message": not_found(name)}),
             Err(e) => return store_error(e),
         };
-        let (manifest, fetched) = match requested_version(payload) {
+        let version = requested_version(payload);
+        let (manifest, fetched) = match &version {
             Some(v) => (
-                stored.get(&v).cloned(),
+                stored.get(v).cloned(),
                 format!("Successfully fetched application {name} {v}"),
             ),
             None => (
@@ -187,7 +188,7 @@ impl Api {
         match manifest {
             Some(m) => json!({"result": "success", "message": fetched, "manifest": m}),
             None => {
-                let v = requested_version(payload).unwrap_or_default();
+                let v = version.unwrap_or_default();
                 json!({"result": "notfound", "message": format!("Application {name} with version {v} doesn't exist")})
             }
         }
@@ -210,12 +211,12 @@ impl Api {
                 .get(&name)
                 .cloned();
             // What wadm lists for an app it has published no status of, deployed or not.
-            let detailed = status.unwrap_or_else(|| {
-                let mut s = Status::undeployed("");
-                s.status.status_type = StatusType::Waiting;
-                s.status.message =
-                    "Waiting for status: Lattice contains no hosts, deployment not started.".into();
-                s
+            let detailed = status.unwrap_or_else(|| Status {
+                status: StatusInfo::new(
+                    StatusType::Waiting,
+                    "Waiting for status: Lattice contains no hosts, deployment not started.",
+                ),
+                ..Status::default()
             });
             let legacy = match detailed.status.status_type {
                 StatusType::Waiting => StatusType::Undeployed,
@@ -254,10 +255,12 @@ impl Api {
 
     async fn delete(&self, name: &str, payload: &[u8]) -> Value {
         let version = requested_version(payload);
+        let mut existed = false;
         let removed = self
             .store
             .update_app(name, |stored: &mut StoredApp| {
                 let before = stored.manifests.0.len();
+                existed = before > 0;
                 let deployed = stored.deployed_version.clone();
                 let undeploy = match &version {
                     Some(v) => deployed.as_ref() == Some(v),
@@ -303,8 +306,8 @@ impl Api {
                 json!({"result": "deleted", "message": message, "undeploy": undeploy})
             }
             Ok(None) => {
-                let message = match (&version, self.store.app(name).await) {
-                    (Some(v), Ok(Some(_))) => format!("Application version {v} doesn't exist"),
+                let message = match &version {
+                    Some(v) if existed => format!("Application version {v} doesn't exist"),
                     _ => format!("Application {name} doesn't exist or was already deleted"),
                 };
                 json!({"result": "noop", "message": message, "undeploy": false})

@@ -160,7 +160,7 @@ impl AppSpec {
                 let Some(target) = manifest.component(&link.target) else {
                     continue;
                 };
-                let trait_index = link.trait_index;
+                let order = (component.index, link.trait_index);
                 let source_config = spec.configs(
                     app,
                     &manifest.policies,
@@ -198,7 +198,6 @@ impl AppSpec {
                     .chain(link.source_config.iter().map(String::as_str))
                     .chain(link.target_config.iter().map(String::as_str)),
                 );
-                let order = (component.index, trait_index);
                 spec.links.push(LinkSpec {
                     scaler_id,
                     link,

@@ -263,11 +263,7 @@ impl ManifestStore {
                 |names: &mut Vec<String>| {
                     let listed = names.iter().any(|n| n == app);
                     match (exists, listed) {
-                        // Kept sorted, as wadm keeps the set (a `BTreeSet`) it lists from.
-                        (true, false) => {
-                            let at = names.partition_point(|n| n.as_str() < app);
-                            names.insert(at, app.to_string());
-                        }
+                        (true, false) => names.push(app.to_string()),
                         (false, true) => names.retain(|n| n != app),
                         _ => return None,
                     }
@@ -280,7 +276,8 @@ impl ManifestStore {
         Ok(result)
     }
 
-    /// Names of the apps stored for this lattice (with those deleted while undeploying).
+    /// Names of the apps stored for this lattice (with those deleted while undeploying), sorted
+    /// as wadm lists them (from a `BTreeSet`).
     pub async fn names(&self) -> Result<Vec<String>, StoreError> {
         let mut names = self.read::<Vec<String>>(&self.lattice).await?.0;
         names.sort();
