@@ -501,6 +501,19 @@ fn linked(rest: &str) -> String {
     format!("{API}      traits:\n{KV_LINK}{rest}{KV}")
 }
 
+/// The same wadm API request to wadm and to the Trellis deployer; their replies, in that order.
+async fn ask_both(
+    wadm: &WadmClient,
+    trellis: &WadmClient,
+    op: &str,
+    name: Option<&str>,
+    body: Vec<u8>,
+) -> (Value, Value) {
+    let by_wadm = wadm.request(op, name, body.clone()).await.unwrap();
+    let by_trellis = trellis.request(op, name, body).await.unwrap();
+    (by_wadm, by_trellis)
+}
+
 /// The raw YAML of each case goes to `model.put` of the real wadm (on one nats-server) and of
 /// the Trellis deployer (on another), as `trellis app deploy` or a `nats req` sends it: both
 /// store it or both refuse it. The cases are the shapes where wadm's types read leniently (keys
@@ -640,8 +653,7 @@ async fn the_wadm_api_answers_as_wadm_does() {
     let mut disagreements = Vec::new();
     for (what, yaml, stored) in &cases {
         let body = yaml.clone().into_bytes();
-        let by_wadm = wadm.request("put", None, body.clone()).await.unwrap();
-        let by_trellis = trellis.request("put", None, body).await.unwrap();
+        let (by_wadm, by_trellis) = ask_both(&wadm, &trellis, "put", None, body).await;
         let (wadm_stored, trellis_stored) = (
             by_wadm["result"] != "error",
             by_trellis["result"] != "error",
@@ -669,8 +681,7 @@ async fn the_wadm_api_answers_as_wadm_does() {
         ),
     ] {
         let body = yaml.into_bytes();
-        let mut by_wadm = wadm.request("put", None, body.clone()).await.unwrap();
-        let mut by_trellis = trellis.request("put", None, body).await.unwrap();
+        let (mut by_wadm, mut by_trellis) = ask_both(&wadm, &trellis, "put", None, body).await;
         if what == "a name wadm refuses" {
             by_wadm["message"] = Value::Null;
             by_trellis["message"] = Value::Null;
@@ -708,8 +719,7 @@ async fn the_wadm_api_answers_as_wadm_does() {
         ("del", Some("plain"), b"".to_vec()),
         ("get", Some("plain"), b"".to_vec()),
     ] {
-        let by_wadm = wadm.request(op, name, body.clone()).await.unwrap();
-        let by_trellis = trellis.request(op, name, body.clone()).await.unwrap();
+        let (by_wadm, by_trellis) = ask_both(&wadm, &trellis, op, name, body.clone()).await;
         if by_wadm != by_trellis {
             disagreements.push(format!(
                 "{op} {name:?} {}:\n  wadm: {by_wadm}\n  trellis: {by_trellis}",
@@ -749,8 +759,8 @@ async fn a_deployed_app_reads_the_same_from_wadm_and_the_deployer() {
     loop {
         let mut replies = Vec::new();
         for (op, name) in requests {
-            let by_wadm = lattice.client.request(op, name, vec![]).await.unwrap();
-            let by_trellis = trellis.request(op, name, vec![]).await.unwrap();
+            let (by_wadm, by_trellis) =
+                ask_both(&lattice.client, &trellis, op, name, Vec::new()).await;
             replies.push((op, by_wadm, by_trellis));
         }
         let deployed = replies[0].1["status"]["status"]["type"] == "deployed";
